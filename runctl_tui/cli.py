@@ -1,0 +1,193 @@
+"""The ``runctl-tui`` command: the dashboard, ``status`` and ``config``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import platformdirs
+
+from runctl_tui import __version__
+from runctl_tui.config import (
+    APP_NAME,
+    CONFIG_ENV,
+    ConfigError,
+    Settings,
+    config_path,
+    default_config_text,
+    load_settings,
+)
+from runctl_tui.services.fleet import Fleet
+
+log = logging.getLogger("runctl_tui")
+
+EXIT_OK, EXIT_PROVIDER_FAILED, EXIT_USAGE = 0, 1, 2
+QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "werkzeug", "moto", "asyncio")
+"""Third-party loggers kept at WARNING even with --debug: their debug output carries request
+headers, including session tokens."""
+
+
+def log_path() -> Path:
+    """The app's diagnostic log file."""
+    return platformdirs.user_log_path(APP_NAME) / "runctl-tui.log"
+
+
+def setup_logging(debug: bool) -> Path:
+    """Send diagnostics to the log file only, never to the terminal."""
+    path = log_path()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+        )
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    return path
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default,
+        help=f"config file (default: ${CONFIG_ENV}, else {config_path(None)})",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        default=default if suppress else False,
+        help="use the built-in demo fleet (a local EC2 server; no credentials, no network)",
+    )
+    parser.add_argument(
+        "--readonly",
+        action="store_true",
+        default=default if suppress else False,
+        help="disable stop, start and terminate",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default if suppress else False,
+        help=f"verbose diagnostics in {log_path()}",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="runctl-tui",
+        description="A keyboard-driven dashboard for ML training machines on AWS EC2.",
+        epilog="With no command, opens the dashboard. Keys: press ? inside it.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _common(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    status = commands.add_parser(
+        "status", help="print the fleet once and exit (1 if a provider failed)"
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    _common(status, suppress=True)
+    config = commands.add_parser("config", help="where the config lives; write a default one")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    init = config_commands.add_parser("init", help="write a commented default config file")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    _common(init, suppress=True)
+    path = config_commands.add_parser("path", help="print the config path in force")
+    _common(path, suppress=True)
+    return parser
+
+
+def _config_command(args: argparse.Namespace) -> int:
+    target = config_path(args.config)
+    if args.config_command == "path":
+        print(target)
+        return EXIT_OK
+    if target.exists() and not args.force:
+        print(f"{APP_NAME}: {target} already exists (use --force to overwrite)", file=sys.stderr)
+        return EXIT_USAGE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(default_config_text(), encoding="utf-8")
+    print(f"wrote {target}")
+    return EXIT_OK
+
+
+def _build_fleet(settings: Settings, demo: bool) -> tuple[Fleet, list[str]]:
+    from runctl_tui.audit import Journal
+
+    warnings: list[str] = []
+    if demo:
+        from runctl_tui.demo import DemoBackend, demo_providers
+
+        providers = list(demo_providers(DemoBackend(), settings.protect_tag))
+    else:
+        from runctl_tui.providers.registry import load_providers
+
+        found, warnings = load_providers(settings)
+        providers = list(found)
+    fleet = Fleet(
+        providers,
+        journal=Journal(),
+        readonly=settings.readonly,
+        protect_tag=settings.protect_tag,
+    )
+    return fleet, warnings
+
+
+def _status_command(settings: Settings, args: argparse.Namespace) -> int:
+    from runctl_tui.costs.rates import bundled_prices
+    from runctl_tui.views import json_report, text_report
+
+    fleet, warnings = _build_fleet(settings, args.demo)
+    for warning in warnings:
+        print(f"{APP_NAME}: warning: {warning}", file=sys.stderr)
+    snapshot = fleet.poll()
+    if args.json:
+        print(json.dumps(json_report(snapshot, bundled_prices()), indent=2))
+    else:
+        print(text_report(snapshot, bundled_prices()))
+    return EXIT_OK if snapshot.all_ok else EXIT_PROVIDER_FAILED
+
+
+def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
+    from runctl_tui.tui.app import RunctlApp
+
+    fleet, warnings = _build_fleet(settings, args.demo)
+    app = RunctlApp(settings, fleet, demo=args.demo, startup_warnings=warnings)
+    app.run()
+    return app.return_code or EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "config":
+        return _config_command(args)
+    setup_logging(args.debug)
+    overrides = {"readonly": True} if args.readonly else {}
+    try:
+        settings = load_settings(args.config, **overrides)
+    except ConfigError as exc:
+        print(f"{APP_NAME}: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    log.info("runctl-tui %s starting (demo=%s, readonly=%s)", __version__, args.demo, settings.readonly)
+    try:
+        if args.command == "status":
+            return _status_command(settings, args)
+        return _dashboard(settings, args)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,194 @@
+"""The built-in demo backend: moto's EC2 server in-process on 127.0.0.1, seeded with a GPU fleet.
+
+The app talks to it with exactly the boto3 code a real account uses; only the endpoint and the
+(fake) credentials differ. Nothing here is imported until the first poll needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from runctl_tui.providers.aws import AwsProvider, Ec2Clients
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.client import EC2Client
+
+DEMO_REGIONS = ("us-east-1", "eu-west-1")
+DEMO_KEY = ("demo", "demo")
+"""Fake credentials: the user's real ones are never sent to the demo server."""
+DEMO_AMI = "ami-0a1b2c3d4e5f60718"
+
+
+@dataclass(frozen=True)
+class DemoMachine:
+    """One seeded instance."""
+
+    name: str
+    region: str
+    zone: str
+    instance_type: str
+    age: timedelta
+    spot: str | None = None
+    """``one-time`` or ``persistent`` for spot instances."""
+    stopped: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+DEMO_FLEET: tuple[DemoMachine, ...] = (
+    DemoMachine(
+        "llama3-70b-sft", "us-east-1", "us-east-1a", "p5.48xlarge", timedelta(days=2, hours=5),
+        tags={"project": "llm-sft", "owner": "maria", "runctl:protect": "true"},
+    ),
+    DemoMachine(
+        "dpo-sweep-lr3e-6", "us-east-1", "us-east-1b", "p4d.24xlarge", timedelta(hours=6, minutes=12),
+        spot="persistent", tags={"project": "dpo-sweep", "owner": "kenji"},
+    ),
+    DemoMachine(
+        "dpo-sweep-lr1e-5", "us-east-1", "us-east-1b", "p4d.24xlarge", timedelta(hours=6, minutes=11),
+        spot="persistent", tags={"project": "dpo-sweep", "owner": "kenji"},
+    ),
+    DemoMachine(
+        "sdxl-lora-finetune", "us-east-1", "us-east-1c", "g6e.12xlarge", timedelta(hours=19, minutes=3),
+        tags={"project": "diffusion", "owner": "ana"},
+    ),
+    DemoMachine(
+        "eval-harness", "us-east-1", "us-east-1a", "g5.xlarge", timedelta(minutes=47),
+        tags={"project": "evals", "owner": "maria"},
+    ),
+    DemoMachine(
+        "whisper-distill", "us-east-1", "us-east-1d", "g6e.xlarge", timedelta(hours=3, minutes=40),
+        spot="one-time", tags={"project": "speech", "owner": "li"},
+    ),
+    DemoMachine(
+        "notebook-ana", "us-east-1", "us-east-1a", "g5.2xlarge", timedelta(days=9),
+        stopped=True, tags={"owner": "ana"},
+    ),
+    DemoMachine(
+        "reward-model-7b", "eu-west-1", "eu-west-1a", "p4d.24xlarge", timedelta(days=1, hours=2),
+        tags={"project": "rlhf", "owner": "tom"},
+    ),
+    DemoMachine(
+        "tokenize-shards", "eu-west-1", "eu-west-1b", "c6i.xlarge", timedelta(hours=1, minutes=5),
+        tags={"project": "data", "owner": "tom"},
+    ),
+    DemoMachine(
+        "inference-smoke", "eu-west-1", "eu-west-1c", "g6.xlarge", timedelta(minutes=18),
+        spot="one-time", tags={"project": "serving", "owner": "li"},
+    ),
+    DemoMachine(
+        "vit-pretrain-2024", "eu-west-1", "eu-west-1a", "g5.12xlarge", timedelta(days=30),
+        stopped=True, tags={"project": "vision", "owner": "kenji"},
+    ),
+)
+
+
+def _launch(client: EC2Client, machine: DemoMachine) -> str:
+    spec: dict[str, Any] = {
+        "ImageId": DEMO_AMI,
+        "InstanceType": machine.instance_type,
+        "KeyName": "ml-team",
+        "Placement": {"AvailabilityZone": machine.zone},
+        "BlockDeviceMappings": [
+            {
+                "DeviceName": "/dev/sda1",
+                "Ebs": {"VolumeSize": 500, "VolumeType": "gp3", "DeleteOnTermination": True},
+            }
+        ],
+    }
+    if machine.spot:
+        answer = client.request_spot_instances(
+            InstanceCount=1, Type=machine.spot, LaunchSpecification=spec  # type: ignore[typeddict-item, arg-type]
+        )
+        instance_id = answer["SpotInstanceRequests"][0]["InstanceId"]
+    else:
+        answer2 = client.run_instances(MinCount=1, MaxCount=1, **spec)
+        instance_id = answer2["Instances"][0]["InstanceId"]
+    tags = {"Name": machine.name, **machine.tags}
+    client.create_tags(
+        Resources=[instance_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+    )
+    if machine.stopped:
+        client.stop_instances(InstanceIds=[instance_id])
+    return instance_id
+
+
+def seed(clients: Ec2Clients, fleet: tuple[DemoMachine, ...] = DEMO_FLEET) -> dict[str, str]:
+    """Create ``fleet`` through the EC2 API; returns name to instance id."""
+    ids: dict[str, str] = {}
+    for region in {m.region for m in fleet}:
+        clients.client(region).create_key_pair(KeyName="ml-team")
+    for machine in fleet:
+        ids[machine.name] = _launch(clients.client(machine.region), machine)
+    return ids
+
+
+def _backdate(ids: dict[str, str], fleet: tuple[DemoMachine, ...]) -> None:
+    """Give the seeded instances varied launch times (moto launches everything 'now')."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for machine in fleet:
+        backend = ec2_backends[DEFAULT_ACCOUNT_ID][machine.region]
+        instance = backend.get_instance(ids[machine.name])
+        instance.launch_time = now - machine.age
+
+
+class DemoBackend:
+    """Starts and seeds the in-process EC2 server on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self._url: str | None = None
+
+    def endpoint(self) -> str:
+        """The server's URL, starting and seeding it the first time."""
+        with self._lock:
+            if self._url is None:
+                os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+                logging.getLogger("werkzeug").setLevel(logging.ERROR)
+                from moto.server import ThreadedMotoServer
+
+                server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+                server.start()
+                host, port = server.get_host_and_port()
+                url = f"http://{host}:{port}"
+                seeder = Ec2Clients(endpoint_url=url, access_key=DEMO_KEY)
+                _backdate(seed(seeder), DEMO_FLEET)
+                self._server, self._url = server, url
+            return self._url
+
+    def stop(self) -> None:
+        """Shut the server down."""
+        with self._lock:
+            if self._server is not None:
+                self._server.stop()
+                self._server, self._url = None, None
+
+
+class DemoClients(Ec2Clients):
+    """EC2 clients that point at the demo server, starting it on first use."""
+
+    def __init__(self, backend: DemoBackend) -> None:
+        super().__init__(access_key=DEMO_KEY)
+        self._backend = backend
+
+    def default_region(self) -> str | None:
+        """The demo's first region."""
+        return DEMO_REGIONS[0]
+
+    def client(self, region: str) -> EC2Client:
+        """A client for the demo server."""
+        self._endpoint_url = self._backend.endpoint()
+        return super().client(region)
+
+
+def demo_providers(backend: DemoBackend, protect_tag: str = "runctl:protect") -> list[AwsProvider]:
+    """The providers the demo shows: EC2 in two regions, through the demo server."""
+    return [AwsProvider(DemoClients(backend), DEMO_REGIONS, protect_tag=protect_tag)]

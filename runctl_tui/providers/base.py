@@ -1,0 +1,82 @@
+"""The provider protocol every backend implements, and the one error type it raises."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from runctl_tui.models import Action, Instance, InstanceState
+
+
+class ProviderError(Exception):
+    """Every SDK failure is re-raised as this, naming the provider and how to fix it."""
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        hint: str | None = None,
+        partial: Sequence[Instance] | None = None,
+        failed_regions: Sequence[str] = (),
+    ) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.message = message
+        self.hint = hint
+        self.partial = tuple(partial) if partial is not None else None
+        """Instances from the regions that did answer, when only some failed."""
+        self.failed_regions = tuple(failed_regions)
+
+
+class NotFoundError(ProviderError):
+    """The instance no longer exists at the provider."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Which actions a provider supports at all."""
+
+    stop: bool = True
+    start: bool = True
+    terminate: bool = True
+
+    def allows(self, action: Action) -> bool:
+        """Whether ``action`` is supported."""
+        return bool(getattr(self, action.value))
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A source of machines. Calls block: run them off the UI thread."""
+
+    @property
+    def name(self) -> str:
+        """Unique name shown in the UI, e.g. ``aws``."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Actions this provider can perform."""
+        ...
+
+    def list_instances(self) -> list[Instance]:
+        """Every instance, freshly described. Raises :class:`ProviderError`."""
+        ...
+
+    def describe(self, instance: Instance) -> Instance:
+        """The current state of one instance. Raises :class:`NotFoundError` if gone."""
+        ...
+
+    def stop(self, instance: Instance) -> InstanceState:
+        """Stop; returns the state the provider reports right after."""
+        ...
+
+    def start(self, instance: Instance) -> InstanceState:
+        """Start a stopped instance; returns the state reported right after."""
+        ...
+
+    def terminate(self, instance: Instance) -> InstanceState:
+        """Terminate; returns the state reported right after."""
+        ...

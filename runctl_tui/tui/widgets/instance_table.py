@@ -1,0 +1,369 @@
+"""The fleet table: renders only the rows in view, keyed by instance, cursor kept by key."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from runctl_tui.costs.rates import PriceTable, bundled_prices
+from runctl_tui.models import Instance, InstanceState
+from runctl_tui.views import COLUMNS, RIGHT_ALIGNED, STATE_COLUMN, row_cells, sort_key
+
+GAP = 2
+MAX_WIDTH = {COLUMNS.index("NAME"): 28, COLUMNS.index("GPUS"): 16}
+DIMMED_STATES = frozenset({InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN})
+
+
+def fit(text: str, width: int, right: bool = False) -> str:
+    """Pad or truncate ``text`` to exactly ``width`` cells, with an ellipsis when cut."""
+    length = cell_len(text)
+    if length > width:
+        return set_cell_size(text, width - 1) + "…" if width > 1 else set_cell_size(text, width)
+    padding = " " * (width - length)
+    return padding + text if right else text + padding
+
+
+def matches(cells: Sequence[str], instance: Instance, needle: str) -> bool:
+    """Whether a lower-case filter ``needle`` occurs in any cell, tag or attribute."""
+    haystack = [*cells, instance.region, instance.private_ip or "", instance.image_id or ""]
+    haystack.extend(f"{k}={v}" for k, v in instance.tags.items())
+    return any(needle in text.lower() for text in haystack)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One displayed instance with its rendered cells."""
+
+    instance: Instance
+    cells: tuple[str, ...]
+
+
+class InstanceTable(ScrollView, can_focus=True):
+    """Every instance of the fleet, one line each, with a cursor and marks."""
+
+    BINDINGS: list[BindingType] = [
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home,g", "first", "First", show=False),
+        Binding("end,G", "last", "Last", show=False),
+    ]
+
+    COMPONENT_CLASSES = {
+        "instance-table--header",
+        "instance-table--cursor",
+        "instance-table--marked",
+        "instance-table--stale",
+        "instance-table--dim",
+        "instance-table--empty",
+        "instance-table--protected",
+        "instance-table--state-running",
+        "instance-table--state-pending",
+        "instance-table--state-stopped",
+        "instance-table--state-gone",
+    }
+
+    DEFAULT_CSS = """
+    InstanceTable {
+        background: $surface;
+        scrollbar-gutter: stable;
+    }
+    InstanceTable > .instance-table--header { text-style: bold; background: $panel; }
+    InstanceTable > .instance-table--cursor {
+        background: $block-cursor-blurred-background;
+        color: $block-cursor-blurred-foreground;
+    }
+    InstanceTable:focus > .instance-table--cursor {
+        background: $block-cursor-background;
+        color: $block-cursor-foreground;
+        text-style: bold;
+    }
+    InstanceTable > .instance-table--marked { color: $text-accent; text-style: bold; }
+    InstanceTable > .instance-table--stale { text-style: italic; color: $text-muted; }
+    InstanceTable > .instance-table--dim { color: $text-disabled; }
+    InstanceTable > .instance-table--empty { color: $text-muted; text-style: italic; }
+    InstanceTable > .instance-table--protected { color: $text-warning; text-style: bold; }
+    InstanceTable > .instance-table--state-running { color: $text-success; }
+    InstanceTable > .instance-table--state-pending { color: $text-warning; }
+    InstanceTable > .instance-table--state-stopped { color: $text-muted; }
+    InstanceTable > .instance-table--state-gone { color: $text-error; }
+    """
+
+    class CursorMoved(Message):
+        """The instance under the cursor changed (or its data did)."""
+
+        def __init__(self, instance: Instance | None) -> None:
+            self.instance = instance
+            super().__init__()
+
+    class MarksChanged(Message):
+        """Rows were marked or unmarked."""
+
+        def __init__(self, count: int) -> None:
+            self.count = count
+            super().__init__()
+
+    def __init__(
+        self,
+        *,
+        prices: PriceTable | None = None,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.prices = prices or bundled_prices()
+        self.empty_text = "Waiting for the first poll…"
+        self.marked: set[str] = set()
+        self._all: list[Row] = []
+        self._rows: list[Row] = []
+        self._index: dict[str, int] = {}
+        self._widths: list[int] = [cell_len(c) for c in COLUMNS]
+        self._cursor = 0
+        self._cursor_key: str | None = None
+        self._filter = ""
+        self._stale: frozenset[str] = frozenset()
+        self._notified: Instance | None = None
+
+    # Data in -------------------------------------------------------------------------------
+
+    def show(
+        self, instances: Sequence[Instance], now: datetime, stale: Collection[str] = ()
+    ) -> None:
+        """Replace the data; the cursor stays on its instance and the scroll offset is kept."""
+        self._stale = frozenset(stale)
+        ordered = sorted(instances, key=sort_key)
+        self._all = [Row(i, row_cells(i, now, self.prices)) for i in ordered]
+        present = {row.instance.key for row in self._all}
+        if self.marked - present:
+            self.marked &= present
+            self.post_message(self.MarksChanged(len(self.marked)))
+        self._apply()
+
+    def set_filter(self, text: str) -> None:
+        """Show only rows containing ``text`` (case-insensitive) in any cell or tag."""
+        self._filter = text.strip().lower()
+        self._apply()
+
+    @property
+    def filter_text(self) -> str:
+        """The filter in force, lower-cased."""
+        return self._filter
+
+    def _apply(self) -> None:
+        needle = self._filter
+        rows = [r for r in self._all if matches(r.cells, r.instance, needle)] if needle else self._all
+        self._rows = rows
+        self._index = {row.instance.key: n for n, row in enumerate(rows)}
+        widths = [cell_len(c) for c in COLUMNS]
+        for row in self._all:
+            for n, cell in enumerate(row.cells):
+                widths[n] = max(widths[n], cell_len(cell))
+        self._widths = [min(w, MAX_WIDTH.get(n, w)) for n, w in enumerate(widths)]
+        # The first column carries the mark as well as the protection flag.
+        self._widths[0] = 2
+        if self._cursor_key in self._index:
+            self._cursor = self._index[self._cursor_key]
+        else:
+            self._cursor = min(self._cursor, max(len(rows) - 1, 0))
+            self._cursor_key = rows[self._cursor].instance.key if rows else None
+        total_width = sum(self._widths) + GAP * (len(self._widths) - 1)
+        self.virtual_size = Size(total_width, len(rows) + 1)
+        self._notify_cursor()
+        self.refresh()
+
+    # Data out ------------------------------------------------------------------------------
+
+    @property
+    def row_count(self) -> int:
+        """Rows shown after filtering."""
+        return len(self._rows)
+
+    @property
+    def keys(self) -> list[str]:
+        """Keys of the rows shown, in display order."""
+        return [row.instance.key for row in self._rows]
+
+    @property
+    def cursor_row(self) -> int:
+        """Index of the cursor among the rows shown."""
+        return self._cursor
+
+    @property
+    def current(self) -> Instance | None:
+        """The instance under the cursor."""
+        return self._rows[self._cursor].instance if self._rows else None
+
+    def instance(self, key: str) -> Instance | None:
+        """The shown instance with ``key``, if any."""
+        index = self._index.get(key)
+        return None if index is None else self._rows[index].instance
+
+    def targets(self) -> tuple[Instance, ...]:
+        """What an action applies to: the marked rows (in display order), else the cursor row."""
+        if self.marked:
+            return tuple(r.instance for r in self._all if r.instance.key in self.marked)
+        return (self.current,) if self.current else ()
+
+    # Cursor and marks ----------------------------------------------------------------------
+
+    def move_cursor(self, row: int) -> None:
+        """Put the cursor on ``row`` (clamped) and scroll it into view."""
+        if not self._rows:
+            return
+        self._cursor = max(0, min(row, len(self._rows) - 1))
+        self._cursor_key = self._rows[self._cursor].instance.key
+        self._scroll_to_cursor()
+        self._notify_cursor()
+        self.refresh()
+
+    def move_to_key(self, key: str) -> None:
+        """Put the cursor on the instance with ``key``."""
+        if key in self._index:
+            self.move_cursor(self._index[key])
+
+    def toggle_mark(self) -> None:
+        """Mark or unmark the cursor row."""
+        if not self._rows:
+            return
+        key = self._rows[self._cursor].instance.key
+        self.marked.symmetric_difference_update({key})
+        self.post_message(self.MarksChanged(len(self.marked)))
+        self.refresh()
+
+    def clear_marks(self) -> None:
+        """Unmark every row."""
+        if self.marked:
+            self.marked.clear()
+            self.post_message(self.MarksChanged(0))
+            self.refresh()
+
+    def _body_height(self) -> int:
+        return max(self.scrollable_content_region.height - 1, 1)
+
+    def _scroll_to_cursor(self) -> None:
+        top = round(self.scroll_offset.y)
+        height = self._body_height()
+        if self._cursor < top:
+            self.scroll_to(y=self._cursor, animate=False, immediate=True)
+        elif self._cursor >= top + height:
+            self.scroll_to(y=self._cursor - height + 1, animate=False, immediate=True)
+
+    def _notify_cursor(self) -> None:
+        current = self.current
+        if current is not self._notified:
+            self._notified = current
+            self.post_message(self.CursorMoved(current))
+
+    def action_cursor_up(self) -> None:
+        """Move up one row."""
+        self.move_cursor(self._cursor - 1)
+
+    def action_cursor_down(self) -> None:
+        """Move down one row."""
+        self.move_cursor(self._cursor + 1)
+
+    def action_page_up(self) -> None:
+        """Move up one screen."""
+        self.move_cursor(self._cursor - self._body_height())
+
+    def action_page_down(self) -> None:
+        """Move down one screen."""
+        self.move_cursor(self._cursor + self._body_height())
+
+    def action_first(self) -> None:
+        """Move to the first row."""
+        self.move_cursor(0)
+
+    def action_last(self) -> None:
+        """Move to the last row."""
+        self.move_cursor(len(self._rows) - 1)
+
+    def on_click(self, event: events.Click) -> None:
+        """Clicking a row puts the cursor on it."""
+        offset = event.get_content_offset(self)
+        if offset is not None and offset.y >= 1:
+            self.move_cursor(round(self.scroll_offset.y) + offset.y - 1)
+
+    # Rendering -----------------------------------------------------------------------------
+
+    def _style(self, component: str) -> Style:
+        return self.get_component_rich_style(f"instance-table--{component}")
+
+    def _line(self, cells: Sequence[str], styles: Sequence[Style], base: Style) -> list[Segment]:
+        segments: list[Segment] = []
+        gap = Segment(" " * GAP, base)
+        for n, (cell, width) in enumerate(zip(cells, self._widths, strict=True)):
+            if n:
+                segments.append(gap)
+            segments.append(Segment(fit(cell, width, n in RIGHT_ALIGNED), styles[n]))
+        return segments
+
+    def render_line(self, y: int) -> Strip:
+        """Line ``y`` of the view: the header, a row, or blank."""
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if y == 0:
+            header = base + self._style("header")
+            segments = self._line(COLUMNS, [header] * len(COLUMNS), header)
+        else:
+            index = scroll_y + y - 1
+            if not self._rows:
+                if y != 2:
+                    return Strip.blank(width, base)
+                text = self.empty_text
+                strip = Strip([Segment("  " + text, base + self._style("empty"))])
+                return strip.extend_cell_length(width, base).crop(0, width)
+            if index >= len(self._rows):
+                return Strip.blank(width, base)
+            segments = self._row_segments(index, base)
+        strip = Strip(segments).extend_cell_length(scroll_x + width, base)
+        return strip.crop(scroll_x, scroll_x + width)
+
+    def _row_segments(self, index: int, base: Style) -> list[Segment]:
+        row = self._rows[index]
+        instance = row.instance
+        marked = instance.key in self.marked
+        style = base
+        if instance.provider in self._stale:
+            style += self._style("stale")
+        elif instance.state in DIMMED_STATES:
+            style += self._style("dim")
+        if marked:
+            style += self._style("marked")
+        cursor = index == self._cursor
+        if cursor:
+            style += self._style("cursor")
+        styles = [style] * len(row.cells)
+        if not cursor:
+            styles[STATE_COLUMN] = style + self._style(f"state-{state_class(instance.state)}")
+            if instance.protected:
+                styles[0] = style + self._style("protected")
+        cells = list(row.cells)
+        cells[0] = ("●" if marked else " ") + cells[0]
+        line = self._line(cells, styles, style)
+        return line
+
+
+def state_class(state: InstanceState) -> str:
+    """The style suffix for a state."""
+    if state is InstanceState.RUNNING:
+        return "running"
+    if state in {InstanceState.PENDING, InstanceState.STOPPING}:
+        return "pending"
+    if state in DIMMED_STATES:
+        return "gone"
+    return "stopped"
