@@ -162,9 +162,14 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         first = exc.errors()[0]
         line = _key_line(text, first["loc"])
         where = f"{source}:{line}" if line else str(source)
-        env_name = "RUNCTL_TUI_" + "__".join(str(p) for p in first["loc"]).upper()
-        if line is None and env_name in os.environ:
-            where = f"environment variable {env_name}"
+        # The environment wins over the file, so a bad value set in both came from the variable.
+        # List indexes in ``loc`` are not part of a variable's name; a whole table may be one.
+        names = [p for p in first["loc"] if isinstance(p, str)]
+        for depth in range(len(names), 0, -1):
+            env_name = "RUNCTL_TUI_" + "__".join(names[:depth]).upper()
+            if env_name in os.environ:
+                where = f"environment variable {env_name}"
+                break
         more = len(exc.errors()) - 1
         tail = f" (+{more} more)" if more else ""
         raise ConfigError(f"{where}: {_describe(first, _known_keys(first['loc']))}{tail}") from None

@@ -72,7 +72,6 @@ class RunctlApp(App[None]):
     def on_mount(self) -> None:
         """Apply the keymap and surface start-up warnings."""
         self.set_class(self.demo, "-demo")
-        self.set_class(self.fleet.readonly, "-readonly")
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
             known = {

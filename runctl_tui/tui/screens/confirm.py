@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 
 from runctl_tui.costs.rates import PriceTable
@@ -51,10 +52,10 @@ def target_text(action: Action, instance: Instance, prices: PriceTable, protect_
     text = Text()
     text.append(instance.name or "(no name)", "bold")
     text.append(f"  {instance.id}  {instance.instance_type}  {instance.zone or instance.region}")
-    text.append(f"  {cost}", "bold")
-    if rate and "spot" in rate.basis:
-        text.append(" (on-demand price; spot bills less)", "italic")
     text.append(f"  [{instance.state}]")
+    text.append(f"\n   {cost}", "bold")
+    if rate and "spot" in rate.basis:
+        text.append(" (on-demand list price; spot bills less)", "italic")
     reason = refusal(action, instance, instance, protect_tag)
     if reason:
         text.append(f"\n   ✖ will be refused: {reason}", "bold red")
@@ -160,7 +161,11 @@ class ConfirmScreen(ModalScreen[bool]):
     def on_mount(self) -> None:
         """Cancel is preselected."""
         self.set_class(self.action is Action.START, "-start")
-        self.query_one("#cancel", Button).focus()
+        self.first_focus().focus()
+
+    def first_focus(self) -> Widget:
+        """The widget focused when the modal opens."""
+        return self.query_one("#cancel", Button)
 
     @on(Button.Pressed, "#cancel")
     def _cancel_pressed(self) -> None:
@@ -211,11 +216,15 @@ class ConfirmTerminate(ConfirmScreen):
         yield Static("", id="mismatch")
 
     def on_mount(self) -> None:
-        """Focus the text box when there is anything to terminate."""
+        """Terminate stays disabled until the text matches."""
         super().on_mount()
-        if self.actionable:
-            self.query_one("#typed-input", Input).focus()
         self.query_one("#confirm", Button).disabled = True
+
+    def first_focus(self) -> Widget:
+        """The text box, when there is anything to terminate."""
+        if self.actionable:
+            return self.query_one("#typed-input", Input)
+        return super().first_focus()
 
     @on(Input.Changed, "#typed-input")
     def check_typed(self, event: Input.Changed) -> None:

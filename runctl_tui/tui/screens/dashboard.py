@@ -94,6 +94,9 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         """Start polling; age labels tick every second."""
+        header = self.query_one(Header)
+        header.set_class(self.demo, "-demo")
+        header.set_class(self.fleet.readonly, "-readonly")
         self.table.focus()
         self.poll_now()
         self.set_interval(self.poll_seconds, self.poll_now, name="poll")
@@ -193,13 +196,12 @@ class DashboardScreen(Screen[None]):
     # Actions -------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Grey out actions with no target, and every action in read-only mode."""
+        """Grey out (``None``) actions with no target, and every action in read-only mode."""
         if action in ACTIONS:
-            if self.fleet.readonly:
-                return False
-            return bool(self.is_mounted and self.table.targets())
-        if action == "mark":
-            return bool(self.is_mounted and self.table.row_count)
+            if self.fleet.readonly or not (self.is_mounted and self.table.targets()):
+                return None
+        elif action == "mark" and not (self.is_mounted and self.table.row_count):
+            return None
         return True
 
     def action_refresh(self) -> None:

@@ -1,0 +1,183 @@
+"""AwsProvider against moto's EC2 server: listing, describing and really changing state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from runctl_tui.models import GpuSpec, InstanceState, Lifecycle
+from runctl_tui.providers.aws import AwsProvider, Ec2Clients
+from runctl_tui.providers.base import NotFoundError
+from tests.integration.conftest import Ec2Admin
+
+pytestmark = pytest.mark.integration
+
+
+def test_lists_two_regions_with_gpus_spot_types_and_tags(
+    ec2: Ec2Admin, provider: AwsProvider
+) -> None:
+    protected = ec2.launch(
+        "us-east-1",
+        "p5.48xlarge",
+        name="llama3-70b-sft",
+        tags={"owner": "maria", "runctl:protect": "true"},
+        zone="us-east-1b",
+    )
+    one_time = ec2.launch("us-east-1", "g6e.xlarge", name="whisper", spot="one-time")
+    persistent = ec2.launch("us-east-1", "p4d.24xlarge", name="dpo-sweep", spot="persistent")
+    cpu = ec2.launch("eu-west-1", "c6i.xlarge", name="tokenize")
+    stopped = ec2.launch("eu-west-1", "g5.12xlarge", name="vit", stopped=True)
+    before = datetime.now(UTC) - timedelta(minutes=1)
+
+    instances = {i.id: i for i in provider.list_instances()}
+
+    assert set(instances) == {protected, one_time, persistent, cpu, stopped}
+    p5 = instances[protected]
+    assert (p5.provider, p5.region, p5.zone) == ("aws", "us-east-1", "us-east-1b")
+    assert p5.name == "llama3-70b-sft"
+    assert p5.tags == {"Name": "llama3-70b-sft", "owner": "maria", "runctl:protect": "true"}
+    assert p5.protected is True
+    assert p5.gpus == GpuSpec(count=8, model="H100", memory_mib=81920)
+    assert p5.instance_store_gb > 0
+    assert p5.lifecycle is Lifecycle.ON_DEMAND
+    assert p5.spot_request_type is None
+    assert p5.state is InstanceState.RUNNING
+    assert p5.image_id is not None
+    assert p5.image_id.startswith("ami-")
+    assert p5.launched_at is not None
+    assert p5.launched_at.tzinfo is not None
+    assert p5.launched_at >= before
+    assert [v.device for v in p5.volumes] == ["/dev/sda1"]
+    assert p5.volumes[0].id.startswith("vol-")
+
+    spot = instances[one_time]
+    assert spot.lifecycle is Lifecycle.SPOT
+    assert spot.spot_request_type == "one-time"
+    assert spot.one_time_spot
+    assert spot.gpus is not None
+    assert spot.gpus.label() == "1x L40S 45G"
+    assert spot.protected is False
+    assert instances[persistent].spot_request_type == "persistent"
+    assert not instances[persistent].one_time_spot
+    assert instances[persistent].gpus == GpuSpec(count=8, model="A100", memory_mib=40960)
+
+    assert instances[cpu].region == "eu-west-1"
+    assert instances[cpu].gpus is None
+    assert instances[stopped].state is InstanceState.STOPPED
+    assert instances[stopped].uptime(datetime.now(UTC)) is None
+
+
+def test_results_keep_region_order(ec2: Ec2Admin, clients: Ec2Clients) -> None:
+    west = ec2.launch("eu-west-1")
+    east = ec2.launch("us-east-1")
+
+    listed = AwsProvider(clients, ["eu-west-1", "us-east-1"]).list_instances()
+
+    assert [i.id for i in listed] == [west, east]
+
+
+def test_empty_account(provider: AwsProvider) -> None:
+    assert provider.list_instances() == []
+
+
+def test_custom_protect_tag(ec2: Ec2Admin, clients: Ec2Clients) -> None:
+    keep = ec2.launch(tags={"team:keep": "yes"})
+    other = ec2.launch(tags={"runctl:protect": "true"})
+
+    listed = {i.id: i for i in AwsProvider(clients, ["us-east-1"], protect_tag="team:keep").list_instances()}
+
+    assert listed[keep].protected is True
+    assert listed[other].protected is False
+
+
+def test_describe_sees_changes_made_elsewhere(ec2: Ec2Admin, provider: AwsProvider) -> None:
+    instance_id = ec2.launch("eu-west-1", "g5.xlarge", name="before")
+    (seen,) = provider.list_instances()
+    ec2.client("eu-west-1").stop_instances(InstanceIds=[instance_id])
+    ec2.tag("eu-west-1", instance_id, "runctl:protect", "true")
+
+    fresh = provider.describe(seen)
+
+    assert fresh.id == instance_id
+    assert fresh.region == "eu-west-1"
+    assert fresh.state is InstanceState.STOPPED
+    assert fresh.protected is True
+    assert fresh.gpus == seen.gpus
+
+
+def test_describe_of_a_spot_instance_knows_its_request_type(
+    ec2: Ec2Admin, clients: Ec2Clients
+) -> None:
+    instance_id = ec2.launch(spot="one-time")
+    (seen,) = AwsProvider(clients, ["us-east-1"]).list_instances()
+
+    # A new provider has no cache: describe() must learn the request type itself.
+    fresh = AwsProvider(clients, ["us-east-1"]).describe(seen)
+
+    assert fresh.id == instance_id
+    assert fresh.one_time_spot
+
+
+def test_describe_of_a_missing_instance(provider: AwsProvider, ec2: Ec2Admin) -> None:
+    ec2.launch()
+    (seen,) = provider.list_instances()
+    ghost = seen.model_copy(update={"id": "i-0123456789abcdef0"})
+
+    with pytest.raises(NotFoundError, match="i-0123456789abcdef0 no longer exists"):
+        provider.describe(ghost)
+
+
+def test_stop_start_terminate_really_change_state(ec2: Ec2Admin, provider: AwsProvider) -> None:
+    instance_id = ec2.launch("eu-west-1", "g5.xlarge")
+    (instance,) = provider.list_instances()
+
+    assert provider.stop(instance) is InstanceState.STOPPING
+    assert ec2.state("eu-west-1", instance_id) == "stopped"
+
+    assert provider.start(instance) is InstanceState.PENDING
+    assert ec2.state("eu-west-1", instance_id) == "running"
+
+    assert provider.terminate(instance) is InstanceState.SHUTTING_DOWN
+    assert ec2.state("eu-west-1", instance_id) == "terminated"
+    assert provider.describe(instance).state is InstanceState.TERMINATED
+
+
+def test_actions_touch_only_their_instance(ec2: Ec2Admin, provider: AwsProvider) -> None:
+    target = ec2.launch("us-east-1", name="target")
+    bystander = ec2.launch("us-east-1", name="bystander")
+    instance = next(i for i in provider.list_instances() if i.id == target)
+
+    provider.terminate(instance)
+
+    assert ec2.state("us-east-1", target) == "terminated"
+    assert ec2.state("us-east-1", bystander) == "running"
+
+
+def test_all_regions_are_resolved_with_describe_regions(
+    ec2: Ec2Admin, clients: Ec2Clients
+) -> None:
+    east = ec2.launch("us-east-1")
+    sydney = ec2.launch("ap-southeast-2")
+    provider = AwsProvider(clients, ["all"])
+
+    regions = provider.regions()
+    listed = {i.id: i.region for i in provider.list_instances()}
+
+    known = {r["RegionName"]: r.get("OptInStatus") for r in ec2.client("us-east-1").describe_regions()["Regions"]}
+    assert {"us-east-1", "eu-west-1", "ap-southeast-2"} <= set(regions)
+    assert regions == sorted(r for r, status in known.items() if status != "not-opted-in")
+    assert len(regions) > 10
+    assert listed == {east: "us-east-1", sydney: "ap-southeast-2"}
+
+
+def test_no_regions_means_the_default_region(
+    ec2: Ec2Admin, clients: Ec2Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    west = ec2.launch("eu-west-1")
+    ec2.launch("us-east-1")
+    provider = AwsProvider(Ec2Clients(endpoint_url=clients._endpoint_url, access_key=("testing", "testing")))
+
+    assert provider.regions() == ["eu-west-1"]
+    assert [i.id for i in provider.list_instances()] == [west]

@@ -1,0 +1,460 @@
+"""Pilot tests of every dashboard flow: polling, cursor, filter, details, and guarded actions."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from rich.console import Console
+from textual.message import Message
+from textual.pilot import Pilot
+from textual.widgets import Button, Input, Static
+
+from runctl_tui.models import InstanceState
+from runctl_tui.providers.base import ProviderError
+from runctl_tui.tui.app import RunctlApp
+from runctl_tui.tui.messages import ActionsFinished, FleetPolled
+from runctl_tui.tui.screens.confirm import ConfirmAction, ConfirmTerminate
+from runctl_tui.tui.screens.dashboard import DashboardScreen
+from runctl_tui.tui.screens.help import HelpScreen
+from runctl_tui.tui.widgets.details import DetailsPanel
+from runctl_tui.tui.widgets.instance_table import InstanceTable
+from runctl_tui.tui.widgets.provider_bar import ProviderBar
+
+from .conftest import AppFactory, FakeProvider, machine
+
+SIZE = (160, 45)
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    """Let workers finish and their messages land."""
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def table(app: RunctlApp) -> InstanceTable:
+    """The fleet table of the dashboard."""
+    return app.screen_stack[0].query_one(InstanceTable)
+
+
+def dashboard(app: RunctlApp) -> DashboardScreen:
+    """The dashboard screen."""
+    screen = app.screen_stack[0]
+    assert isinstance(screen, DashboardScreen)
+    return screen
+
+
+def journal(path: Path) -> list[dict[str, object]]:
+    """Entries of the audit journal."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def plain(widget: Static) -> str:
+    """What a Static shows, as plain text."""
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text()
+
+
+def bar_text(app: RunctlApp) -> str:
+    """The provider bar as plain text."""
+    return plain(app.screen_stack[0].query_one(ProviderBar))
+
+
+async def test_poll_fills_table_in_stable_order(make_app: AppFactory) -> None:
+    seen: list[Message] = []
+    app = make_app()
+    async with app.run_test(size=SIZE, message_hook=seen.append) as pilot:
+        await settle(pilot)
+        assert table(app).keys == [
+            "aws:i-0f66",  # eu-west-1, live, by name
+            "aws:i-0a77",
+            "aws:i-0b88",  # eu-west-1, stopped
+            "aws:i-0b22",  # us-east-1, live, by name
+            "aws:i-0d44",
+            "aws:i-0a11",
+            "aws:i-0c33",
+            "aws:i-0e55",  # us-east-1, stopped
+        ]
+        assert any(isinstance(m, FleetPolled) for m in seen)
+        assert "8 instances" in bar_text(app)
+        assert "6 running" in bar_text(app)
+
+
+async def test_cursor_and_scroll_survive_refresh(make_app: AppFactory, provider: FakeProvider) -> None:
+    for n in range(60):
+        provider.instances[f"i-1{n:03d}"] = machine(f"i-1{n:03d}", f"worker-{n:03d}")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        grid = table(app)
+        grid.move_to_key("aws:i-1050")
+        offset = grid.scroll_offset.y
+        assert offset > 0
+        # A new instance sorts first; the rows under the cursor shift down by one.
+        provider.instances["i-0000"] = machine("i-0000", "aaa-new", region="ap-south-1")
+        dashboard(app).poll_now()
+        await settle(pilot)
+        assert grid.keys[0] == "aws:i-0000"
+        assert grid.current is not None and grid.current.id == "i-1050"
+        assert grid.scroll_offset.y == offset
+
+
+async def test_stop_confirmed_with_y(make_app: AppFactory, provider: FakeProvider, journal_path: Path) -> None:
+    seen: list[Message] = []
+    app = make_app()
+    async with app.run_test(size=SIZE, message_hook=seen.append) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0d44")
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmAction)
+        assert app.focused is not None and app.focused.id == "cancel"
+        await pilot.press("y")
+        await settle(pilot)
+        assert provider.acted() == [("stop", "i-0d44")]
+        assert any(isinstance(m, ActionsFinished) for m in seen)
+        assert table(app).instance("aws:i-0d44").state is InstanceState.STOPPED  # type: ignore[union-attr]
+    entries = journal(journal_path)
+    assert [(e["id"], e["action"], e["result"]) for e in entries] == [("i-0d44", "stop", "done")]
+    assert entries[0]["region"] == "us-east-1" and entries[0]["provider"] == "aws"
+
+
+async def test_stop_cancel_is_preselected(make_app: AppFactory, provider: FakeProvider, journal_path: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0d44")
+        for cancel_key in ("n", "escape", "enter"):
+            await pilot.press("s")
+            assert isinstance(app.screen, ConfirmAction)
+            await pilot.press(cancel_key)
+            await settle(pilot)
+            assert isinstance(app.screen, DashboardScreen)
+        assert provider.acted() == []
+    assert [e["result"] for e in journal(journal_path)] == ["cancelled"] * 3
+
+
+async def test_stop_modal_names_instance_cost_and_loss(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0f66")
+        await pilot.press("s")
+        text = " ".join(plain(s) for s in app.screen.query(".target").results(Static))
+        assert "reward-model-7b" in text and "i-0f66" in text and "p4d.24xlarge" in text
+        assert "eu-west-1a" in text and "$21.96/h" in text
+        assert "instance-store data (8000 GB" in text
+
+
+async def test_one_time_spot_cannot_be_stopped(make_app: AppFactory, provider: FakeProvider, journal_path: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0c33")
+        await pilot.press("s")
+        screen = app.screen
+        assert isinstance(screen, ConfirmAction)
+        assert screen.query_one("#confirm", Button).disabled
+        text = plain(screen.query_one(".target", Static))
+        assert "one-time spot instance cannot be stopped" in text
+        await pilot.press("y")
+        await settle(pilot)
+        assert app.screen is screen
+        await pilot.press("escape")
+        await settle(pilot)
+    assert provider.acted() == []
+    assert [e["result"] for e in journal(journal_path)] == ["cancelled"]
+
+
+async def test_start_a_stopped_instance(make_app: AppFactory, provider: FakeProvider) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0e55")
+        await pilot.press("u", "y")
+        await settle(pilot)
+    assert provider.acted() == [("start", "i-0e55")]
+
+
+async def test_terminate_needs_the_typed_id(make_app: AppFactory, provider: FakeProvider, journal_path: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0d44")
+        await pilot.press("T")
+        screen = app.screen
+        assert isinstance(screen, ConfirmTerminate)
+        confirm = screen.query_one("#confirm", Button)
+        assert confirm.disabled
+        # y does not confirm a terminate; it is typed into the box.
+        await pilot.press("y", "enter")
+        await settle(pilot)
+        assert app.screen is screen
+        assert "does not match" in plain(screen.query_one("#mismatch", Static))
+        assert provider.acted() == []
+        screen.query_one(Input).value = ""
+        await pilot.press(*"i-0d44")
+        assert not confirm.disabled
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+    assert provider.acted() == [("terminate", "i-0d44")]
+    assert [(e["action"], e["result"]) for e in journal(journal_path)] == [("terminate", "done")]
+
+
+async def test_terminate_mismatch_then_escape(make_app: AppFactory, provider: FakeProvider) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0d44")
+        await pilot.press("T", *"i-0d4", "enter")
+        assert isinstance(app.screen, ConfirmTerminate)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+    assert provider.acted() == []
+
+
+async def test_marked_rows_stop_together(make_app: AppFactory, provider: FakeProvider) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        grid = table(app)
+        grid.move_to_key("aws:i-0b22")
+        await pilot.press("space", "space")  # marks i-0b22 and i-0d44
+        assert grid.marked == {"aws:i-0b22", "aws:i-0d44"}
+        assert grid.current is not None and grid.current.id == "i-0a11"
+        await pilot.press("s")
+        screen = app.screen
+        assert isinstance(screen, ConfirmAction)
+        assert [t.id for t in screen.targets] == ["i-0b22", "i-0d44"]
+        await pilot.press("y")
+        await settle(pilot)
+        assert grid.marked == set()
+    assert sorted(provider.acted()) == [("stop", "i-0b22"), ("stop", "i-0d44")]
+
+
+async def test_marked_rows_terminate_with_the_word(make_app: AppFactory, provider: FakeProvider) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0b22")
+        await pilot.press("space", "space", "T")
+        await pilot.press(*"i-0b22", "enter")
+        assert isinstance(app.screen, ConfirmTerminate)
+        app.screen.query_one(Input).value = ""
+        await pilot.press(*"terminate", "enter")
+        await settle(pilot)
+    assert sorted(provider.acted()) == [("terminate", "i-0b22"), ("terminate", "i-0d44")]
+
+
+async def test_readonly_disables_every_action(make_app: AppFactory, provider: FakeProvider) -> None:
+    app = make_app(readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "READ-ONLY" in app.sub_title
+        table(app).move_to_key("aws:i-0d44")
+        for key in ("s", "u", "T"):
+            await pilot.press(key)
+            await settle(pilot)
+            assert isinstance(app.screen, DashboardScreen)
+        screen = dashboard(app)
+        for action in ("stop_instance", "start_instance", "terminate_instance"):
+            assert screen.check_action(action, ()) is None
+    assert provider.acted() == []
+
+
+async def test_protected_instance_cannot_be_terminated(make_app: AppFactory, provider: FakeProvider) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0a11")
+        await pilot.press("T")
+        screen = app.screen
+        assert isinstance(screen, ConfirmTerminate)
+        assert screen.query_one("#confirm", Button).disabled
+        assert screen.query_one(Input).disabled
+        assert "protected by tag runctl:protect=true" in plain(screen.query_one(".target", Static))
+        await pilot.press("escape")
+    assert provider.acted() == []
+
+
+async def test_protection_added_after_the_modal_opened_is_honoured(
+    make_app: AppFactory, provider: FakeProvider, journal_path: Path
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0d44")
+        await pilot.press("T", *"i-0d44")
+        provider.instances["i-0d44"] = provider.instances["i-0d44"].model_copy(
+            update={"protected": True}
+        )
+        await pilot.press("enter")
+        await settle(pilot)
+    assert provider.acted() == []
+    entries = journal(journal_path)
+    assert entries[0]["result"] == "refused"
+    assert "protected" in str(entries[0]["detail"])
+
+
+async def test_action_bound_to_ids_seen_when_modal_opened(make_app: AppFactory, provider: FakeProvider) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        grid = table(app)
+        grid.move_to_key("aws:i-0d44")
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmAction)
+        # While the modal is open a refresh reorders rows and the cursor lands elsewhere.
+        provider.instances["i-0000"] = machine("i-0000", "aaa-new", region="ap-south-1")
+        dashboard(app).poll_now()
+        await settle(pilot)
+        grid.move_cursor(0)
+        assert grid.current is not None and grid.current.id == "i-0000"
+        await pilot.press("y")
+        await settle(pilot)
+    assert provider.acted() == [("stop", "i-0d44")]
+
+
+async def test_state_changed_since_shown_is_refused(
+    make_app: AppFactory, provider: FakeProvider, journal_path: Path
+) -> None:
+    seen: list[Message] = []
+    app = make_app()
+    async with app.run_test(size=SIZE, message_hook=seen.append) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0d44")
+        await pilot.press("s")
+        provider.set_state("i-0d44", InstanceState.STOPPING)
+        await pilot.press("y")
+        await settle(pilot)
+    assert provider.acted() == []
+    finished = [m for m in seen if isinstance(m, ActionsFinished)]
+    assert "state changed from running to stopping" in finished[0].results[0].summary()
+    assert journal(journal_path)[0]["result"] == "refused"
+
+
+async def test_credentials_failing_keeps_app_up_and_says_how_to_fix(
+    make_app: AppFactory, provider: FakeProvider
+) -> None:
+    provider.failure = ProviderError(
+        "aws", "AWS SSO session expired or missing", hint="run `aws sso login --profile ml`"
+    )
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        grid = table(app)
+        assert grid.row_count == 0
+        assert "aws sso login --profile ml" in grid.empty_text
+        assert "aws sso login --profile ml" in bar_text(app)
+        assert "no data yet" in bar_text(app)
+        # Credentials fixed: data arrives; then they fail again and the rows stay, marked stale.
+        provider.failure = None
+        dashboard(app).poll_now()
+        await settle(pilot)
+        assert grid.row_count == 8
+        provider.failure = ProviderError("aws", "AWS credentials expired (ExpiredToken)", hint="refresh")
+        dashboard(app).poll_now()
+        await settle(pilot)
+        assert grid.row_count == 8
+        assert grid._stale == {"aws"}
+        assert "showing data 0s old" in bar_text(app)
+        assert app.is_running
+
+
+async def test_filter_by_any_text(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        grid = table(app)
+        await pilot.press("slash", *"sweep")
+        assert grid.keys == ["aws:i-0b22"]
+        await pilot.press("enter")
+        assert app.focused is grid
+        assert grid.keys == ["aws:i-0b22"]
+        await pilot.press("slash")
+        app.screen.query_one("#filter", Input).value = "eu-west"
+        await pilot.pause()
+        assert len(grid.keys) == 3
+        app.screen.query_one("#filter", Input).value = "owner=maria"  # tags match too
+        await pilot.pause()
+        assert len(grid.keys) == 8
+        await pilot.press("escape")
+        assert grid.filter_text == ""
+        assert len(grid.keys) == 8
+
+
+async def test_details_panel_follows_cursor(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        details = app.screen.query_one(DetailsPanel)
+        assert not details.display
+        table(app).move_to_key("aws:i-0f66")
+        await pilot.press("enter")
+        assert details.display
+        text = plain(details.query_one("#details-body", Static))
+        for expected in ("i-0f66", "eu-west-1a", "ami-0abc1234def567890", "ml-team", "vol-0f66", "owner"):
+            assert expected in text
+        await pilot.press("j")
+        await pilot.pause()
+        moved = plain(details.query_one("#details-body", Static))
+        assert "i-0a77" in moved and "i-0f66" not in moved
+        await pilot.press("escape")
+        assert not details.display
+
+
+async def test_help_screen_lists_keys(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        screen = app.screen
+        assert isinstance(screen, HelpScreen)
+        keys = dict(screen.keys)
+        assert {"s", "u", "T", "r", "/", "space"} <= set(keys)
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_keymap_from_config(make_app: AppFactory, provider: FakeProvider) -> None:
+    app = make_app(keymap={"stop-instance": "x"})
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0d44")
+        await pilot.press("s")
+        assert isinstance(app.screen, DashboardScreen)
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmAction)
+
+
+async def test_refresh_key_polls(make_app: AppFactory, provider: FakeProvider) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        provider.instances["i-0999"] = machine("i-0999", "late-arrival")
+        await pilot.press("r")
+        await settle(pilot)
+        assert "aws:i-0999" in table(app).keys
+
+
+async def test_demo_header_says_demo(make_app: AppFactory) -> None:
+    app = make_app(demo=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "DEMO" in app.sub_title
+        assert app.has_class("-demo")
+
+
+async def test_quit(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running

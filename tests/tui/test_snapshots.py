@@ -1,0 +1,67 @@
+"""Snapshot tests at 160x45 over the in-memory fleet with a frozen clock."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from runctl_tui.audit import Journal
+from runctl_tui.providers.base import ProviderError
+from runctl_tui.tui.widgets.instance_table import InstanceTable
+
+from .conftest import AppFactory, FakeProvider
+
+SIZE = (160, 45)
+SnapCompare = Callable[..., bool]
+
+
+def then(*keys: str, key: str | None = None) -> Callable[[Pilot[None]], Awaitable[None]]:
+    """Wait for the first poll, put the cursor on ``key``, press ``keys``."""
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        for _ in range(3):
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+        if key:
+            pilot.app.screen.query_one(InstanceTable).move_to_key(key)
+        await pilot.press(*keys)
+        for widget in pilot.app.screen.query(Input):
+            widget.cursor_blink = False
+        await pilot.pause()
+
+    return run_before
+
+
+def test_main_screen(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=then("space", key="aws:i-0b22"))
+
+
+def test_details_panel(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=then("enter", key="aws:i-0f66"))
+
+
+def test_stop_modal(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app = make_app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=then("space", "space", "s", key="aws:i-0c33"))
+
+
+def test_terminate_modal(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=then("T", *"i-0d", key="aws:i-0d44"))
+
+
+def test_provider_failure(snap_compare: SnapCompare, make_app: AppFactory, provider: FakeProvider) -> None:
+    provider.failure = ProviderError(
+        "aws", "AWS SSO session expired or missing", hint="run `aws sso login --profile ml`"
+    )
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=then())
+
+
+def test_readonly_demo_header(snap_compare: SnapCompare, make_app: AppFactory) -> None:
+    app: Any = make_app(readonly=True, demo=True)
+    # The help screen shows the journal's path: keep it the same on every run.
+    app.fleet.journal = Journal(Path("/home/ml/.local/state/runctl-tui/journal.jsonl"))
+    assert snap_compare(app, terminal_size=SIZE, run_before=then("question_mark"))

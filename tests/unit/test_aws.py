@@ -1,0 +1,391 @@
+"""The pure parts of the EC2 provider: parsing describe_* answers and explaining failures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import botocore.exceptions as bex
+import pytest
+
+from runctl_tui.models import GpuSpec, InstanceState, Lifecycle, Volume
+from runctl_tui.providers.aws import explain, instance_from_ec2, type_info_from_ec2
+
+LAUNCH = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+TYPES: dict[str, tuple[GpuSpec | None, int]] = {
+    "p4d.24xlarge": (GpuSpec(count=8, model="A100", memory_mib=40960), 8000),
+    "c6i.xlarge": (None, 0),
+}
+
+
+def raw_instance(**overrides: Any) -> dict[str, Any]:
+    """A describe_instances entry shaped like botocore's parsed answer."""
+    raw: dict[str, Any] = {
+        "InstanceId": "i-0abc",
+        "InstanceType": "p4d.24xlarge",
+        "State": {"Code": 16, "Name": "running"},
+        "LaunchTime": LAUNCH,
+        "Placement": {"AvailabilityZone": "us-east-1b", "Tenancy": "default"},
+        "PublicIpAddress": "54.1.2.3",
+        "PrivateIpAddress": "10.0.0.5",
+        "ImageId": "ami-0123",
+        "KeyName": "ml-team",
+        "Tags": [
+            {"Key": "Name", "Value": "dpo-sweep"},
+            {"Key": "owner", "Value": "kenji"},
+        ],
+        "BlockDeviceMappings": [
+            {
+                "DeviceName": "/dev/sda1",
+                "Ebs": {"VolumeId": "vol-1", "DeleteOnTermination": True, "Status": "attached"},
+            },
+            {
+                "DeviceName": "/dev/sdf",
+                "Ebs": {"VolumeId": "vol-2", "DeleteOnTermination": False, "Status": "attached"},
+            },
+        ],
+    }
+    raw.update(overrides)
+    return raw
+
+
+def build(
+    raw: Mapping[str, Any],
+    *,
+    protect_tag: str = "runctl:protect",
+    spot_types: Mapping[str, str] | None = None,
+) -> Any:
+    return instance_from_ec2(
+        raw,
+        provider="aws",
+        region="us-east-1",
+        protect_tag=protect_tag,
+        type_info=TYPES,
+        spot_types=spot_types or {},
+    )
+
+
+def test_instance_from_ec2_maps_every_field() -> None:
+    instance = build(raw_instance())
+
+    assert instance.provider == "aws"
+    assert instance.id == "i-0abc"
+    assert instance.region == "us-east-1"
+    assert instance.zone == "us-east-1b"
+    assert instance.name == "dpo-sweep"
+    assert instance.instance_type == "p4d.24xlarge"
+    assert instance.state is InstanceState.RUNNING
+    assert instance.lifecycle is Lifecycle.ON_DEMAND
+    assert instance.spot_request_type is None
+    assert instance.gpus == GpuSpec(count=8, model="A100", memory_mib=40960)
+    assert instance.instance_store_gb == 8000
+    assert instance.launched_at == LAUNCH
+    assert instance.public_ip == "54.1.2.3"
+    assert instance.private_ip == "10.0.0.5"
+    assert instance.image_id == "ami-0123"
+    assert instance.key_name == "ml-team"
+    assert instance.tags == {"Name": "dpo-sweep", "owner": "kenji"}
+    assert instance.volumes == (
+        Volume(id="vol-1", device="/dev/sda1", delete_on_termination=True),
+        Volume(id="vol-2", device="/dev/sdf", delete_on_termination=False),
+    )
+    assert instance.protected is False
+
+
+def test_minimal_entry() -> None:
+    instance = build({"InstanceId": "i-min", "State": {"Name": "stopped"}})
+
+    assert instance.name == ""
+    assert instance.instance_type == "?"
+    assert instance.state is InstanceState.STOPPED
+    assert instance.zone is None
+    assert instance.gpus is None
+    assert instance.instance_store_gb == 0
+    assert instance.launched_at is None
+    assert instance.public_ip is None
+    assert instance.tags == {}
+    assert instance.volumes == ()
+
+
+def test_empty_strings_become_none() -> None:
+    instance = build(raw_instance(PublicIpAddress="", KeyName="", Placement={}))
+
+    assert instance.public_ip is None
+    assert instance.key_name is None
+    assert instance.zone is None
+
+
+def test_unknown_state_and_type() -> None:
+    instance = build(raw_instance(State={"Name": "hibernating"}, InstanceType="z9.huge"))
+
+    assert instance.state is InstanceState.UNKNOWN
+    assert instance.gpus is None
+    assert instance.instance_store_gb == 0
+
+
+def test_tag_without_value_and_non_ebs_devices() -> None:
+    raw = raw_instance(
+        Tags=[{"Key": "Name", "Value": "x"}, {"Key": "flag"}],
+        BlockDeviceMappings=[{"DeviceName": "/dev/sdb", "VirtualName": "ephemeral0"}],
+    )
+
+    instance = build(raw)
+
+    assert instance.tags == {"Name": "x", "flag": ""}
+    assert instance.volumes == ()
+
+
+def test_naive_launch_time_is_taken_as_utc() -> None:
+    instance = build(raw_instance(LaunchTime=datetime(2026, 3, 1, 9, 30)))
+
+    assert instance.launched_at == LAUNCH
+    assert instance.launched_at is not None
+    assert instance.launched_at.utcoffset() == timedelta(0)
+
+
+def test_aware_launch_time_is_converted_to_utc() -> None:
+    paris = timezone(timedelta(hours=2))
+    instance = build(raw_instance(LaunchTime=datetime(2026, 3, 1, 11, 30, tzinfo=paris)))
+
+    assert instance.launched_at == LAUNCH
+    assert instance.launched_at is not None
+    assert instance.launched_at.tzinfo is UTC
+    assert instance.launched_at.hour == 9
+
+
+def test_launch_time_that_is_not_a_datetime_is_dropped() -> None:
+    assert build(raw_instance(LaunchTime="2026-03-01T09:30:00Z")).launched_at is None
+
+
+@pytest.mark.parametrize(
+    ("spot_type", "expected"), [("one-time", "one-time"), ("persistent", "persistent")]
+)
+def test_spot_instance_with_known_request_type(spot_type: str, expected: str) -> None:
+    instance = build(raw_instance(InstanceLifecycle="spot"), spot_types={"i-0abc": spot_type})
+
+    assert instance.lifecycle is Lifecycle.SPOT
+    assert instance.spot_request_type == expected
+    assert instance.one_time_spot is (expected == "one-time")
+
+
+def test_spot_instance_whose_request_is_unknown() -> None:
+    instance = build(raw_instance(InstanceLifecycle="spot"), spot_types={"i-other": "one-time"})
+
+    assert instance.lifecycle is Lifecycle.SPOT
+    assert instance.spot_request_type is None
+    assert not instance.one_time_spot
+
+
+def test_on_demand_ignores_a_stray_spot_type() -> None:
+    instance = build(raw_instance(), spot_types={"i-0abc": "one-time"})
+
+    assert instance.lifecycle is Lifecycle.ON_DEMAND
+    assert instance.spot_request_type is None
+
+
+@pytest.mark.parametrize(
+    ("value", "protected"),
+    [
+        ("true", True),
+        ("True", True),
+        ("TRUE", True),
+        (" true ", True),
+        ("yes", True),
+        ("1", True),
+        ("false", False),
+        ("", False),
+        ("no", False),
+        ("0", False),
+        ("truthy", False),
+    ],
+)
+def test_protect_tag_values(value: str, protected: bool) -> None:
+    raw = raw_instance(Tags=[{"Key": "runctl:protect", "Value": value}])
+
+    assert build(raw).protected is protected
+
+
+def test_protect_tag_key_is_configurable() -> None:
+    raw = raw_instance(Tags=[{"Key": "team:keep", "Value": "true"}])
+
+    assert build(raw, protect_tag="team:keep").protected is True
+    assert build(raw).protected is False
+
+
+def test_type_info_with_gpus() -> None:
+    entry = {
+        "InstanceType": "p5.48xlarge",
+        "GpuInfo": {
+            "Gpus": [
+                {"Name": "H100", "Manufacturer": "NVIDIA", "Count": 8, "MemoryInfo": {"SizeInMiB": 81920}}
+            ],
+            "TotalGpuMemoryInMiB": 655360,
+        },
+        "InstanceStorageInfo": {"TotalSizeInGB": 30400},
+    }
+
+    gpus, store = type_info_from_ec2(entry)
+
+    assert gpus == GpuSpec(count=8, model="H100", memory_mib=81920)
+    assert gpus is not None
+    assert gpus.label() == "8x H100 80G"
+    assert store == 30400
+
+
+def test_type_info_sums_mixed_gpu_entries() -> None:
+    entry = {
+        "GpuInfo": {
+            "Gpus": [
+                {"Name": "T4", "Count": 1, "MemoryInfo": {"SizeInMiB": 16384}},
+                {"Name": "T4", "Count": 3, "MemoryInfo": {"SizeInMiB": 16384}},
+            ]
+        }
+    }
+
+    assert type_info_from_ec2(entry) == (GpuSpec(count=4, model="T4", memory_mib=16384), 0)
+
+
+def test_type_info_with_neuron_devices() -> None:
+    entry = {
+        "NeuronInfo": {"NeuronDevices": [{"Count": 16, "Name": "Trainium", "MemoryInfo": {}}]},
+        "InstanceStorageInfo": {"TotalSizeInGB": 7600},
+    }
+
+    assert type_info_from_ec2(entry) == (GpuSpec(count=16, model="Trainium"), 7600)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"InstanceType": "c6i.xlarge"},
+        {"GpuInfo": {"Gpus": []}},
+        {"GpuInfo": {}, "InstanceStorageInfo": {}},
+    ],
+)
+def test_type_info_without_gpus(entry: dict[str, Any]) -> None:
+    assert type_info_from_ec2(entry) == (None, 0)
+
+
+def client_error(code: str, message: str = "details", operation: str = "DescribeInstances") -> Any:
+    return bex.ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+def test_explain_no_credentials() -> None:
+    message, hint = explain(bex.NoCredentialsError(), None)
+
+    assert message == "no AWS credentials found"
+    assert hint is not None
+    assert "aws configure" in hint
+    assert "--demo" in hint
+
+
+def test_explain_unknown_profile() -> None:
+    message, hint = explain(bex.ProfileNotFound(profile="nope"), "nope")
+
+    assert "'nope'" in message
+    assert hint is not None
+    assert "[aws] profile" in hint
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        bex.UnauthorizedSSOTokenError(),
+        bex.SSOTokenLoadError(error_msg="Token for ml does not exist"),
+        bex.TokenRetrievalError(provider="sso", error_msg="Token has expired and refresh failed"),
+    ],
+)
+def test_explain_sso_names_the_login_command(exc: Exception) -> None:
+    message, hint = explain(exc, "ml")
+
+    assert message == "AWS SSO session expired or missing"
+    assert hint == "run `aws sso login --profile ml`"
+
+
+def test_explain_sso_without_a_profile() -> None:
+    assert explain(bex.UnauthorizedSSOTokenError(), None)[1] == "run `aws sso login`"
+
+
+def test_explain_no_region() -> None:
+    message, hint = explain(bex.NoRegionError(), None)
+
+    assert message == "no AWS region configured"
+    assert hint is not None
+    assert "regions" in hint
+    assert "AWS_DEFAULT_REGION" in hint
+
+
+@pytest.mark.parametrize("code", ["RequestLimitExceeded", "Throttling", "ThrottlingException"])
+def test_explain_throttling(code: str) -> None:
+    message, hint = explain(client_error(code, "Request limit exceeded."), None)
+
+    assert message == f"AWS is throttling requests ({code})"
+    assert hint is not None
+    assert "poll_seconds" in hint
+
+
+@pytest.mark.parametrize("code", ["ExpiredToken", "ExpiredTokenException", "RequestExpired"])
+def test_explain_expired_credentials(code: str) -> None:
+    message, hint = explain(client_error(code, "The security token included is expired"), "ml")
+
+    assert message == f"AWS credentials expired ({code})"
+    assert hint == "refresh them: `aws sso login --profile ml`"
+
+
+@pytest.mark.parametrize("code", ["AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException"])
+def test_explain_rejected_credentials(code: str) -> None:
+    message, hint = explain(client_error(code, "AWS was not able to validate the credentials"), None)
+
+    assert message == f"AWS rejected the credentials ({code})"
+    assert hint is not None
+    assert "sts get-caller-identity" in hint
+
+
+def test_explain_unauthorized_operation_drops_the_encoded_blob() -> None:
+    blob = "Qm9ndXMgZW5jb2RlZCBtZXNzYWdl" * 40
+    exc = client_error(
+        "UnauthorizedOperation",
+        "You are not authorized to perform this operation. User: arn:aws:iam::123456789012:user/ml "
+        "is not authorized to perform: ec2:StopInstances on resource: "
+        "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc because no identity-based policy "
+        f"allows the ec2:StopInstances action. Encoded authorization failure message: {blob}",
+        "StopInstances",
+    )
+
+    message, hint = explain(exc, None)
+
+    assert message.startswith("not permitted: You are not authorized to perform this operation.")
+    assert "Encoded authorization failure message" not in message
+    assert blob[:20] not in message
+    assert "\n" not in message
+    assert hint == "grant the IAM permission named above"
+
+
+def test_explain_endpoint_connection_error() -> None:
+    exc = bex.EndpointConnectionError(endpoint_url="https://ec2.us-east-1.amazonaws.com/")
+
+    message, hint = explain(exc, None)
+
+    assert message.startswith("cannot reach the EC2 endpoint: ")
+    assert "https://ec2.us-east-1.amazonaws.com/" in message
+    assert hint is not None
+    assert "AWS_ENDPOINT_URL" in hint
+
+
+def test_explain_other_client_error_keeps_code_and_one_line() -> None:
+    message, hint = explain(client_error("InvalidParameterValue", "bad\n  value\tthere"), None)
+
+    assert message == "InvalidParameterValue: bad value there"
+    assert hint is None
+
+
+def test_explain_long_messages_are_cut() -> None:
+    message, _ = explain(client_error("Weird", "x" * 1000), None)
+
+    assert len(message) < 200
+    assert message.endswith("…")
+
+
+def test_explain_unexpected_exception() -> None:
+    assert explain(RuntimeError("boom\nagain"), None) == ("RuntimeError: boom again", None)

@@ -1,0 +1,52 @@
+"""Start-up stays lazy: the core never imports Textual, and nothing the app imports before its
+first frame imports boto3, botocore, moto or asyncssh (STYLE.md sections 1 and 10)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+CORE = [
+    "runctl_tui.models",
+    "runctl_tui.config",
+    "runctl_tui.audit",
+    "runctl_tui.costs.rates",
+    "runctl_tui.providers.base",
+    "runctl_tui.providers.aws",
+    "runctl_tui.providers.registry",
+    "runctl_tui.services.fleet",
+    "runctl_tui.views",
+    "runctl_tui.demo",
+    "runctl_tui.cli",
+]
+HEAVY_SDKS = ["boto3", "botocore", "moto", "asyncssh"]
+
+
+def imported_after(module: str, watched: list[str]) -> list[str]:
+    """Which of ``watched`` (top-level packages) a fresh interpreter has after importing ``module``."""
+    code = (
+        "import importlib, json, sys\n"
+        f"importlib.import_module({module!r})\n"
+        f"watched = {watched!r}\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(watched))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    found: list[str] = json.loads(done.stdout)
+    return found
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_imports_neither_textual_nor_cloud_sdks(module: str) -> None:
+    # cli, providers.aws, providers.registry and demo defer boto3 and moto to first use.
+    assert imported_after(module, ["textual", "rich", *HEAVY_SDKS]) == []
+
+
+def test_the_app_imports_textual_but_no_cloud_sdk() -> None:
+    # Seeing textual here also proves the check notices what it looks for.
+    assert imported_after("runctl_tui.tui.app", ["textual", *HEAVY_SDKS]) == ["textual"]

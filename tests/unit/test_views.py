@@ -1,0 +1,304 @@
+"""Pure presentation: table cells, order, the text report and the JSON schema."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from runctl_tui.costs.rates import PriceTable
+from runctl_tui.models import (
+    FleetSnapshot,
+    GpuSpec,
+    Instance,
+    InstanceState,
+    ProviderStatus,
+)
+from runctl_tui.views import (
+    COLUMNS,
+    STATUS_SCHEMA,
+    burn_summary,
+    json_report,
+    market_label,
+    row_cells,
+    sort_key,
+    status_line,
+    text_report,
+)
+from tests.unit.fakes import T0, make_instance
+
+PRICES = PriceTable(
+    as_of="2025-06-05",
+    prices={
+        "us-east-1": {
+            "p5.48xlarge": Decimal("55.04"),
+            "g5.xlarge": Decimal("1.006"),
+            "t3.micro": Decimal("0.0104"),
+        }
+    },
+)
+H100 = GpuSpec(count=8, model="H100", memory_mib=81920)
+
+
+def cells(instance: Instance) -> dict[str, str]:
+    return dict(zip(COLUMNS, row_cells(instance, T0, PRICES), strict=True))
+
+
+def test_row_cells_of_a_running_protected_gpu_instance() -> None:
+    instance = make_instance(
+        "i-0a11",
+        name="llama3-70b-sft",
+        zone="us-east-1a",
+        instance_type="p5.48xlarge",
+        gpus=H100,
+        protected=True,
+        launched_at=T0 - timedelta(days=2, hours=5),
+        public_ip="54.210.1.10",
+    )
+
+    assert row_cells(instance, T0, PRICES) == (
+        "P",
+        "llama3-70b-sft",
+        "i-0a11",
+        "us-east-1a",
+        "p5.48xlarge",
+        "8x H100 80G",
+        "on-demand",
+        "running",
+        "2d05h",
+        "54.210.1.10",
+        "$55.04",
+    )
+    assert len(COLUMNS) == len(row_cells(instance, T0, PRICES))
+
+
+def test_row_cells_placeholders() -> None:
+    instance = make_instance(
+        "i-1",
+        name="",
+        zone=None,
+        region="eu-west-1",
+        instance_type="x1.odd",
+        gpus=None,
+        state=InstanceState.STOPPED,
+    )
+
+    row = cells(instance)
+
+    assert row[""] == ""
+    assert row["NAME"] == "-"
+    assert row["ZONE"] == "eu-west-1"
+    assert row["GPUS"] == "-"
+    assert row["STATE"] == "stopped"
+    assert row["UPTIME"] == "-"
+    assert row["PUBLIC IP"] == "-"
+    assert row["$/H"] == "?"
+
+
+def test_row_cells_small_price_keeps_three_places() -> None:
+    assert cells(make_instance(instance_type="t3.micro"))["$/H"] == "$0.010"
+
+
+@pytest.mark.parametrize(
+    ("spot", "label"),
+    [(None, "on-demand"), ("one-time", "spot one-time"), ("persistent", "spot persist")],
+)
+def test_market_label(spot: str | None, label: str) -> None:
+    assert market_label(make_instance(spot=spot)) == label
+    assert cells(make_instance(spot=spot))["MARKET"] == label
+
+
+def test_market_label_of_spot_with_unknown_request() -> None:
+    assert market_label(make_instance(spot="", lifecycle="spot")) == "spot"
+
+
+def test_sort_key_orders_provider_region_live_then_name() -> None:
+    fleet = [
+        make_instance("i-9", name="zeta", region="us-east-1"),
+        make_instance("i-8", name="alpha", region="us-east-1", state=InstanceState.STOPPED),
+        make_instance("i-7", name="", region="us-east-1"),
+        make_instance("i-6", name="beta", region="us-east-1", state=InstanceState.PENDING),
+        make_instance("i-5", name="alpha", region="eu-west-1"),
+        make_instance("i-4", name="alpha", region="us-east-1", state=InstanceState.TERMINATED),
+        make_instance("i-3", name="aaa", provider="b-provider", region="ap-south-1"),
+    ]
+
+    ordered = [i.id for i in sorted(fleet, key=sort_key)]
+
+    # Stopped and terminated share the second group, ordered by name, then id.
+    assert ordered == ["i-3", "i-5", "i-6", "i-9", "i-7", "i-4", "i-8"]
+
+
+def test_sort_key_breaks_ties_by_id() -> None:
+    fleet = [make_instance("i-2", name="same"), make_instance("i-1", name="same")]
+
+    assert [i.id for i in sorted(fleet, key=sort_key)] == ["i-1", "i-2"]
+
+
+def test_status_lines() -> None:
+    now = T0 + timedelta(minutes=3)
+    ok = ProviderStatus(provider="aws", ok=True, refreshed_at=T0, instance_count=4)
+    stale = ProviderStatus(
+        provider="aws", ok=False, refreshed_at=T0, error="AWS SSO session expired", hint="run it"
+    )
+    never = ProviderStatus(provider="aws", ok=False, error="no AWS credentials found")
+
+    assert status_line(ok, now) == "aws: 4 instances, refreshed 3m ago"
+    assert status_line(stale, now) == "aws: AWS SSO session expired (data 3m old). Fix: run it"
+    assert status_line(never, now) == "aws: no AWS credentials found (no data yet)"
+
+
+def test_burn_summary() -> None:
+    fleet = [
+        make_instance("i-1", instance_type="p5.48xlarge"),
+        make_instance("i-2", instance_type="g5.xlarge"),
+        make_instance("i-3", instance_type="g5.xlarge", state=InstanceState.STOPPED),
+        make_instance("i-4", instance_type="unknown.type"),
+    ]
+
+    assert burn_summary(fleet, PRICES) == "3 running · $56.05/h (+1 unpriced)"
+    assert burn_summary([], PRICES) == "0 running · $0.00/h"
+
+
+def snapshot(*statuses: ProviderStatus) -> FleetSnapshot:
+    instances = (
+        make_instance(
+            "i-2",
+            provider="aws",
+            name="trainer",
+            instance_type="p5.48xlarge",
+            gpus=H100,
+            zone="us-east-1a",
+            launched_at=T0 - timedelta(hours=2),
+            public_ip="54.1.2.3",
+            private_ip="10.0.0.2",
+            tags={"Name": "trainer", "owner": "maria"},
+            protected=True,
+        ),
+        make_instance(
+            "i-1",
+            provider="aws",
+            name="notebook",
+            state=InstanceState.STOPPED,
+            spot="persistent",
+            gpus=None,
+        ),
+    )
+    return FleetSnapshot(
+        instances=instances,
+        statuses=statuses or (ProviderStatus(provider="aws", ok=True, refreshed_at=T0, instance_count=2),),
+        taken_at=T0,
+    )
+
+
+def test_json_report_schema() -> None:
+    report = json_report(snapshot(), PRICES)
+    # It is what `status --json` prints: it must survive json.dumps unchanged.
+    report = json.loads(json.dumps(report))
+
+    assert set(report) == {"schema", "generated_at", "ok", "providers", "instances", "totals"}
+    assert report["schema"] == STATUS_SCHEMA == "runctl-tui/status/v1"
+    assert datetime.fromisoformat(report["generated_at"]) == T0
+    assert report["ok"] is True
+    assert report["providers"] == [
+        {
+            "name": "aws",
+            "ok": True,
+            "refreshed_at": T0.isoformat(),
+            "error": None,
+            "hint": None,
+            "instances": 2,
+        }
+    ]
+    trainer, notebook = report["instances"]
+    assert trainer == {
+        "provider": "aws",
+        "id": "i-2",
+        "name": "trainer",
+        "region": "us-east-1",
+        "zone": "us-east-1a",
+        "instance_type": "p5.48xlarge",
+        "gpus": {"count": 8, "model": "H100", "memory_mib": 81920},
+        "lifecycle": "on-demand",
+        "spot_request_type": None,
+        "state": "running",
+        "launched_at": (T0 - timedelta(hours=2)).isoformat(),
+        "uptime_seconds": 7200,
+        "public_ip": "54.1.2.3",
+        "private_ip": "10.0.0.2",
+        "protected": True,
+        "hourly_usd": "55.04",
+        "tags": {"Name": "trainer", "owner": "maria"},
+    }
+    assert notebook["id"] == "i-1"
+    assert notebook["lifecycle"] == "spot"
+    assert notebook["spot_request_type"] == "persistent"
+    assert notebook["gpus"] is None
+    assert notebook["uptime_seconds"] is None
+    assert notebook["hourly_usd"] == "1.006"
+    assert report["totals"] == {
+        "instances": 2,
+        "running": 1,
+        "hourly_usd": "55.04",
+        "unpriced_running": 0,
+        "prices_as_of": "2025-06-05",
+    }
+
+
+def test_json_report_money_is_exact_decimal_strings() -> None:
+    fleet = FleetSnapshot(
+        instances=tuple(make_instance(f"i-{n}", instance_type="t3.micro") for n in range(3)),
+        statuses=(),
+        taken_at=T0,
+    )
+
+    report: dict[str, Any] = json_report(fleet, PRICES)
+
+    assert all(i["hourly_usd"] == "0.0104" for i in report["instances"])
+    # Three float 0.0104s would not sum to this exactly.
+    assert report["totals"]["hourly_usd"] == "0.0312"
+    assert Decimal(report["totals"]["hourly_usd"]) == Decimal("0.0312")
+
+
+def test_json_report_failed_provider() -> None:
+    failed = ProviderStatus(
+        provider="aws", ok=False, error="no AWS credentials found", hint="run `aws configure`"
+    )
+
+    report = json_report(snapshot(failed), PRICES)
+
+    assert report["ok"] is False
+    assert report["providers"][0]["ok"] is False
+    assert report["providers"][0]["refreshed_at"] is None
+    assert report["providers"][0]["error"] == "no AWS credentials found"
+    assert report["providers"][0]["hint"] == "run `aws configure`"
+
+
+def test_text_report() -> None:
+    text = text_report(snapshot(), PRICES)
+    lines = text.splitlines()
+
+    assert lines[0].split() == [
+        "PROVIDER", "REGION", "NAME", "ID", "ZONE", "TYPE", "GPUS", "MARKET", "STATE",
+        "UPTIME", "PUBLIC", "IP", "$/H", "PROTECTED",
+    ]  # fmt: skip
+    # Running before stopped; columns line up under their headers.
+    assert lines[1].split()[:4] == ["aws", "us-east-1", "trainer", "i-2"]
+    assert lines[1].rstrip().endswith("yes")
+    assert lines[2].split()[:4] == ["aws", "us-east-1", "notebook", "i-1"]
+    assert lines[0].index(" ID ") + 1 == lines[1].index("i-2") == lines[2].index("i-1")
+    assert "aws: 2 instances, refreshed 0s ago" in lines
+    assert lines[-1] == "total: 1 running · $55.04/h (on-demand list prices of 2025-06-05)"
+
+
+def test_text_report_of_an_empty_failed_fleet() -> None:
+    failed = ProviderStatus(provider="aws", ok=False, error="no AWS credentials found", hint="fix")
+    empty = FleetSnapshot(instances=(), statuses=(failed,), taken_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+    lines = text_report(empty, PRICES).splitlines()
+
+    assert lines[0].startswith("PROVIDER  REGION  NAME")
+    assert "aws: no AWS credentials found (no data yet). Fix: fix" in lines
