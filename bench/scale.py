@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from bench.common import (
     LOOPBACK,
@@ -62,6 +62,8 @@ PROJECTS = ("llm-sft", "dpo-sweep", "diffusion", "evals", "speech", "rlhf", "dat
 ROUNDS, QUICK_ROUNDS = 5, 1
 GOAL = 0.5
 
+Found = TypeVar("Found", bound=Sized)
+
 
 class RegionalClients(Ec2Clients):
     """The app's own cached, retrying EC2 clients, each region pointed at its own moto server."""
@@ -88,7 +90,7 @@ def region_servers(regions: Sequence[str], env: Mapping[str, str]) -> Iterator[d
     with ExitStack() as stack:
         started: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
         for region in regions:
-            errors = stack.enter_context(tempfile.TemporaryFile())
+            errors: IO[bytes] = stack.enter_context(tempfile.TemporaryFile())
             server = subprocess.Popen(
                 [sys.executable, "-m", "bench.moto_server"],
                 cwd=ROOT,
@@ -174,7 +176,7 @@ class Sample:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
 
-    def add(self, call: Callable[[], Sized]) -> Sized:
+    def add(self, call: Callable[[], Found]) -> Found:
         """Time ``call``; return what it returned."""
         wall, cpu = time.perf_counter(), time.process_time()
         result = call()
@@ -207,7 +209,7 @@ def measure(endpoints: Mapping[str, str], rounds: int) -> tuple[dict[str, Sample
     for n in range(rounds):
         for who in alternate(n, "bare", "ours"):
             if who == "bare":
-                raw = list(samples["bare"].add(lambda: raw_instances(baseline)))
+                raw = samples["bare"].add(lambda: raw_instances(baseline))
                 expect_fleet(raw, "baseline")
                 continue
             provider = AwsProvider(clients, REGIONS)

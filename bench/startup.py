@@ -6,6 +6,7 @@ directories; the clock stops when the pty output contains markers from the first
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import select
@@ -103,10 +104,8 @@ def first_frame_seconds(launch: Launch, env: Mapping[str, str], timeout: float =
             if all(marker in seen for marker in launch.markers):
                 return time.perf_counter() - start
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         os.waitpid(pid, 0)
         os.close(master)
 
@@ -123,7 +122,7 @@ def measure(runs: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="runctl-bench-") as tmp:
         for n in range(runs + 1):
             for name in alternate(n, "ours", "bare"):
-                # Fresh XDG dirs each launch: no user config, and no log file left by a previous run.
+                # Fresh XDG dirs per launch: no user config, no log file left by a previous run.
                 env = isolated_env(os.environ, Path(tmp) / f"{name}-{n}")
                 env["TERM"] = "xterm-256color"
                 seconds = first_frame_seconds(contenders[name], env)

@@ -1,0 +1,70 @@
+"""Regenerate the README's screenshots from the demo backend: ``make screenshots``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+SIZE = (160, 45)
+
+
+async def capture(out: Path) -> list[Path]:
+    """Drive the demo dashboard headless and save an SVG of each view."""
+    from runctl_tui.cli import _build_fleet
+    from runctl_tui.config import Settings
+    from runctl_tui.tui.app import RunctlApp
+    from runctl_tui.tui.widgets.instance_table import InstanceTable
+
+    settings = Settings(poll_seconds=3600)
+    fleet, _ = _build_fleet(settings, demo=True)
+    app = RunctlApp(settings, fleet, demo=True)
+    saved: list[Path] = []
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(InstanceTable)
+        for _ in range(150):
+            await pilot.pause(0.1)
+            if table.row_count:
+                break
+        else:
+            raise SystemExit("the demo fleet did not appear within 15 s")
+
+        def by_name(name: str) -> str:
+            return next(k for k in table.keys if table.instance(k).name == name)  # type: ignore[union-attr]
+
+        async def shot(name: str) -> None:
+            await pilot.pause(0.3)
+            saved.append(Path(app.save_screenshot(f"{name}.svg", str(out))))
+
+        table.move_to_key(by_name("dpo-sweep-lr1e-5"))
+        await pilot.press("space", "space")
+        await shot("dashboard")
+        await pilot.press("s")
+        await shot("confirm-stop")
+        await pilot.press("escape", "escape")
+        table.move_to_key(by_name("reward-model-7b"))
+        await pilot.press("enter")
+        await shot("details")
+        await pilot.press("escape")
+        table.move_to_key(by_name("eval-harness"))
+        await pilot.press("T", *"i-0")
+        await shot("confirm-terminate")
+    return saved
+
+
+def main() -> None:
+    """Write the SVGs into the folder named on the command line (default: screenshots/)."""
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "screenshots").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        # The demo must not read the user's config or write to their journal.
+        for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+            os.environ[name] = str(Path(scratch) / name)
+        for path in asyncio.run(capture(out)):
+            print(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
+
+
+if __name__ == "__main__":
+    main()
