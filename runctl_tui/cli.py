@@ -22,6 +22,7 @@ from runctl_tui.config import (
     default_config_text,
     load_settings,
 )
+from runctl_tui.providers.base import Provider
 from runctl_tui.services.fleet import Fleet
 
 log = logging.getLogger("runctl_tui")
@@ -41,11 +42,12 @@ def setup_logging(debug: bool) -> Path:
     """Send diagnostics to the log file only, never to the terminal."""
     path = log_path()
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    handler: logging.Handler
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+        handler = logging.handlers.RotatingFileHandler(
             path, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
         )
     except OSError:
@@ -130,6 +132,7 @@ def _build_fleet(settings: Settings, demo: bool) -> tuple[Fleet, list[str]]:
     from runctl_tui.audit import Journal
 
     warnings: list[str] = []
+    providers: list[Provider]
     if demo:
         from runctl_tui.demo import DemoBackend, demo_providers
 
@@ -184,7 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{APP_NAME}: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    log.info("runctl-tui %s starting (demo=%s, readonly=%s)", __version__, args.demo, settings.readonly)
+    log.info(
+        "runctl-tui %s starting (demo=%s, readonly=%s)", __version__, args.demo, settings.readonly
+    )
     try:
         if args.command == "status":
             return _status_command(settings, args)

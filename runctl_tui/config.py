@@ -155,6 +155,12 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
+            where = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+            if where:
+                reason = str(exc)[: where.start()].strip()
+                raise ConfigError(
+                    f"{source}:{where[1]}: invalid TOML: {reason} (column {where[2]})"
+                ) from None
             raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     try:
         settings = Settings(**data)

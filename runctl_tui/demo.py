@@ -41,48 +41,98 @@ class DemoMachine:
 
 DEMO_FLEET: tuple[DemoMachine, ...] = (
     DemoMachine(
-        "llama3-70b-sft", "us-east-1", "us-east-1a", "p5.48xlarge", timedelta(days=2, hours=5),
+        "llama3-70b-sft",
+        "us-east-1",
+        "us-east-1a",
+        "p5.48xlarge",
+        timedelta(days=2, hours=5),
         tags={"project": "llm-sft", "owner": "maria", "runctl:protect": "true"},
     ),
     DemoMachine(
-        "dpo-sweep-lr3e-6", "us-east-1", "us-east-1b", "p4d.24xlarge", timedelta(hours=6, minutes=12),
-        spot="persistent", tags={"project": "dpo-sweep", "owner": "kenji"},
+        "dpo-sweep-lr3e-6",
+        "us-east-1",
+        "us-east-1b",
+        "p4d.24xlarge",
+        timedelta(hours=6, minutes=12),
+        spot="persistent",
+        tags={"project": "dpo-sweep", "owner": "kenji"},
     ),
     DemoMachine(
-        "dpo-sweep-lr1e-5", "us-east-1", "us-east-1b", "p4d.24xlarge", timedelta(hours=6, minutes=11),
-        spot="persistent", tags={"project": "dpo-sweep", "owner": "kenji"},
+        "dpo-sweep-lr1e-5",
+        "us-east-1",
+        "us-east-1b",
+        "p4d.24xlarge",
+        timedelta(hours=6, minutes=11),
+        spot="persistent",
+        tags={"project": "dpo-sweep", "owner": "kenji"},
     ),
     DemoMachine(
-        "sdxl-lora-finetune", "us-east-1", "us-east-1c", "g6e.12xlarge", timedelta(hours=19, minutes=3),
+        "sdxl-lora-finetune",
+        "us-east-1",
+        "us-east-1c",
+        "g6e.12xlarge",
+        timedelta(hours=19, minutes=3),
         tags={"project": "diffusion", "owner": "ana"},
     ),
     DemoMachine(
-        "eval-harness", "us-east-1", "us-east-1a", "g5.xlarge", timedelta(minutes=47),
+        "eval-harness",
+        "us-east-1",
+        "us-east-1a",
+        "g5.xlarge",
+        timedelta(minutes=47),
         tags={"project": "evals", "owner": "maria"},
     ),
     DemoMachine(
-        "whisper-distill", "us-east-1", "us-east-1d", "g6e.xlarge", timedelta(hours=3, minutes=40),
-        spot="one-time", tags={"project": "speech", "owner": "li"},
+        "whisper-distill",
+        "us-east-1",
+        "us-east-1d",
+        "g6e.xlarge",
+        timedelta(hours=3, minutes=40),
+        spot="one-time",
+        tags={"project": "speech", "owner": "li"},
     ),
     DemoMachine(
-        "notebook-ana", "us-east-1", "us-east-1a", "g5.2xlarge", timedelta(days=9),
-        stopped=True, tags={"owner": "ana"},
+        "notebook-ana",
+        "us-east-1",
+        "us-east-1a",
+        "g5.2xlarge",
+        timedelta(days=9),
+        stopped=True,
+        tags={"owner": "ana"},
     ),
     DemoMachine(
-        "reward-model-7b", "eu-west-1", "eu-west-1a", "p4d.24xlarge", timedelta(days=1, hours=2),
+        "reward-model-7b",
+        "eu-west-1",
+        "eu-west-1a",
+        "p4d.24xlarge",
+        timedelta(days=1, hours=2),
         tags={"project": "rlhf", "owner": "tom"},
     ),
     DemoMachine(
-        "tokenize-shards", "eu-west-1", "eu-west-1b", "c6i.xlarge", timedelta(hours=1, minutes=5),
+        "tokenize-shards",
+        "eu-west-1",
+        "eu-west-1b",
+        "c6i.xlarge",
+        timedelta(hours=1, minutes=5),
         tags={"project": "data", "owner": "tom"},
     ),
     DemoMachine(
-        "inference-smoke", "eu-west-1", "eu-west-1c", "g6.xlarge", timedelta(minutes=18),
-        spot="one-time", tags={"project": "serving", "owner": "li"},
+        "inference-smoke",
+        "eu-west-1",
+        "eu-west-1c",
+        "g6.xlarge",
+        timedelta(minutes=18),
+        spot="one-time",
+        tags={"project": "serving", "owner": "li"},
     ),
     DemoMachine(
-        "vit-pretrain-2024", "eu-west-1", "eu-west-1a", "g5.12xlarge", timedelta(days=30),
-        stopped=True, tags={"project": "vision", "owner": "kenji"},
+        "vit-pretrain-2024",
+        "eu-west-1",
+        "eu-west-1a",
+        "g5.12xlarge",
+        timedelta(days=30),
+        stopped=True,
+        tags={"project": "vision", "owner": "kenji"},
     ),
 )
 
@@ -102,7 +152,9 @@ def _launch(client: EC2Client, machine: DemoMachine) -> str:
     }
     if machine.spot:
         answer = client.request_spot_instances(
-            InstanceCount=1, Type=machine.spot, LaunchSpecification=spec  # type: ignore[typeddict-item, arg-type]
+            InstanceCount=1,
+            Type=machine.spot,  # type: ignore[arg-type]
+            LaunchSpecification=spec,  # type: ignore[arg-type]
         )
         instance_id = answer["SpotInstanceRequests"][0]["InstanceId"]
     else:
@@ -129,7 +181,7 @@ def seed(clients: Ec2Clients, fleet: tuple[DemoMachine, ...] = DEMO_FLEET) -> di
 
 def _backdate(ids: dict[str, str], fleet: tuple[DemoMachine, ...]) -> None:
     """Give the seeded instances varied launch times (moto launches everything 'now')."""
-    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core import DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
     from moto.ec2.models import ec2_backends
 
     now = datetime.now(UTC).replace(tzinfo=None)

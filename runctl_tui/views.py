@@ -90,7 +90,8 @@ def status_line(status: ProviderStatus, now: datetime) -> str:
     """One line about a provider: freshness, or the failure, its fix and how stale the data is."""
     age = status.age(now)
     if status.ok:
-        return f"{status.provider}: {status.instance_count} instances, refreshed {format_duration(age)} ago"
+        count = status.instance_count
+        return f"{status.provider}: {count} instances, refreshed {format_duration(age)} ago"
     stale = "no data yet" if age is None else f"data {format_duration(age)} old"
     text = f"{status.provider}: {status.error} ({stale})"
     return f"{text}. Fix: {status.hint}" if status.hint else text
@@ -115,12 +116,18 @@ def text_report(snapshot: FleetSnapshot, prices: PriceTable) -> str:
         (i.provider, i.region, *row_cells(i, now, prices)[1:], "yes" if i.protected else "")
         for i in instances
     ]
-    widths = [max(len(h), *(len(r[n]) for r in rows)) if rows else len(h) for n, h in enumerate(headers)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in (headers, *rows)]
+    widths = [
+        max(len(h), *(len(r[n]) for r in rows)) if rows else len(h) for n, h in enumerate(headers)
+    ]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in (headers, *rows)
+    ]
     lines.append("")
     lines.extend(status_line(s, now) for s in snapshot.statuses)
-    lines.append(f"total: {burn_summary(instances, prices)} (on-demand list prices of {prices.as_of})")
+    lines.append(
+        f"total: {burn_summary(instances, prices)} (on-demand list prices of {prices.as_of})"
+    )
     return "\n".join(lines)
 
 

@@ -97,23 +97,28 @@ def explain(exc: BaseException, profile: str | None) -> tuple[str, str | None]:
 
     login = f"aws sso login --profile {profile}" if profile else "aws sso login"
     if isinstance(exc, bex.ProfileNotFound):
+        missing = getattr(exc, "kwargs", {}).get("profile", profile)
         return (
-            f"AWS profile {profile!r} is not in ~/.aws/config",
-            "fix [aws] profile in the config, or create it with `aws configure sso`",
+            f"AWS profile {missing!r} is not in ~/.aws/config",
+            "check AWS_PROFILE and [aws] profile, or create it with `aws configure sso`",
         )
     if isinstance(exc, bex.NoCredentialsError):
         return (
             "no AWS credentials found",
             "set AWS_PROFILE, run `aws configure`, or `aws sso login`; try `--demo` meanwhile",
         )
-    if isinstance(exc, bex.UnauthorizedSSOTokenError | bex.SSOTokenLoadError | bex.TokenRetrievalError):
+    if isinstance(
+        exc, bex.UnauthorizedSSOTokenError | bex.SSOTokenLoadError | bex.TokenRetrievalError
+    ):
         return "AWS SSO session expired or missing", f"run `{login}`"
     if isinstance(exc, bex.NoRegionError):
         return (
             "no AWS region configured",
             'set regions = ["us-east-1"] under [aws] in the config, or AWS_DEFAULT_REGION',
         )
-    if isinstance(exc, bex.EndpointConnectionError | bex.ConnectTimeoutError | bex.ReadTimeoutError):
+    if isinstance(
+        exc, bex.EndpointConnectionError | bex.ConnectTimeoutError | bex.ReadTimeoutError
+    ):
         return (
             f"cannot reach the EC2 endpoint: {_one_line(str(exc), 160)}",
             "check the network or AWS_ENDPOINT_URL; retried automatically",

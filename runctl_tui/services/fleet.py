@@ -35,7 +35,7 @@ GONE = frozenset({InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN})
 
 
 def refusal(action: Action, seen: Instance, fresh: Instance, protect_tag: str) -> str | None:
-    """Why ``action`` must not go ahead on ``fresh``, which the user saw as ``seen``; or ``None``."""
+    """Why ``action`` must not go ahead on ``fresh`` (seen by the user as ``seen``), or ``None``."""
     if fresh.state != seen.state:
         return f"state changed from {seen.state} to {fresh.state} since it was shown; look again"
     if action is Action.TERMINATE:

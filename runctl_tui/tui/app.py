@@ -86,5 +86,5 @@ class RunctlApp(App[None]):
         """The fleet commands, then Textual's own."""
         if isinstance(screen, DashboardScreen):
             for title, help_text, action in PALETTE:
-                yield SystemCommand(title, help_text, lambda a=action: screen.run_action(a))  # type: ignore[misc]
+                yield SystemCommand(title, help_text, lambda a=action: screen.run_action(a))
         yield from super().get_system_commands(screen)

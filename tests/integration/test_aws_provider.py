@@ -9,7 +9,7 @@ import pytest
 from runctl_tui.models import GpuSpec, InstanceState, Lifecycle
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
 from runctl_tui.providers.base import NotFoundError
-from tests.integration.conftest import Ec2Admin
+from tests.integration.conftest import KEY, Ec2Admin
 
 pytestmark = pytest.mark.integration
 
@@ -172,12 +172,12 @@ def test_all_regions_are_resolved_with_describe_regions(
 
 
 def test_no_regions_means_the_default_region(
-    ec2: Ec2Admin, clients: Ec2Clients, monkeypatch: pytest.MonkeyPatch
+    ec2: Ec2Admin, moto_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     west = ec2.launch("eu-west-1")
     ec2.launch("us-east-1")
-    provider = AwsProvider(Ec2Clients(endpoint_url=clients._endpoint_url, access_key=("testing", "testing")))
+    provider = AwsProvider(Ec2Clients(endpoint_url=moto_url, access_key=KEY))
 
     assert provider.regions() == ["eu-west-1"]
     assert [i.id for i in provider.list_instances()] == [west]

@@ -85,7 +85,9 @@ async def test_poll_fills_table_in_stable_order(make_app: AppFactory) -> None:
         assert "6 running" in bar_text(app)
 
 
-async def test_cursor_and_scroll_survive_refresh(make_app: AppFactory, provider: FakeProvider) -> None:
+async def test_cursor_and_scroll_survive_refresh(
+    make_app: AppFactory, provider: FakeProvider
+) -> None:
     for n in range(60):
         provider.instances[f"i-1{n:03d}"] = machine(f"i-1{n:03d}", f"worker-{n:03d}")
     app = make_app()
@@ -100,11 +102,14 @@ async def test_cursor_and_scroll_survive_refresh(make_app: AppFactory, provider:
         dashboard(app).poll_now()
         await settle(pilot)
         assert grid.keys[0] == "aws:i-0000"
-        assert grid.current is not None and grid.current.id == "i-1050"
+        assert grid.current is not None
+        assert grid.current.id == "i-1050"
         assert grid.scroll_offset.y == offset
 
 
-async def test_stop_confirmed_with_y(make_app: AppFactory, provider: FakeProvider, journal_path: Path) -> None:
+async def test_stop_confirmed_with_y(
+    make_app: AppFactory, provider: FakeProvider, journal_path: Path
+) -> None:
     seen: list[Message] = []
     app = make_app()
     async with app.run_test(size=SIZE, message_hook=seen.append) as pilot:
@@ -112,7 +117,8 @@ async def test_stop_confirmed_with_y(make_app: AppFactory, provider: FakeProvide
         table(app).move_to_key("aws:i-0d44")
         await pilot.press("s")
         assert isinstance(app.screen, ConfirmAction)
-        assert app.focused is not None and app.focused.id == "cancel"
+        assert app.focused is not None
+        assert app.focused.id == "cancel"
         await pilot.press("y")
         await settle(pilot)
         assert provider.acted() == [("stop", "i-0d44")]
@@ -120,10 +126,13 @@ async def test_stop_confirmed_with_y(make_app: AppFactory, provider: FakeProvide
         assert table(app).instance("aws:i-0d44").state is InstanceState.STOPPED  # type: ignore[union-attr]
     entries = journal(journal_path)
     assert [(e["id"], e["action"], e["result"]) for e in entries] == [("i-0d44", "stop", "done")]
-    assert entries[0]["region"] == "us-east-1" and entries[0]["provider"] == "aws"
+    assert entries[0]["region"] == "us-east-1"
+    assert entries[0]["provider"] == "aws"
 
 
-async def test_stop_cancel_is_preselected(make_app: AppFactory, provider: FakeProvider, journal_path: Path) -> None:
+async def test_stop_cancel_is_preselected(
+    make_app: AppFactory, provider: FakeProvider, journal_path: Path
+) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -145,12 +154,17 @@ async def test_stop_modal_names_instance_cost_and_loss(make_app: AppFactory) -> 
         table(app).move_to_key("aws:i-0f66")
         await pilot.press("s")
         text = " ".join(plain(s) for s in app.screen.query(".target").results(Static))
-        assert "reward-model-7b" in text and "i-0f66" in text and "p4d.24xlarge" in text
-        assert "eu-west-1a" in text and "$21.96/h" in text
+        assert "reward-model-7b" in text
+        assert "i-0f66" in text
+        assert "p4d.24xlarge" in text
+        assert "eu-west-1a" in text
+        assert "$21.96/h" in text
         assert "instance-store data (8000 GB" in text
 
 
-async def test_one_time_spot_cannot_be_stopped(make_app: AppFactory, provider: FakeProvider, journal_path: Path) -> None:
+async def test_one_time_spot_cannot_be_stopped(
+    make_app: AppFactory, provider: FakeProvider, journal_path: Path
+) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -180,7 +194,9 @@ async def test_start_a_stopped_instance(make_app: AppFactory, provider: FakeProv
     assert provider.acted() == [("start", "i-0e55")]
 
 
-async def test_terminate_needs_the_typed_id(make_app: AppFactory, provider: FakeProvider, journal_path: Path) -> None:
+async def test_terminate_needs_the_typed_id(
+    make_app: AppFactory, provider: FakeProvider, journal_path: Path
+) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -227,7 +243,8 @@ async def test_marked_rows_stop_together(make_app: AppFactory, provider: FakePro
         grid.move_to_key("aws:i-0b22")
         await pilot.press("space", "space")  # marks i-0b22 and i-0d44
         assert grid.marked == {"aws:i-0b22", "aws:i-0d44"}
-        assert grid.current is not None and grid.current.id == "i-0a11"
+        assert grid.current is not None
+        assert grid.current.id == "i-0a11"
         await pilot.press("s")
         screen = app.screen
         assert isinstance(screen, ConfirmAction)
@@ -238,7 +255,9 @@ async def test_marked_rows_stop_together(make_app: AppFactory, provider: FakePro
     assert sorted(provider.acted()) == [("stop", "i-0b22"), ("stop", "i-0d44")]
 
 
-async def test_marked_rows_terminate_with_the_word(make_app: AppFactory, provider: FakeProvider) -> None:
+async def test_marked_rows_terminate_with_the_word(
+    make_app: AppFactory, provider: FakeProvider
+) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -268,7 +287,9 @@ async def test_readonly_disables_every_action(make_app: AppFactory, provider: Fa
     assert provider.acted() == []
 
 
-async def test_protected_instance_cannot_be_terminated(make_app: AppFactory, provider: FakeProvider) -> None:
+async def test_protected_instance_cannot_be_terminated(
+    make_app: AppFactory, provider: FakeProvider
+) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -302,7 +323,9 @@ async def test_protection_added_after_the_modal_opened_is_honoured(
     assert "protected" in str(entries[0]["detail"])
 
 
-async def test_action_bound_to_ids_seen_when_modal_opened(make_app: AppFactory, provider: FakeProvider) -> None:
+async def test_action_bound_to_ids_seen_when_modal_opened(
+    make_app: AppFactory, provider: FakeProvider
+) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -315,7 +338,8 @@ async def test_action_bound_to_ids_seen_when_modal_opened(make_app: AppFactory, 
         dashboard(app).poll_now()
         await settle(pilot)
         grid.move_cursor(0)
-        assert grid.current is not None and grid.current.id == "i-0000"
+        assert grid.current is not None
+        assert grid.current.id == "i-0000"
         await pilot.press("y")
         await settle(pilot)
     assert provider.acted() == [("stop", "i-0d44")]
@@ -358,7 +382,9 @@ async def test_credentials_failing_keeps_app_up_and_says_how_to_fix(
         dashboard(app).poll_now()
         await settle(pilot)
         assert grid.row_count == 8
-        provider.failure = ProviderError("aws", "AWS credentials expired (ExpiredToken)", hint="refresh")
+        provider.failure = ProviderError(
+            "aws", "AWS credentials expired (ExpiredToken)", hint="refresh"
+        )
         dashboard(app).poll_now()
         await settle(pilot)
         assert grid.row_count == 8
@@ -399,12 +425,20 @@ async def test_details_panel_follows_cursor(make_app: AppFactory) -> None:
         await pilot.press("enter")
         assert details.display
         text = plain(details.query_one("#details-body", Static))
-        for expected in ("i-0f66", "eu-west-1a", "ami-0abc1234def567890", "ml-team", "vol-0f66", "owner"):
+        for expected in (
+            "i-0f66",
+            "eu-west-1a",
+            "ami-0abc1234def567890",
+            "ml-team",
+            "vol-0f66",
+            "owner",
+        ):
             assert expected in text
         await pilot.press("j")
         await pilot.pause()
         moved = plain(details.query_one("#details-body", Static))
-        assert "i-0a77" in moved and "i-0f66" not in moved
+        assert "i-0a77" in moved
+        assert "i-0f66" not in moved
         await pilot.press("escape")
         assert not details.display
 

@@ -46,14 +46,20 @@ def test_details_panel(snap_compare: SnapCompare, make_app: AppFactory) -> None:
 
 def test_stop_modal(snap_compare: SnapCompare, make_app: AppFactory) -> None:
     app = make_app()
-    assert snap_compare(app, terminal_size=SIZE, run_before=then("space", "space", "s", key="aws:i-0c33"))
+    assert snap_compare(
+        app, terminal_size=SIZE, run_before=then("space", "space", "s", key="aws:i-0c33")
+    )
 
 
 def test_terminate_modal(snap_compare: SnapCompare, make_app: AppFactory) -> None:
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=then("T", *"i-0d", key="aws:i-0d44"))
+    assert snap_compare(
+        make_app(), terminal_size=SIZE, run_before=then("T", *"i-0d", key="aws:i-0d44")
+    )
 
 
-def test_provider_failure(snap_compare: SnapCompare, make_app: AppFactory, provider: FakeProvider) -> None:
+def test_provider_failure(
+    snap_compare: SnapCompare, make_app: AppFactory, provider: FakeProvider
+) -> None:
     provider.failure = ProviderError(
         "aws", "AWS SSO session expired or missing", hint="run `aws sso login --profile ml`"
     )

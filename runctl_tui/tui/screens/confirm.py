@@ -46,7 +46,7 @@ def losses(action: Action, instance: Instance) -> list[str]:
 
 
 def target_text(action: Action, instance: Instance, prices: PriceTable, protect_tag: str) -> Text:
-    """A block describing one target: who it is, what it costs, what is lost, or why it is refused."""
+    """One target: who it is, what it costs, what is lost, or why it will be refused."""
     rate = prices.rate(instance)
     cost = format_usd(rate.usd_per_hour, per_hour=True) if rate else "price unknown"
     text = Text()

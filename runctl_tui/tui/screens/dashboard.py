@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -46,7 +48,7 @@ ACTIONS = {
 class DashboardScreen(Screen[None]):
     """Every instance of every provider, refreshed in the background."""
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "toggle_details", "Details", id="details"),
         Binding("slash", "filter", "Filter", id="filter", key_display="/"),
         Binding("r", "refresh", "Refresh", id="refresh"),
@@ -84,7 +86,9 @@ class DashboardScreen(Screen[None]):
         with Horizontal(id="body"):
             yield InstanceTable(prices=self.prices, id="instances")
             yield DetailsPanel(self.prices, id="details")
-        yield Input(placeholder="filter: any text in a row or tag (enter keeps it, esc clears)", id="filter")
+        yield Input(
+            placeholder="filter: any text in a row or tag (enter keeps it, esc clears)", id="filter"
+        )
         yield Footer()
 
     @property
@@ -259,7 +263,10 @@ class DashboardScreen(Screen[None]):
         keys += [("ctrl+p", "command palette"), ("q", "quit")]
         notes = [
             ("Marks", "space marks rows; s, u and T then act on every marked row"),
-            ("Protected", f"P in the first column: tag {self.fleet.protect_tag}=true; never terminated"),
+            (
+                "Protected",
+                f"P in the first column: tag {self.fleet.protect_tag}=true; never terminated",
+            ),
             ("Safety", "each action re-checks the instance's state just before acting"),
             ("Journal", str(self.fleet.journal.path)),
             ("Read-only", "on" if self.fleet.readonly else "off (runctl-tui --readonly)"),
@@ -299,12 +306,16 @@ class DashboardScreen(Screen[None]):
         modal = modal_type(action, targets, self.prices, self.fleet.protect_tag)
         self.app.push_screen(modal, callback=partial(self.decided, action, targets))
 
-    def decided(self, action: Action, targets: tuple[Instance, ...], confirmed: bool | None) -> None:
+    def decided(
+        self, action: Action, targets: tuple[Instance, ...], confirmed: bool | None
+    ) -> None:
         """The modal closed: act on the captured targets, or journal the cancellation."""
         self.perform_action(action, targets, bool(confirmed))
 
     @work(thread=True, group="act", exit_on_error=False)
-    def perform_action(self, action: Action, targets: tuple[Instance, ...], confirmed: bool) -> None:
+    def perform_action(
+        self, action: Action, targets: tuple[Instance, ...], confirmed: bool
+    ) -> None:
         """Act (or record the cancellation) off the event loop."""
         if not confirmed:
             self.fleet.record_cancelled(action, targets)
@@ -324,7 +335,7 @@ class DashboardScreen(Screen[None]):
         self.poll_now()
 
 
-def severity(result: ActionResult) -> str:
+def severity(result: ActionResult) -> SeverityLevel:
     """Notification severity for a result."""
     if result.outcome is Outcome.DONE:
         return "information"

@@ -15,7 +15,9 @@ from runctl_tui.models import Instance, format_duration, format_usd
 from runctl_tui.views import market_label
 
 
-def details_renderable(instance: Instance | None, now: datetime, prices: PriceTable) -> RenderableType:
+def details_renderable(
+    instance: Instance | None, now: datetime, prices: PriceTable
+) -> RenderableType:
     """A key/value view of ``instance``: identity, network, launch, cost, volumes, tags."""
     if instance is None:
         return Text("No instance selected.", style="italic")
@@ -23,9 +25,7 @@ def details_renderable(instance: Instance | None, now: datetime, prices: PriceTa
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold", no_wrap=True)
     facts.add_column(overflow="fold")
-    launched = (
-        f"{instance.launched_at:%Y-%m-%d %H:%M:%S} UTC" if instance.launched_at else "-"
-    )
+    launched = f"{instance.launched_at:%Y-%m-%d %H:%M:%S} UTC" if instance.launched_at else "-"
     rows: list[tuple[str, str]] = [
         ("Name", instance.name or "-"),
         ("ID", instance.id),
@@ -35,9 +35,15 @@ def details_renderable(instance: Instance | None, now: datetime, prices: PriceTa
         ("State", instance.state.value),
         ("Type", instance.instance_type),
         ("GPUs", instance.gpus.label() if instance.gpus else "none"),
-        ("Instance store", f"{instance.instance_store_gb} GB" if instance.instance_store_gb else "none"),
+        (
+            "Instance store",
+            f"{instance.instance_store_gb} GB" if instance.instance_store_gb else "none",
+        ),
         ("Market", market_label(instance)),
-        ("Rate", f"{format_usd(rate.usd_per_hour, per_hour=True)} ({rate.basis})" if rate else "unknown"),
+        (
+            "Rate",
+            f"{format_usd(rate.usd_per_hour, per_hour=True)} ({rate.basis})" if rate else "unknown",
+        ),
         ("Launched", launched),
         ("Uptime", format_duration(instance.uptime(now))),
         ("Public IP", instance.public_ip or "-"),

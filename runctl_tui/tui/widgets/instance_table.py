@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -52,7 +53,7 @@ class Row:
 class InstanceTable(ScrollView, can_focus=True):
     """Every instance of the fleet, one line each, with a cursor and marks."""
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "cursor_up", "Up", show=False),
         Binding("down,j", "cursor_down", "Down", show=False),
         Binding("pageup", "page_up", "Page up", show=False),
@@ -164,7 +165,9 @@ class InstanceTable(ScrollView, can_focus=True):
 
     def _apply(self) -> None:
         needle = self._filter
-        rows = [r for r in self._all if matches(r.cells, r.instance, needle)] if needle else self._all
+        rows = (
+            [r for r in self._all if matches(r.cells, r.instance, needle)] if needle else self._all
+        )
         self._rows = rows
         self._index = {row.instance.key: n for n, row in enumerate(rows)}
         widths = [cell_len(c) for c in COLUMNS]

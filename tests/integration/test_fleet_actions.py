@@ -1,0 +1,164 @@
+"""Fleet.act end to end against moto: the guards hold on a real EC2 API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runctl_tui.audit import Journal
+from runctl_tui.models import Action, Instance, InstanceState, Outcome
+from runctl_tui.providers.aws import AwsProvider
+from runctl_tui.services.fleet import Fleet
+from tests.integration.conftest import Ec2Admin
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "journal.jsonl")
+
+
+@pytest.fixture
+def fleet(provider: AwsProvider, journal: Journal) -> Fleet:
+    return Fleet([provider], journal=journal)
+
+
+def entries(journal: Journal) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in journal.path.read_text("utf-8").splitlines()]
+
+
+def shown(fleet: Fleet, instance_id: str) -> Instance:
+    """The instance as the dashboard would show it after a poll."""
+    return next(i for i in fleet.poll().instances if i.id == instance_id)
+
+
+def test_poll_reports_every_region(ec2: Ec2Admin, fleet: Fleet) -> None:
+    ec2.launch("us-east-1")
+    ec2.launch("eu-west-1")
+
+    snapshot = fleet.poll()
+
+    assert snapshot.all_ok
+    assert sorted(i.region for i in snapshot.instances) == ["eu-west-1", "us-east-1"]
+    assert snapshot.statuses[0].instance_count == 2
+
+
+def test_stop_end_to_end(ec2: Ec2Admin, fleet: Fleet, journal: Journal) -> None:
+    instance_id = ec2.launch("eu-west-1", name="trainer")
+    seen = shown(fleet, instance_id)
+
+    (result,) = fleet.act(Action.STOP, [seen])
+
+    assert result.outcome is Outcome.DONE
+    assert result.new_state is InstanceState.STOPPING
+    assert ec2.state("eu-west-1", instance_id) == "stopped"
+    (entry,) = entries(journal)
+    assert entry["provider"] == "aws"
+    assert entry["region"] == "eu-west-1"
+    assert entry["id"] == instance_id
+    assert entry["name"] == "trainer"
+    assert (entry["action"], entry["result"], entry["state_after"]) == ("stop", "done", "stopping")
+
+
+def test_start_end_to_end(ec2: Ec2Admin, fleet: Fleet) -> None:
+    instance_id = ec2.launch(stopped=True)
+
+    (result,) = fleet.act(Action.START, [shown(fleet, instance_id)])
+
+    assert result.outcome is Outcome.DONE
+    assert ec2.state("us-east-1", instance_id) == "running"
+
+
+def test_terminate_of_a_protected_instance_is_refused(
+    ec2: Ec2Admin, fleet: Fleet, journal: Journal
+) -> None:
+    instance_id = ec2.launch(name="precious", tags={"runctl:protect": "true"})
+    seen = shown(fleet, instance_id)
+    assert seen.protected
+
+    (result,) = fleet.act(Action.TERMINATE, [seen])
+
+    assert result.outcome is Outcome.REFUSED
+    assert "runctl:protect=true" in result.detail
+    assert ec2.state("us-east-1", instance_id) == "running"
+    assert entries(journal)[0]["result"] == "refused"
+
+
+def test_protection_added_after_the_poll_still_refuses(ec2: Ec2Admin, fleet: Fleet) -> None:
+    instance_id = ec2.launch()
+    seen = shown(fleet, instance_id)
+    assert not seen.protected
+    ec2.tag("us-east-1", instance_id, "runctl:protect", "true")
+
+    (result,) = fleet.act(Action.TERMINATE, [seen])
+
+    assert result.outcome is Outcome.REFUSED
+    assert ec2.state("us-east-1", instance_id) == "running"
+
+
+def test_terminate_after_the_state_changed_under_us_is_refused(
+    ec2: Ec2Admin, fleet: Fleet, journal: Journal
+) -> None:
+    instance_id = ec2.launch(name="moving")
+    seen = shown(fleet, instance_id)
+    # Someone else stops it between the poll and the confirmation.
+    ec2.client("us-east-1").stop_instances(InstanceIds=[instance_id])
+
+    (result,) = fleet.act(Action.TERMINATE, [seen])
+
+    assert result.outcome is Outcome.REFUSED
+    assert "state changed from running to stopped" in result.detail
+    assert ec2.state("us-east-1", instance_id) == "stopped"
+    entry = entries(journal)[0]
+    assert (entry["result"], entry["state_seen"]) == ("refused", "running")
+
+
+def test_one_time_spot_is_never_stopped(ec2: Ec2Admin, fleet: Fleet) -> None:
+    instance_id = ec2.launch(spot="one-time")
+
+    (result,) = fleet.act(Action.STOP, [shown(fleet, instance_id)])
+
+    assert result.outcome is Outcome.REFUSED
+    assert "one-time spot" in result.detail
+    assert ec2.state("us-east-1", instance_id) == "running"
+
+
+def test_terminated_elsewhere_is_refused(ec2: Ec2Admin, fleet: Fleet) -> None:
+    instance_id = ec2.launch()
+    seen = shown(fleet, instance_id)
+    ec2.client("us-east-1").terminate_instances(InstanceIds=[instance_id])
+
+    (result,) = fleet.act(Action.STOP, [seen])
+
+    assert result.outcome is Outcome.REFUSED
+    assert "terminated" in result.detail
+
+
+def test_marked_rows_are_each_checked(ec2: Ec2Admin, fleet: Fleet, journal: Journal) -> None:
+    plain = ec2.launch("us-east-1", name="plain")
+    guarded = ec2.launch("eu-west-1", name="guarded", tags={"runctl:protect": "true"})
+    targets = [shown(fleet, plain), shown(fleet, guarded)]
+
+    results = fleet.act(Action.TERMINATE, targets)
+
+    assert [r.outcome for r in results] == [Outcome.DONE, Outcome.REFUSED]
+    assert ec2.state("us-east-1", plain) == "terminated"
+    assert ec2.state("eu-west-1", guarded) == "running"
+    assert [e["result"] for e in entries(journal)] == ["done", "refused"]
+
+
+def test_readonly_fleet_changes_nothing(
+    ec2: Ec2Admin, provider: AwsProvider, journal: Journal
+) -> None:
+    instance_id = ec2.launch()
+    fleet = Fleet([provider], journal=journal, readonly=True)
+
+    (result,) = fleet.act(Action.TERMINATE, [shown(fleet, instance_id)])
+
+    assert result.outcome is Outcome.REFUSED
+    assert ec2.state("us-east-1", instance_id) == "running"
+    assert entries(journal)[0]["result"] == "refused"
