@@ -155,11 +155,11 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            where = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-            if where:
-                reason = str(exc)[: where.start()].strip()
+            position = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+            if position:
+                reason = str(exc)[: position.start()].strip()
                 raise ConfigError(
-                    f"{source}:{where[1]}: invalid TOML: {reason} (column {where[2]})"
+                    f"{source}:{position[1]}: invalid TOML: {reason} (column {position[2]})"
                 ) from None
             raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     try:

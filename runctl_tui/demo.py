@@ -211,7 +211,7 @@ class DemoBackend:
                 server.start()
                 host, port = server.get_host_and_port()
                 url = f"http://{host}:{port}"
-                seeder = Ec2Clients(endpoint_url=url, access_key=DEMO_KEY)
+                seeder = IsolatedClients(endpoint_url=url, access_key=DEMO_KEY)
                 _backdate(seed(seeder), DEMO_FLEET)
                 self._server, self._url = server, url
             return self._url
@@ -224,7 +224,32 @@ class DemoBackend:
                 self._server, self._url = None, None
 
 
-class DemoClients(Ec2Clients):
+class IsolatedClients(Ec2Clients):
+    """Clients with the fake demo key that ignore the user's AWS_PROFILE and ~/.aws files.
+
+    A missing or broken profile in the user's environment must not stop the demo.
+    """
+
+    def _get_session(self) -> Any:
+        if self._session is None:
+            import boto3.session
+            import botocore.session
+
+            core = botocore.session.Session(
+                session_vars={
+                    "profile": (None, None, None, None),
+                    "config_file": (None, None, os.devnull, None),
+                    "credentials_file": (None, None, os.devnull, None),
+                }
+            )
+            key, secret = self._access_key or DEMO_KEY
+            self._session = boto3.session.Session(
+                aws_access_key_id=key, aws_secret_access_key=secret, botocore_session=core
+            )
+        return self._session
+
+
+class DemoClients(IsolatedClients):
     """EC2 clients that point at the demo server, starting it on first use."""
 
     def __init__(self, backend: DemoBackend) -> None:

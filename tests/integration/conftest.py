@@ -33,13 +33,23 @@ def moto_server() -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture
-def moto_url(moto_server: str) -> str:
-    """The server's URL, with every account and region emptied first."""
-    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+def reset(url: str) -> None:
+    """Empty every account and region of the server."""
+    request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert answer.status == 200
-    return moto_server
+
+
+@pytest.fixture
+def moto_url(moto_server: str) -> Iterator[str]:
+    """The server's URL, empty at the start of the test.
+
+    moto keeps its state in process globals, which an in-process demo backend in a later test
+    of this worker would share: empty it again afterwards too.
+    """
+    reset(moto_server)
+    yield moto_server
+    reset(moto_server)
 
 
 class Ec2Admin:

@@ -8,7 +8,7 @@ import pytest
 
 from runctl_tui.models import GpuSpec, InstanceState, Lifecycle
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
-from runctl_tui.providers.base import NotFoundError
+from runctl_tui.providers.base import NotFoundError, ProviderError
 from tests.integration.conftest import KEY, Ec2Admin
 
 pytestmark = pytest.mark.integration
@@ -85,7 +85,10 @@ def test_custom_protect_tag(ec2: Ec2Admin, clients: Ec2Clients) -> None:
     keep = ec2.launch(tags={"team:keep": "yes"})
     other = ec2.launch(tags={"runctl:protect": "true"})
 
-    listed = {i.id: i for i in AwsProvider(clients, ["us-east-1"], protect_tag="team:keep").list_instances()}
+    listed = {
+        i.id: i
+        for i in AwsProvider(clients, ["us-east-1"], protect_tag="team:keep").list_instances()
+    }
 
     assert listed[keep].protected is True
     assert listed[other].protected is False
@@ -154,9 +157,7 @@ def test_actions_touch_only_their_instance(ec2: Ec2Admin, provider: AwsProvider)
     assert ec2.state("us-east-1", bystander) == "running"
 
 
-def test_all_regions_are_resolved_with_describe_regions(
-    ec2: Ec2Admin, clients: Ec2Clients
-) -> None:
+def test_all_regions_are_resolved_with_describe_regions(ec2: Ec2Admin, clients: Ec2Clients) -> None:
     east = ec2.launch("us-east-1")
     sydney = ec2.launch("ap-southeast-2")
     provider = AwsProvider(clients, ["all"])
@@ -164,7 +165,10 @@ def test_all_regions_are_resolved_with_describe_regions(
     regions = provider.regions()
     listed = {i.id: i.region for i in provider.list_instances()}
 
-    known = {r["RegionName"]: r.get("OptInStatus") for r in ec2.client("us-east-1").describe_regions()["Regions"]}
+    known = {
+        r["RegionName"]: r.get("OptInStatus")
+        for r in ec2.client("us-east-1").describe_regions()["Regions"]
+    }
     assert {"us-east-1", "eu-west-1", "ap-southeast-2"} <= set(regions)
     assert regions == sorted(r for r, status in known.items() if status != "not-opted-in")
     assert len(regions) > 10
@@ -181,3 +185,20 @@ def test_no_regions_means_the_default_region(
 
     assert provider.regions() == ["eu-west-1"]
     assert [i.id for i in provider.list_instances()] == [west]
+
+
+def test_one_failing_region_keeps_the_others(ec2: Ec2Admin, moto_url: str) -> None:
+    east = ec2.launch("us-east-1", name="east")
+    # moto answers 500 for a region it does not know; one attempt keeps the test fast.
+    clients = Ec2Clients(endpoint_url=moto_url, access_key=KEY, max_attempts=1)
+    provider = AwsProvider(clients, ["us-east-1", "xx-nowhere-1"])
+
+    with pytest.raises(ProviderError) as caught:
+        provider.list_instances()
+
+    error = caught.value
+    assert error.failed_regions == ("xx-nowhere-1",)
+    assert error.partial is not None
+    assert [i.id for i in error.partial] == [east]
+    assert error.message.startswith("xx-nowhere-1: ")
+    assert "\n" not in error.message

@@ -1,4 +1,4 @@
-"""The demo backend: moto in-process, seeded with a realistic GPU fleet, through the real code path."""
+"""The demo backend: moto in-process, seeded with a GPU fleet, through the real code path."""
 
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ def test_endpoint_is_started_once(backend: DemoBackend) -> None:
     assert backend.endpoint() == backend.endpoint()
 
 
-def test_demo_uses_fake_credentials_only(backend: DemoBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_uses_fake_credentials_only(
+    backend: DemoBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The user's own credentials are never needed (nor sent) in demo mode."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name)

@@ -10,9 +10,9 @@ import pytest
 
 from runctl_tui.audit import Journal
 from runctl_tui.models import Action, Instance, InstanceState, Outcome
-from runctl_tui.providers.aws import AwsProvider
+from runctl_tui.providers.aws import AwsProvider, Ec2Clients
 from runctl_tui.services.fleet import Fleet
-from tests.integration.conftest import Ec2Admin
+from tests.integration.conftest import KEY, Ec2Admin
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +45,23 @@ def test_poll_reports_every_region(ec2: Ec2Admin, fleet: Fleet) -> None:
     assert snapshot.all_ok
     assert sorted(i.region for i in snapshot.instances) == ["eu-west-1", "us-east-1"]
     assert snapshot.statuses[0].instance_count == 2
+
+
+def test_poll_with_a_failing_region_shows_the_rest(
+    ec2: Ec2Admin, moto_url: str, journal: Journal
+) -> None:
+    east = ec2.launch("us-east-1")
+    clients = Ec2Clients(endpoint_url=moto_url, access_key=KEY, max_attempts=1)
+    fleet = Fleet([AwsProvider(clients, ["us-east-1", "xx-nowhere-1"])], journal=journal)
+
+    snapshot = fleet.poll()
+
+    assert [i.id for i in snapshot.instances] == [east]
+    (status,) = snapshot.statuses
+    assert status.ok is False
+    assert status.error is not None
+    assert status.error.startswith("xx-nowhere-1: ")
+    assert status.instance_count == 1
 
 
 def test_stop_end_to_end(ec2: Ec2Admin, fleet: Fleet, journal: Journal) -> None:

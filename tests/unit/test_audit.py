@@ -120,6 +120,8 @@ def test_unwritable_journal_is_logged_not_raised(
     journal = Journal(blocker / "journal.jsonl")
 
     with caplog.at_level(logging.ERROR, logger="runctl_tui.audit"):
-        journal.record(ActionResult(action=Action.STOP, instance=make_instance(), outcome=Outcome.DONE))
+        journal.record(
+            ActionResult(action=Action.STOP, instance=make_instance(), outcome=Outcome.DONE)
+        )
 
     assert "cannot write audit journal" in caplog.text

@@ -218,7 +218,12 @@ def test_type_info_with_gpus() -> None:
         "InstanceType": "p5.48xlarge",
         "GpuInfo": {
             "Gpus": [
-                {"Name": "H100", "Manufacturer": "NVIDIA", "Count": 8, "MemoryInfo": {"SizeInMiB": 81920}}
+                {
+                    "Name": "H100",
+                    "Manufacturer": "NVIDIA",
+                    "Count": 8,
+                    "MemoryInfo": {"SizeInMiB": 81920},
+                }
             ],
             "TotalGpuMemoryInMiB": 655360,
         },
@@ -288,6 +293,15 @@ def test_explain_unknown_profile() -> None:
     assert "[aws] profile" in hint
 
 
+def test_explain_unknown_profile_from_aws_profile_names_it() -> None:
+    """With no profile configured, botocore took the name from AWS_PROFILE."""
+    message, hint = explain(bex.ProfileNotFound(profile="work"), None)
+
+    assert message == "AWS profile 'work' is not in ~/.aws/config"
+    assert hint is not None
+    assert "AWS_PROFILE" in hint
+
+
 @pytest.mark.parametrize(
     "exc",
     [
@@ -333,9 +347,13 @@ def test_explain_expired_credentials(code: str) -> None:
     assert hint == "refresh them: `aws sso login --profile ml`"
 
 
-@pytest.mark.parametrize("code", ["AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException"])
+@pytest.mark.parametrize(
+    "code", ["AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException"]
+)
 def test_explain_rejected_credentials(code: str) -> None:
-    message, hint = explain(client_error(code, "AWS was not able to validate the credentials"), None)
+    message, hint = explain(
+        client_error(code, "AWS was not able to validate the credentials"), None
+    )
 
     assert message == f"AWS rejected the credentials ({code})"
     assert hint is not None

@@ -100,9 +100,14 @@ def test_malformed_toml_names_file_and_line(tmp_path: Path) -> None:
 
     message = config_error(path)
 
-    assert str(path) in message
-    assert "invalid TOML" in message
-    assert "line 2" in message
+    assert message.startswith(f"{path}:2: invalid TOML: ")
+    assert "column" in message
+
+
+def test_malformed_value_on_a_later_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "poll_seconds = 10\n\nreadonly = flase\n")
+
+    assert config_error(path).startswith(f"{path}:3: invalid TOML: ")
 
 
 def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:

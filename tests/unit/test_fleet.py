@@ -50,40 +50,66 @@ STOPPED = make_instance("i-1", state=InstanceState.STOPPED)
     ("action", "seen", "fresh", "reason"),
     [
         pytest.param(
-            Action.TERMINATE, RUNNING, STOPPED, "state changed from running to stopped",
+            Action.TERMINATE,
+            RUNNING,
+            STOPPED,
+            "state changed from running to stopped",
             id="state-changed",
         ),
         pytest.param(
-            Action.STOP, RUNNING, make_instance("i-1", state=InstanceState.STOPPING),
-            "state changed from running to stopping", id="state-changed-stop",
+            Action.STOP,
+            RUNNING,
+            make_instance("i-1", state=InstanceState.STOPPING),
+            "state changed from running to stopping",
+            id="state-changed-stop",
         ),
         pytest.param(
-            Action.TERMINATE, RUNNING, make_instance("i-1", protected=True),
-            f"protected by tag {TAG}=true", id="protected-now",
+            Action.TERMINATE,
+            RUNNING,
+            make_instance("i-1", protected=True),
+            f"protected by tag {TAG}=true",
+            id="protected-now",
         ),
         pytest.param(
-            Action.TERMINATE, make_instance("i-1", protected=True), RUNNING,
-            f"protected by tag {TAG}=true", id="protected-when-seen",
+            Action.TERMINATE,
+            make_instance("i-1", protected=True),
+            RUNNING,
+            f"protected by tag {TAG}=true",
+            id="protected-when-seen",
         ),
         pytest.param(
-            Action.TERMINATE, make_instance("i-1", state=InstanceState.TERMINATED),
-            make_instance("i-1", state=InstanceState.TERMINATED), "already terminated",
+            Action.TERMINATE,
+            make_instance("i-1", state=InstanceState.TERMINATED),
+            make_instance("i-1", state=InstanceState.TERMINATED),
+            "already terminated",
             id="already-terminated",
         ),
         pytest.param(
-            Action.TERMINATE, make_instance("i-1", state=InstanceState.SHUTTING_DOWN),
-            make_instance("i-1", state=InstanceState.SHUTTING_DOWN), "already shutting-down",
+            Action.TERMINATE,
+            make_instance("i-1", state=InstanceState.SHUTTING_DOWN),
+            make_instance("i-1", state=InstanceState.SHUTTING_DOWN),
+            "already shutting-down",
             id="already-shutting-down",
         ),
         pytest.param(
-            Action.STOP, make_instance("i-1", spot="one-time"), make_instance("i-1", spot="one-time"),
-            "one-time spot instance cannot be stopped", id="one-time-spot",
+            Action.STOP,
+            make_instance("i-1", spot="one-time"),
+            make_instance("i-1", spot="one-time"),
+            "one-time spot instance cannot be stopped",
+            id="one-time-spot",
         ),
         pytest.param(
-            Action.STOP, STOPPED, STOPPED, "cannot stop an instance that is stopped", id="stop-stopped"
+            Action.STOP,
+            STOPPED,
+            STOPPED,
+            "cannot stop an instance that is stopped",
+            id="stop-stopped",
         ),
         pytest.param(
-            Action.START, RUNNING, RUNNING, "only a stopped instance can be started; it is running",
+            Action.START,
+            RUNNING,
+            RUNNING,
+            "only a stopped instance can be started; it is running",
             id="start-running",
         ),
     ],
@@ -124,11 +150,15 @@ def test_statuses_before_the_first_poll(journal: Journal, clock: FakeClock) -> N
     snapshot = make_fleet(journal, clock, FakeProvider([RUNNING])).snapshot()
 
     assert snapshot.instances == ()
-    assert [(s.provider, s.ok, s.refreshed_at) for s in snapshot.statuses] == [("fake", False, None)]
+    assert [(s.provider, s.ok, s.refreshed_at) for s in snapshot.statuses] == [
+        ("fake", False, None)
+    ]
 
 
 def test_poll_collects_every_provider(journal: Journal, clock: FakeClock) -> None:
-    a = FakeProvider([make_instance("i-a1", provider="a"), make_instance("i-a2", provider="a")], name="a")
+    a = FakeProvider(
+        [make_instance("i-a1", provider="a"), make_instance("i-a2", provider="a")], name="a"
+    )
     b = FakeProvider([make_instance("i-b1", provider="b")], name="b")
 
     snapshot = make_fleet(journal, clock, a, b).poll()
@@ -439,7 +469,9 @@ def test_act_describes_with_what_the_user_saw(journal: Journal, clock: FakeClock
 
 def test_not_found_error_is_a_provider_error() -> None:
     assert issubclass(NotFoundError, ProviderError)
-    error = ProviderError("aws", "boom", hint="fix", partial=[RUNNING], failed_regions=["eu-west-1"])
+    error = ProviderError(
+        "aws", "boom", hint="fix", partial=[RUNNING], failed_regions=["eu-west-1"]
+    )
     assert str(error) == "aws: boom"
     assert error.partial == (RUNNING,)
     assert error.failed_regions == ("eu-west-1",)

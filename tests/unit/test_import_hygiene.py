@@ -26,7 +26,7 @@ HEAVY_SDKS = ["boto3", "botocore", "moto", "asyncssh"]
 
 
 def imported_after(module: str, watched: list[str]) -> list[str]:
-    """Which of ``watched`` (top-level packages) a fresh interpreter has after importing ``module``."""
+    """Which ``watched`` top-level packages a fresh interpreter holds after importing ``module``."""
     code = (
         "import importlib, json, sys\n"
         f"importlib.import_module({module!r})\n"

@@ -148,7 +148,10 @@ def test_action_result_summary() -> None:
     instance = make_instance("i-7", name="trainer")
 
     done = ActionResult(
-        action=Action.STOP, instance=instance, outcome=Outcome.DONE, new_state=InstanceState.STOPPING
+        action=Action.STOP,
+        instance=instance,
+        outcome=Outcome.DONE,
+        new_state=InstanceState.STOPPING,
     )
     refused = ActionResult(
         action=Action.TERMINATE, instance=instance, outcome=Outcome.REFUSED, detail="protected"

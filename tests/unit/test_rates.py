@@ -38,7 +38,9 @@ def test_every_region_in_the_file_is_in_the_table() -> None:
             assert bundled_prices().prices[region] == bundled_prices().prices[table]
 
 
-@pytest.mark.parametrize("instance_type", ["g5.xlarge", "p4d.24xlarge", "p5.48xlarge", "g6e.xlarge"])
+@pytest.mark.parametrize(
+    "instance_type", ["g5.xlarge", "p4d.24xlarge", "p5.48xlarge", "g6e.xlarge"]
+)
 def test_demo_gpu_types_are_priced(instance_type: str) -> None:
     assert bundled_prices().rate(make_instance(instance_type=instance_type)) is not None
 
@@ -54,7 +56,10 @@ def test_rate_in_a_listed_region() -> None:
 def test_unlisted_region_falls_back_to_us_east_1_and_says_so() -> None:
     table = PriceTable(
         as_of="2025-01-01",
-        prices={"us-east-1": {"g5.xlarge": Decimal("1.00")}, "eu-west-1": {"c6i.xlarge": Decimal("0.2")}},
+        prices={
+            "us-east-1": {"g5.xlarge": Decimal("1.00")},
+            "eu-west-1": {"c6i.xlarge": Decimal("0.2")},
+        },
     )
 
     rate = table.rate(make_instance(region="ap-south-1", instance_type="g5.xlarge"))

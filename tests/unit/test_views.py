@@ -189,7 +189,8 @@ def snapshot(*statuses: ProviderStatus) -> FleetSnapshot:
     )
     return FleetSnapshot(
         instances=instances,
-        statuses=statuses or (ProviderStatus(provider="aws", ok=True, refreshed_at=T0, instance_count=2),),
+        statuses=statuses
+        or (ProviderStatus(provider="aws", ok=True, refreshed_at=T0, instance_count=2),),
         taken_at=T0,
     )
 
@@ -296,7 +297,9 @@ def test_text_report() -> None:
 
 def test_text_report_of_an_empty_failed_fleet() -> None:
     failed = ProviderStatus(provider="aws", ok=False, error="no AWS credentials found", hint="fix")
-    empty = FleetSnapshot(instances=(), statuses=(failed,), taken_at=datetime(2026, 1, 1, tzinfo=UTC))
+    empty = FleetSnapshot(
+        instances=(), statuses=(failed,), taken_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
 
     lines = text_report(empty, PRICES).splitlines()
 
