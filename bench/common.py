@@ -67,6 +67,12 @@ def spread(values: Sequence[float]) -> str:
     return f"median {ms(median(values)):>8}  (min {low:.0f}, max {high:.0f}, n={len(values)})"
 
 
+def round_ratios(candidate: Sequence[float], baseline: Sequence[float]) -> str:
+    """``per round 1.62-2.31x``: the spread of the ratios of times taken in the same round."""
+    ratios = [c / b for c, b in zip(candidate, baseline, strict=True)]
+    return f"per round {min(ratios):.2f}-{max(ratios):.2f}x"
+
+
 def alternate(round_index: int, first: str, second: str) -> tuple[str, str]:
     """The order of the two contenders in a round: swapped every round so drift hits both."""
     return (first, second) if round_index % 2 == 0 else (second, first)

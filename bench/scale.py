@@ -30,6 +30,7 @@ from bench.common import (
     isolate_this_process,
     median,
     ms,
+    round_ratios,
     spread,
     write_figures,
 )
@@ -248,7 +249,9 @@ def report(samples: Mapping[str, Sample], building: float) -> list[Figure]:
     figures = []
     for phase in ("cold", "warm"):
         ratio = median(samples[phase].wall) / base
-        print(f"  {'ratio ' + phase + ' / bare':<26} {ratio:.2f}x  (goal <= {GOAL:.1f}x)")
+        per_round = round_ratios(samples[phase].wall, samples["bare"].wall)
+        label = f"ratio {phase} / bare"
+        print(f"  {label:<26} {ratio:.2f}x  ({per_round}; goal <= {GOAL:.1f}x)")
         figures.append(
             Figure(
                 f"1,000-instance poll, {phase} / bare boto3",
