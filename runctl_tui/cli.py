@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import logging.handlers
@@ -167,6 +168,9 @@ def _status_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
+    # Start-up allocates much and frees little: collecting now only slows the first frame.
+    # The dashboard freezes what survives and turns collection back on after its first poll.
+    gc.disable()
     from runctl_tui.tui.app import RunctlApp
 
     fleet, warnings = _build_fleet(settings, args.demo)

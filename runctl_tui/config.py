@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
@@ -13,7 +14,6 @@ from typing import Any
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 APP_NAME = "runctl-tui"
 CONFIG_ENV = "RUNCTL_TUI_CONFIG"
@@ -46,15 +46,10 @@ class AwsSettings(BaseModel):
         return regions
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Everything the user can configure."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RUNCTL_TUI_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     poll_seconds: float = Field(default=10.0, ge=2.0, le=3600.0)
     """Seconds between polls of every provider."""
@@ -66,17 +61,47 @@ class Settings(BaseSettings):
     keymap: dict[str, str] = Field(default_factory=dict)
     """Binding id to keys, e.g. ``stop-instance = "x"``."""
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment variables win over the file, which is passed in as init data."""
-        return (env_settings, init_settings)
+
+ENV_PREFIX = "RUNCTL_TUI_"
+TABLES: dict[str, type[BaseModel]] = {"aws": AwsSettings}
+
+
+def _env_value(raw: str) -> Any:
+    """A variable's text; JSON for lists and tables (``["us-east-1"]``), else as written."""
+    text = raw.strip()
+    if text and text[0] in "[{":
+        try:
+            return json.loads(text)
+        except ValueError:
+            return raw
+    return raw
+
+
+def environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``RUNCTL_TUI_*`` variables as config data; ``__`` separates a table from its key."""
+    data: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() == CONFIG_ENV:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(path) == 1:
+            data[path[0]] = _env_value(raw)
+        elif len(path) == 2 and path[0] in TABLES:
+            table = data.setdefault(path[0], {})
+            if isinstance(table, dict):
+                table[path[1]] = _env_value(raw)
+    return data
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``; tables merge key by key."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def default_config_path() -> Path:
@@ -162,8 +187,9 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
                     f"{source}:{position[1]}: invalid TOML: {reason} (column {position[2]})"
                 ) from None
             raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    from_env = environment_overrides(os.environ)
     try:
-        settings = Settings(**data)
+        settings = Settings.model_validate(_merge(data, from_env))
     except ValidationError as exc:
         first = exc.errors()[0]
         line = _key_line(text, first["loc"])
@@ -172,8 +198,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         # List indexes in ``loc`` are not part of a variable's name; a whole table may be one.
         names = [p for p in first["loc"] if isinstance(p, str)]
         for depth in range(len(names), 0, -1):
-            env_name = "RUNCTL_TUI_" + "__".join(names[:depth]).upper()
-            if env_name in os.environ:
+            env_name = ENV_PREFIX + "__".join(names[:depth]).upper()
+            if env_name in {name.upper() for name in os.environ}:
                 where = f"environment variable {env_name}"
                 break
         more = len(exc.errors()) - 1

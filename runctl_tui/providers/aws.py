@@ -195,7 +195,9 @@ def instance_from_ec2(
         instance_type=raw.get("InstanceType", "?"),
         state=_state(raw),
         lifecycle=lifecycle,
-        spot_request_type=spot_types.get(instance_id) if lifecycle is Lifecycle.SPOT else None,
+        spot_request_type=(spot_types.get(instance_id) or None)
+        if lifecycle is Lifecycle.SPOT
+        else None,
         gpus=gpus,
         instance_store_gb=store_gb,
         launched_at=launched,
@@ -249,6 +251,7 @@ class AwsProvider:
         self._regions = list(regions)
         self.protect_tag = protect_tag
         self._lock = threading.Lock()
+        self._types_lock = threading.Lock()
         self._resolved: list[str] | None = None
         self._type_info: dict[str, tuple[GpuSpec | None, int]] = {}
         self._spot_types: dict[str, str] = {}
@@ -350,8 +353,15 @@ class AwsProvider:
         )
 
     def _learn_types(self, client: EC2Client, types: Iterable[str]) -> None:
-        with self._lock:
-            missing = sorted(t for t in types if t and t not in self._type_info)
+        wanted = {t for t in types if t}
+        if wanted <= self._type_info.keys():
+            return
+        # One region fetches while the others wait: types are the same in every region.
+        with self._types_lock:
+            missing = sorted(wanted - self._type_info.keys())
+            self._fetch_types(client, missing)
+
+    def _fetch_types(self, client: EC2Client, missing: Sequence[str]) -> None:
         for start in range(0, len(missing), TYPE_BATCH):
             batch = missing[start : start + TYPE_BATCH]
             try:
@@ -383,6 +393,9 @@ class AwsProvider:
             for request in requests:
                 if request.get("InstanceId") and request.get("Type"):
                     self._spot_types[request["InstanceId"]] = request["Type"]
+            # Remember what has no request on record, so it is not asked for on every poll.
+            for instance_id in missing:
+                self._spot_types.setdefault(instance_id, "")
 
     def describe(self, instance: Instance) -> Instance:
         """Describe one instance again, right now."""

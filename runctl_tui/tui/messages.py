@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from runctl_tui.models import ActionResult, FleetSnapshot
+from runctl_tui.tui.widgets.instance_table import TableData
 
 
 @dataclass
@@ -14,6 +15,8 @@ class FleetPolled(Message):
     """A poll of every provider finished."""
 
     snapshot: FleetSnapshot
+    table: TableData
+    """The snapshot's rows, sorted and rendered in the worker."""
 
     def can_replace(self, message: Message) -> bool:
         """A newer poll replaces one still queued."""

@@ -203,7 +203,7 @@ def make_app(provider: FakeProvider, journal_path: Path) -> AppFactory:
     """Build the app over ``provider`` with a frozen clock and no background polls."""
 
     def build(readonly: bool = False, demo: bool = False, **settings: object) -> RunctlApp:
-        config = Settings(poll_seconds=3600, readonly=readonly, **settings)  # type: ignore[arg-type]
+        config = Settings(poll_seconds=3600, readonly=readonly, **settings)
         fleet = Fleet(
             [provider],
             journal=Journal(journal_path),

@@ -62,7 +62,7 @@ def plain(widget: Static) -> str:
 
 def bar_text(app: RunctlApp) -> str:
     """The provider bar as plain text."""
-    return plain(app.screen_stack[0].query_one(ProviderBar))
+    return app.screen_stack[0].query_one(ProviderBar).text.plain
 
 
 async def test_poll_fills_table_in_stable_order(make_app: AppFactory) -> None:

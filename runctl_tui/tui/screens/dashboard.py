@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from functools import partial
 from typing import ClassVar
@@ -22,7 +23,7 @@ from runctl_tui.tui.messages import ActionsFinished, FleetPolled
 from runctl_tui.tui.screens.confirm import ConfirmAction, ConfirmTerminate
 from runctl_tui.tui.screens.help import HelpScreen
 from runctl_tui.tui.widgets.details import DetailsPanel
-from runctl_tui.tui.widgets.instance_table import InstanceTable
+from runctl_tui.tui.widgets.instance_table import InstanceTable, prepare
 from runctl_tui.tui.widgets.provider_bar import ProviderBar
 from runctl_tui.views import burn_summary
 
@@ -78,6 +79,7 @@ class DashboardScreen(Screen[None]):
         self.snapshot: FleetSnapshot | None = None
         self._polling = False
         self._poll_again = False
+        self._binding_state: tuple[bool, bool] | None = None
 
     def compose(self) -> ComposeResult:
         """Header, provider bar, table beside details, filter box, footer."""
@@ -118,45 +120,64 @@ class DashboardScreen(Screen[None]):
 
     @work(thread=True, group="poll", exit_on_error=False)
     def poll_fleet(self) -> None:
-        """Ask every provider for its instances (blocking I/O, off the event loop)."""
+        """Ask every provider for its instances and render the rows, off the event loop."""
         snapshot = self.fleet.poll()
+        table = prepare(snapshot.instances, self.clock(), self.prices)
         if not get_current_worker().is_cancelled:
-            self.post_message(FleetPolled(snapshot))
+            self.post_message(FleetPolled(snapshot, table))
 
     @on(FleetPolled)
     def show_fleet(self, event: FleetPolled) -> None:
         """Put a new poll on screen."""
         self._polling = False
+        first = self.snapshot is None
         self.snapshot = event.snapshot
-        self.render_snapshot()
+        stale = {s.provider for s in event.snapshot.statuses if not s.ok}
+        self.table.empty_text = self.empty_text()
+        self.table.show_data(event.table, stale)
+        self.render_status()
+        if first:
+            # What start-up and the first poll (boto3 included) built lives as long as the app:
+            # keep it out of every later collection, whose pauses would stall the UI.
+            gc.freeze()
+            gc.enable()
         if self._poll_again:
             self._poll_again = False
             self.poll_now()
 
-    def render_snapshot(self) -> None:
-        """Refresh table, bar and details from the last snapshot."""
+    def empty_text(self) -> str:
+        """What the table says when it has no rows."""
         snapshot = self.snapshot
+        failed = [s for s in snapshot.statuses if not s.ok and s.error] if snapshot else []
         if snapshot is None:
-            return
-        now = self.clock()
-        stale = {s.provider for s in snapshot.statuses if not s.ok}
-        table = self.table
-        failed = [s for s in snapshot.statuses if not s.ok and s.error]
+            return "Waiting for the first poll…"
         if failed and not snapshot.instances:
             first = failed[0]
-            table.empty_text = f"{first.provider}: {first.error}" + (
-                f" → {first.hint}" if first.hint else ""
-            )
-        elif table.filter_text:
-            table.empty_text = f"No instance matches {table.filter_text!r} (esc clears the filter)"
-        else:
-            table.empty_text = "No instances in the polled regions."
-        table.show(snapshot.instances, now, stale)
+            hint = f" → {first.hint}" if first.hint else ""
+            return f"{first.provider}: {first.error}{hint}"
+        if self.table.filter_text:
+            return f"No instance matches {self.table.filter_text!r} (esc clears the filter)"
+        return "No instances in the polled regions."
+
+    def render_status(self) -> None:
+        """Refresh the provider bar, the details panel and the action keys."""
+        if self.snapshot is None:
+            return
+        now = self.clock()
         self.query_one(ProviderBar).update_statuses(
-            snapshot.statuses, self.summary(snapshot.instances), now
+            self.snapshot.statuses, self.summary(self.snapshot.instances), now
         )
-        self.query_one(DetailsPanel).show(table.current, now)
-        self.refresh_bindings()
+        details = self.query_one(DetailsPanel)
+        if details.display:
+            details.show(self.table.current, now)
+        self.sync_bindings()
+
+    def sync_bindings(self) -> None:
+        """Re-check the footer's keys only when what they depend on changed (it is costly)."""
+        state = (bool(self.table.targets()), bool(self.table.row_count))
+        if state != self._binding_state:
+            self._binding_state = state
+            self.refresh_bindings()
 
     def summary(self, instances: Sequence[Instance]) -> str:
         """Burn rate and marks, for the provider bar."""
@@ -178,6 +199,7 @@ class DashboardScreen(Screen[None]):
             return
         if event.worker.group == "poll":
             self._polling = False
+            gc.enable()
         self.notify(f"{event.worker.name} failed: {event.worker.error}", severity="error")
 
     # Table events --------------------------------------------------------------------------
@@ -185,17 +207,15 @@ class DashboardScreen(Screen[None]):
     @on(InstanceTable.CursorMoved)
     def follow_cursor(self, event: InstanceTable.CursorMoved) -> None:
         """The details panel shows the instance under the cursor."""
-        self.query_one(DetailsPanel).show(event.instance, self.clock())
-        self.refresh_bindings()
+        details = self.query_one(DetailsPanel)
+        if details.display:
+            details.show(event.instance, self.clock())
+        self.sync_bindings()
 
     @on(InstanceTable.MarksChanged)
     def show_marks(self, event: InstanceTable.MarksChanged) -> None:
         """Update the summary and the action keys."""
-        if self.snapshot is not None:
-            self.query_one(ProviderBar).update_statuses(
-                self.snapshot.statuses, self.summary(self.snapshot.instances), self.clock()
-            )
-        self.refresh_bindings()
+        self.render_status()
 
     # Actions -------------------------------------------------------------------------------
 
@@ -235,7 +255,9 @@ class DashboardScreen(Screen[None]):
     def apply_filter(self, event: Input.Changed) -> None:
         """Filter as the user types."""
         self.table.set_filter(event.value)
-        self.render_snapshot()
+        self.table.empty_text = self.empty_text()
+        self.table.refresh()
+        self.render_status()
 
     @on(Input.Submitted, "#filter")
     def keep_filter(self, event: Input.Submitted) -> None:

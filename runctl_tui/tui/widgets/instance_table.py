@@ -50,6 +50,27 @@ class Row:
     cells: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class TableData:
+    """Sorted rows and column widths, ready to display; built off the event loop."""
+
+    rows: tuple[Row, ...]
+    widths: tuple[int, ...]
+
+
+def prepare(instances: Sequence[Instance], now: datetime, prices: PriceTable) -> TableData:
+    """Sort ``instances`` and render their cells; pure, so a worker thread can do it."""
+    rows = tuple(Row(i, row_cells(i, now, prices)) for i in sorted(instances, key=sort_key))
+    widths = [cell_len(c) for c in COLUMNS]
+    for row in rows:
+        for n, cell in enumerate(row.cells):
+            widths[n] = max(widths[n], cell_len(cell))
+    capped = [min(w, MAX_WIDTH.get(n, w)) for n, w in enumerate(widths)]
+    # The first column carries the mark as well as the protection flag.
+    capped[0] = 2
+    return TableData(rows, tuple(capped))
+
+
 class InstanceTable(ScrollView, can_focus=True):
     """Every instance of the fleet, one line each, with a cursor and marks."""
 
@@ -144,9 +165,13 @@ class InstanceTable(ScrollView, can_focus=True):
         self, instances: Sequence[Instance], now: datetime, stale: Collection[str] = ()
     ) -> None:
         """Replace the data; the cursor stays on its instance and the scroll offset is kept."""
+        self.show_data(prepare(instances, now, self.prices), stale)
+
+    def show_data(self, data: TableData, stale: Collection[str] = ()) -> None:
+        """Show rows prepared by :func:`prepare`, keeping cursor, marks and scroll offset."""
         self._stale = frozenset(stale)
-        ordered = sorted(instances, key=sort_key)
-        self._all = [Row(i, row_cells(i, now, self.prices)) for i in ordered]
+        self._all = list(data.rows)
+        self._widths = list(data.widths)
         present = {row.instance.key for row in self._all}
         if self.marked - present:
             self.marked &= present
@@ -170,13 +195,6 @@ class InstanceTable(ScrollView, can_focus=True):
         )
         self._rows = rows
         self._index = {row.instance.key: n for n, row in enumerate(rows)}
-        widths = [cell_len(c) for c in COLUMNS]
-        for row in self._all:
-            for n, cell in enumerate(row.cells):
-                widths[n] = max(widths[n], cell_len(cell))
-        self._widths = [min(w, MAX_WIDTH.get(n, w)) for n, w in enumerate(widths)]
-        # The first column carries the mark as well as the protection flag.
-        self._widths[0] = 2
         if self._cursor_key in self._index:
             self._cursor = self._index[self._cursor_key]
         else:

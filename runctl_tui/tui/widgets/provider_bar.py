@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from runctl_tui.models import ProviderStatus, format_duration
 
@@ -32,7 +32,7 @@ def status_text(status: ProviderStatus, now: datetime) -> Text:
     return text
 
 
-class ProviderBar(Static):
+class ProviderBar(Widget):
     """Freshness and failures of every provider, with the fleet's burn rate."""
 
     DEFAULT_CSS = """
@@ -43,6 +43,12 @@ class ProviderBar(Static):
         super().__init__(id=id)
         self._statuses: Sequence[ProviderStatus] = ()
         self._summary = ""
+        self._text = Text()
+
+    @property
+    def text(self) -> Text:
+        """What the bar shows."""
+        return self._text
 
     def update_statuses(
         self, statuses: Sequence[ProviderStatus], summary: str, now: datetime
@@ -53,10 +59,19 @@ class ProviderBar(Static):
         self.refresh_ages(now)
 
     def refresh_ages(self, now: datetime) -> None:
-        """Re-render the ages against ``now``."""
+        """Re-render the ages against ``now``; lay out again only if the height changes."""
         lines = [status_text(s, now) for s in self._statuses] or [
             Text("no providers configured: enable [aws] in the config, or try --demo", "yellow")
         ]
         if self._summary:
             lines[0] = Text.assemble(lines[0], "   ", (self._summary, "bold"))
-        self.update(Text("\n").join(lines))
+        text = Text("\n").join(lines)
+        if text == self._text:
+            return
+        relayout = text.plain.count("\n") != self._text.plain.count("\n")
+        self._text = text
+        self.refresh(layout=relayout)
+
+    def render(self) -> Text:
+        """The status lines."""
+        return self._text
