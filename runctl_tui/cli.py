@@ -182,6 +182,8 @@ def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.command is not None:
+        gc.enable()
     if args.command == "config":
         return _config_command(args)
     setup_logging(args.debug)

@@ -39,7 +39,7 @@ class Action(StrEnum):
 class GpuSpec(BaseModel):
     """The accelerators of one instance type."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     count: int
     model: str
@@ -58,7 +58,7 @@ class GpuSpec(BaseModel):
 class Volume(BaseModel):
     """A block device attached to an instance."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: str
     device: str
@@ -68,7 +68,7 @@ class Volume(BaseModel):
 class Instance(BaseModel):
     """One machine as a provider reported it at ``observed_at``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     provider: str
     """Name of the provider that owns it, e.g. ``aws``."""
@@ -120,7 +120,7 @@ class Instance(BaseModel):
 class ProviderStatus(BaseModel):
     """How fresh one provider's data is, and why it failed if it did."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     provider: str
     ok: bool
@@ -141,7 +141,7 @@ class ProviderStatus(BaseModel):
 class FleetSnapshot(BaseModel):
     """Everything one poll of every provider produced."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     instances: tuple[Instance, ...]
     statuses: tuple[ProviderStatus, ...]
@@ -165,7 +165,7 @@ class Outcome(StrEnum):
 class ActionResult(BaseModel):
     """The result of one action on one instance."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     action: Action
     instance: Instance

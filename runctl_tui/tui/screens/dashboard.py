@@ -104,7 +104,8 @@ class DashboardScreen(Screen[None]):
         header.set_class(self.demo, "-demo")
         header.set_class(self.fleet.readonly, "-readonly")
         self.table.focus()
-        self.poll_now()
+        # The first frame goes out before the poll worker starts importing SDKs beside it.
+        self.call_after_refresh(self.poll_now)
         self.set_interval(self.poll_seconds, self.poll_now, name="poll")
         self.set_interval(1.0, self.tick, name="ages")
 
