@@ -1,9 +1,8 @@
-"""An in-memory provider, a frozen clock and an app factory for Pilot and snapshot tests."""
+"""A sample fleet, a frozen clock and an app factory for Pilot and snapshot tests."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,9 +11,9 @@ import pytest
 from runctl_tui.audit import Journal
 from runctl_tui.config import Settings
 from runctl_tui.models import GpuSpec, Instance, InstanceState, Lifecycle, Volume
-from runctl_tui.providers.base import Capabilities, NotFoundError, ProviderError
 from runctl_tui.services.fleet import Fleet
 from runctl_tui.tui.app import RunctlApp
+from tests.fakes import FakeProvider
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
@@ -123,73 +122,13 @@ def sample_fleet() -> list[Instance]:
     ]
 
 
-class FakeProvider:
-    """An in-memory provider: instances live in a dict; actions change their state."""
-
-    capabilities = Capabilities()
-
-    def __init__(self, instances: Iterable[Instance], name: str = "aws") -> None:
-        self._name = name
-        self.instances = {i.id: i for i in instances}
-        self.calls: list[tuple[str, str]] = []
-        self.failure: ProviderError | None = None
-        self.lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        """Name shown in the UI."""
-        return self._name
-
-    def list_instances(self) -> list[Instance]:
-        """Every instance, or the configured failure."""
-        with self.lock:
-            if self.failure is not None:
-                raise self.failure
-            return list(self.instances.values())
-
-    def describe(self, instance: Instance) -> Instance:
-        """The current instance."""
-        with self.lock:
-            self.calls.append(("describe", instance.id))
-            if instance.id not in self.instances:
-                raise NotFoundError(self.name, f"{instance.id} no longer exists")
-            return self.instances[instance.id]
-
-    def set_state(self, instance_id: str, state: InstanceState) -> None:
-        """Change an instance behind the app's back."""
-        with self.lock:
-            current = self.instances[instance_id]
-            self.instances[instance_id] = current.model_copy(update={"state": state})
-
-    def _act(self, verb: str, instance: Instance, state: InstanceState) -> InstanceState:
-        self.calls.append((verb, instance.id))
-        self.set_state(instance.id, state)
-        return state
-
-    def stop(self, instance: Instance) -> InstanceState:
-        """Stop."""
-        return self._act("stop", instance, InstanceState.STOPPED)
-
-    def start(self, instance: Instance) -> InstanceState:
-        """Start."""
-        return self._act("start", instance, InstanceState.RUNNING)
-
-    def terminate(self, instance: Instance) -> InstanceState:
-        """Terminate."""
-        return self._act("terminate", instance, InstanceState.TERMINATED)
-
-    def acted(self) -> list[tuple[str, str]]:
-        """The state-changing calls made so far."""
-        return [c for c in self.calls if c[0] != "describe"]
-
-
 AppFactory = Callable[..., RunctlApp]
 
 
 @pytest.fixture
 def provider() -> FakeProvider:
     """The in-memory fleet."""
-    return FakeProvider(sample_fleet())
+    return FakeProvider(sample_fleet(), name="aws")
 
 
 @pytest.fixture

@@ -21,8 +21,9 @@ from runctl_tui.tui.screens.help import HelpScreen
 from runctl_tui.tui.widgets.details import DetailsPanel
 from runctl_tui.tui.widgets.instance_table import InstanceTable
 from runctl_tui.tui.widgets.provider_bar import ProviderBar
+from tests.fakes import FakeProvider
 
-from .conftest import AppFactory, FakeProvider, machine
+from .conftest import AppFactory, machine
 
 SIZE = (160, 45)
 
@@ -123,7 +124,7 @@ async def test_stop_confirmed_with_y(
         await settle(pilot)
         assert provider.acted() == [("stop", "i-0d44")]
         assert any(isinstance(m, ActionsFinished) for m in seen)
-        assert table(app).instance("aws:i-0d44").state is InstanceState.STOPPED  # type: ignore[union-attr]
+        assert table(app).instance("aws:i-0d44").state is InstanceState.STOPPING  # type: ignore[union-attr]
     entries = journal(journal_path)
     assert [(e["id"], e["action"], e["result"]) for e in entries] == [("i-0d44", "stop", "done")]
     assert entries[0]["region"] == "us-east-1"
@@ -366,7 +367,7 @@ async def test_state_changed_since_shown_is_refused(
 async def test_credentials_failing_keeps_app_up_and_says_how_to_fix(
     make_app: AppFactory, provider: FakeProvider
 ) -> None:
-    provider.failure = ProviderError(
+    provider.list_error = ProviderError(
         "aws", "AWS SSO session expired or missing", hint="run `aws sso login --profile ml`"
     )
     app = make_app()
@@ -378,11 +379,11 @@ async def test_credentials_failing_keeps_app_up_and_says_how_to_fix(
         assert "aws sso login --profile ml" in bar_text(app)
         assert "no data yet" in bar_text(app)
         # Credentials fixed: data arrives; then they fail again and the rows stay, marked stale.
-        provider.failure = None
+        provider.list_error = None
         dashboard(app).poll_now()
         await settle(pilot)
         assert grid.row_count == 8
-        provider.failure = ProviderError(
+        provider.list_error = ProviderError(
             "aws", "AWS credentials expired (ExpiredToken)", hint="refresh"
         )
         dashboard(app).poll_now()

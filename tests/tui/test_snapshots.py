@@ -12,8 +12,9 @@ from textual.widgets import Input
 from runctl_tui.audit import Journal
 from runctl_tui.providers.base import ProviderError
 from runctl_tui.tui.widgets.instance_table import InstanceTable
+from tests.fakes import FakeProvider
 
-from .conftest import AppFactory, FakeProvider
+from .conftest import AppFactory
 
 SIZE = (160, 45)
 SnapCompare = Callable[..., bool]
@@ -60,7 +61,7 @@ def test_terminate_modal(snap_compare: SnapCompare, make_app: AppFactory) -> Non
 def test_provider_failure(
     snap_compare: SnapCompare, make_app: AppFactory, provider: FakeProvider
 ) -> None:
-    provider.failure = ProviderError(
+    provider.list_error = ProviderError(
         "aws", "AWS SSO session expired or missing", hint="run `aws sso login --profile ml`"
     )
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=then())

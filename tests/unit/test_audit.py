@@ -11,7 +11,7 @@ import pytest
 
 from runctl_tui.audit import Journal, default_journal_path
 from runctl_tui.models import Action, ActionResult, InstanceState, Outcome
-from tests.unit.fakes import make_instance
+from tests.fakes import make_instance
 
 FIELDS = {
     "time",

@@ -13,7 +13,7 @@ from runctl_tui.audit import Journal
 from runctl_tui.models import Action, Instance, InstanceState, Outcome
 from runctl_tui.providers.base import Capabilities, NotFoundError, Provider, ProviderError
 from runctl_tui.services.fleet import Fleet, refusal
-from tests.unit.fakes import T0, FakeClock, FakeProvider, make_instance
+from tests.fakes import T0, FakeClock, FakeProvider, make_instance
 
 TAG = "runctl:protect"
 

@@ -20,7 +20,7 @@ from runctl_tui.models import (
     format_duration,
     format_usd,
 )
-from tests.unit.fakes import T0, make_instance
+from tests.fakes import T0, make_instance
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 
 from runctl_tui.costs.rates import FALLBACK_REGION, PriceTable, bundled_prices, burn_rate
 from runctl_tui.models import InstanceState
-from tests.unit.fakes import make_instance
+from tests.fakes import make_instance
 
 
 def test_bundled_table_loads_dated_decimal_prices() -> None:

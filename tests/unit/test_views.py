@@ -28,7 +28,7 @@ from runctl_tui.views import (
     status_line,
     text_report,
 )
-from tests.unit.fakes import T0, make_instance
+from tests.fakes import T0, make_instance
 
 PRICES = PriceTable(
     as_of="2025-06-05",

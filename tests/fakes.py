@@ -127,6 +127,12 @@ class FakeProvider:
         """Terminate."""
         return self._change("terminate", instance, InstanceState.SHUTTING_DOWN)
 
+    def set_state(self, instance_id: str, state: InstanceState) -> None:
+        """Change an instance's state behind the app's back."""
+        with self._lock:
+            current = self.instances[instance_id]
+            self.instances[instance_id] = current.model_copy(update={"state": state})
+
     def set(self, instance: Instance) -> None:
         """Replace (or add) an instance, as if changed behind the app's back."""
         with self._lock:
