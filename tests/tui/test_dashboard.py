@@ -95,7 +95,8 @@ async def test_cursor_and_scroll_survive_refresh(
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         grid = table(app)
-        grid.move_to_key("aws:i-1050")
+        grid.move_to_key("aws:i-1055")  # scrolls down: i-1055 is the last row in view
+        grid.move_to_key("aws:i-1050")  # five rows up, still in view
         offset = grid.scroll_offset.y
         assert offset > 0
         # A new instance sorts first; the rows under the cursor shift down by one.
@@ -106,6 +107,29 @@ async def test_cursor_and_scroll_survive_refresh(
         assert grid.current is not None
         assert grid.current.id == "i-1050"
         assert grid.scroll_offset.y == offset
+
+
+async def test_cursor_pushed_out_of_view_is_followed(
+    make_app: AppFactory, provider: FakeProvider
+) -> None:
+    for n in range(60):
+        provider.instances[f"i-1{n:03d}"] = machine(f"i-1{n:03d}", f"worker-{n:03d}")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        grid = table(app)
+        body = grid.scrollable_content_region.height - 1
+        grid.move_cursor(body - 1)  # the last row in view
+        key = grid.keys[body - 1]
+        assert grid.scroll_offset.y == 0
+        for n in range(3):
+            provider.instances[f"i-000{n}"] = machine(f"i-000{n}", f"aaa-{n}", region="ap-south-1")
+        dashboard(app).poll_now()
+        await settle(pilot)
+        assert grid.current is not None
+        assert grid.current.key == key
+        top = grid.scroll_offset.y
+        assert top <= grid.cursor_row < top + body
 
 
 async def test_stop_confirmed_with_y(

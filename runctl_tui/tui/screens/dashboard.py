@@ -79,11 +79,13 @@ class DashboardScreen(Screen[None]):
         self.snapshot: FleetSnapshot | None = None
         self._polling = False
         self._poll_again = False
-        self._binding_state: tuple[bool, bool] | None = None
+        # Before the first poll the table is empty, so no action has a target.
+        self._binding_state = (False, False)
 
     def compose(self) -> ComposeResult:
         """Header, provider bar, table beside details, filter box, footer."""
-        yield Header(icon="▣")
+        header_classes = {"-demo": self.demo, "-readonly": self.fleet.readonly}
+        yield Header(icon="▣", classes=" ".join(c for c, on in header_classes.items() if on))
         yield ProviderBar(id="providers")
         with Horizontal(id="body"):
             yield InstanceTable(prices=self.prices, id="instances")
@@ -100,9 +102,6 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         """Start polling; age labels tick every second."""
-        header = self.query_one(Header)
-        header.set_class(self.demo, "-demo")
-        header.set_class(self.fleet.readonly, "-readonly")
         self.table.focus()
         # The first frame goes out before the poll worker starts importing SDKs beside it.
         self.call_after_refresh(self.poll_now)

@@ -202,6 +202,9 @@ class InstanceTable(ScrollView, can_focus=True):
             self._cursor_key = rows[self._cursor].instance.key if rows else None
         total_width = sum(self._widths) + GAP * (len(self._widths) - 1)
         self.virtual_size = Size(total_width, len(rows) + 1)
+        if self.is_mounted:
+            # Rows added above the cursor push it down: follow it only if it leaves the view.
+            self._scroll_to_cursor()
         self._notify_cursor()
         self.refresh()
 
