@@ -194,7 +194,7 @@ async def run_stock(fleets: Generations) -> dict[str, float]:
         columns = list(table.columns)
         stalls["idle"] = await idle_gap(meter)
 
-        # Cells are computed inside the window on both sides: InstanceTable.show() does it too.
+        # Cells are computed inside the window on both sides: ours in the poll worker, by prepare().
         shown = table_cells(fleets.first, fleets.now)
         rows = dict(zip(shown, table.add_rows(shown.values()), strict=True))
         await settle(pilot)

@@ -88,7 +88,7 @@ class DashboardScreen(Screen[None]):
         yield Header(icon="▣", classes=" ".join(c for c, on in header_classes.items() if on))
         yield ProviderBar(id="providers")
         with Horizontal(id="body"):
-            yield InstanceTable(prices=self.prices, id="instances")
+            yield InstanceTable(id="instances")
             yield DetailsPanel(self.prices, id="details")
         yield Input(
             placeholder="filter: any text in a row or tag (enter keeps it, esc clears)", id="filter"

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from runctl_tui.costs.rates import PriceTable, bundled_prices
+from runctl_tui.costs.rates import PriceTable
 from runctl_tui.models import Instance, InstanceState
 from runctl_tui.views import COLUMNS, RIGHT_ALIGNED, STATE_COLUMN, row_cells, sort_key
 
@@ -140,13 +140,11 @@ class InstanceTable(ScrollView, can_focus=True):
     def __init__(
         self,
         *,
-        prices: PriceTable | None = None,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
-        self.prices = prices or bundled_prices()
         self.empty_text = "Waiting for the first poll…"
         self.marked: set[str] = set()
         self._all: list[Row] = []
@@ -161,14 +159,8 @@ class InstanceTable(ScrollView, can_focus=True):
 
     # Data in -------------------------------------------------------------------------------
 
-    def show(
-        self, instances: Sequence[Instance], now: datetime, stale: Collection[str] = ()
-    ) -> None:
-        """Replace the data; the cursor stays on its instance and the scroll offset is kept."""
-        self.show_data(prepare(instances, now, self.prices), stale)
-
     def show_data(self, data: TableData, stale: Collection[str] = ()) -> None:
-        """Show rows prepared by :func:`prepare`, keeping cursor, marks and scroll offset."""
+        """Replace the rows with ``data`` from :func:`prepare`; cursor, marks and scroll stay."""
         self._stale = frozenset(stale)
         self._all = list(data.rows)
         self._widths = list(data.widths)
