@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
+from runctl_tui.providers.base import ProviderError
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.client import EC2Client
@@ -205,7 +206,14 @@ class DemoBackend:
             if self._url is None:
                 os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
                 logging.getLogger("werkzeug").setLevel(logging.ERROR)
-                from moto.server import ThreadedMotoServer
+                try:
+                    from moto.server import ThreadedMotoServer
+                except ImportError:
+                    raise ProviderError(
+                        "aws",
+                        "the demo backend needs moto, which is not installed",
+                        hint="pip install 'runctl-tui[demo]' (or run `make demo` in a checkout)",
+                    ) from None
 
                 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
                 server.start()

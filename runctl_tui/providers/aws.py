@@ -95,6 +95,8 @@ def explain(exc: BaseException, profile: str | None) -> tuple[str, str | None]:
     """Turn a boto3/botocore failure into one line of cause and one line of fix."""
     import botocore.exceptions as bex
 
+    if isinstance(exc, ProviderError):
+        return exc.message, exc.hint
     login = f"aws sso login --profile {profile}" if profile else "aws sso login"
     if isinstance(exc, bex.ProfileNotFound):
         missing = getattr(exc, "kwargs", {}).get("profile", profile)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -69,3 +71,21 @@ def test_demo_uses_fake_credentials_only(
     (provider,) = demo_providers(backend)
 
     assert len(provider.list_instances()) == 11
+
+
+def test_demo_without_moto_says_how_to_install_it() -> None:
+    # moto is an optional extra: a plain `pip install .` has the command but not the demo.
+    script = (
+        "import sys\n"
+        "sys.modules['moto'] = None\n"
+        "sys.modules['moto.server'] = None\n"
+        "from runctl_tui.cli import main\n"
+        "sys.exit(main(['status', '--demo']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1
+    assert "the demo backend needs moto" in done.stdout
+    assert "pip install 'runctl-tui[demo]'" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr

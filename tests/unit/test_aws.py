@@ -11,6 +11,7 @@ import pytest
 
 from runctl_tui.models import GpuSpec, InstanceState, Lifecycle, Volume
 from runctl_tui.providers.aws import explain, instance_from_ec2, type_info_from_ec2
+from runctl_tui.providers.base import ProviderError
 
 LAUNCH = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 TYPES: dict[str, tuple[GpuSpec | None, int]] = {
@@ -407,3 +408,9 @@ def test_explain_long_messages_are_cut() -> None:
 
 def test_explain_unexpected_exception() -> None:
     assert explain(RuntimeError("boom\nagain"), None) == ("RuntimeError: boom again", None)
+
+
+def test_a_provider_error_raised_inside_a_region_keeps_its_message_and_hint() -> None:
+    error = ProviderError("aws", "the demo backend needs moto", hint="pip install it")
+
+    assert explain(error, None) == ("the demo backend needs moto", "pip install it")
