@@ -168,9 +168,6 @@ def _status_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
-    # Start-up allocates much and frees little: collecting now only slows the first frame.
-    # The dashboard freezes what survives and turns collection back on after its first poll.
-    gc.disable()
     from runctl_tui.tui.app import RunctlApp
 
     fleet, warnings = _build_fleet(settings, args.demo)
@@ -182,6 +179,8 @@ def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
+    # The entry point holds collection off for start-up; the dashboard turns it back on after
+    # its first poll, every other command right away.
     if args.command is not None:
         gc.enable()
     if args.command == "config":

@@ -15,7 +15,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 
 from runctl_tui.costs.rates import PriceTable
-from runctl_tui.models import Action, Instance, format_usd
+from runctl_tui.models import Action, Instance, Lifecycle, format_usd
 from runctl_tui.services.fleet import refusal
 
 VERB = {Action.STOP: "Stop", Action.START: "Start", Action.TERMINATE: "Terminate"}
@@ -30,7 +30,7 @@ def losses(action: Action, instance: Instance) -> list[str]:
                 f"instance-store data ({instance.instance_store_gb} GB local NVMe) is wiped"
             )
         lost.append("EBS volumes are kept (and still billed); the public IP is released")
-        if instance.lifecycle.value == "spot" and not instance.spot_request_type:
+        if instance.lifecycle is Lifecycle.SPOT and not instance.spot_request_type:
             lost.append("spot: AWS refuses to stop it unless its request is persistent")
     elif action is Action.TERMINATE:
         deleted = [v.id for v in instance.volumes if v.delete_on_termination]

@@ -370,8 +370,7 @@ class InstanceTable(ScrollView, can_focus=True):
                 styles[0] = style + self._style("protected")
         cells = list(row.cells)
         cells[0] = ("●" if marked else " ") + cells[0]
-        line = self._line(cells, styles, style)
-        return line
+        return self._line(cells, styles, style)
 
 
 def state_class(state: InstanceState) -> str:

@@ -20,7 +20,8 @@ def status_text(status: ProviderStatus, now: datetime) -> Text:
         text.append(status.provider, "bold")
         text.append(f"  {status.instance_count} instances · refreshed {format_duration(age)} ago")
         return text
-    waiting = status.error == "waiting for the first poll"
+    # Not failed yet, just not polled yet.
+    waiting = status.failed_at is None
     text.append("◌ " if waiting else "✖ ", "bold yellow" if waiting else "bold red")
     text.append(status.provider, "bold")
     text.append(f"  {status.error}", "" if waiting else "red")
