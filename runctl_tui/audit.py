@@ -1,4 +1,4 @@
-"""The audit journal: one JSON line per attempted action, appended and synced."""
+"""The audit journal: a JSON line before and after each destructive call, appended and synced."""
 
 from __future__ import annotations
 
@@ -9,12 +9,20 @@ import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
-from runctl_tui.models import ActionResult
+from runctl_tui.models import Action, ActionResult, Instance
 
 log = logging.getLogger(__name__)
+
+ATTEMPTED = "attempted"
+"""The ``result`` of the line written just before a call is made."""
+
+
+class JournalError(Exception):
+    """The journal cannot be written; ``str()`` is one line naming the path and the reason."""
 
 
 def default_journal_path() -> Path:
@@ -30,28 +38,40 @@ def _user() -> str:
 
 
 class Journal:
-    """Appends :class:`ActionResult` records to a JSON-lines file."""
+    """Appends one JSON object per line; every line is fsynced before the call goes on."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_journal_path()
         self._lock = threading.Lock()
 
-    def record(self, result: ActionResult, *, at: datetime | None = None) -> None:
-        """Append one entry; a journal that cannot be written is logged, never fatal."""
-        entry = {
+    def _entry(
+        self,
+        action: Action,
+        instance: Instance,
+        result: str,
+        *,
+        at: datetime | None,
+        detail: str = "",
+        state_after: str | None = None,
+    ) -> dict[str, Any]:
+        return {
             "time": (at or datetime.now(UTC)).isoformat(timespec="seconds"),
             "user": _user(),
-            "provider": result.instance.provider,
-            "region": result.instance.region,
-            "id": result.instance.id,
-            "name": result.instance.name,
-            "action": result.action.value,
-            "result": result.outcome.value,
-            "detail": result.detail,
-            "state_seen": result.instance.state.value,
-            "state_after": result.new_state.value if result.new_state else None,
+            "provider": instance.provider,
+            "region": instance.region,
+            "id": instance.id,
+            "name": instance.name,
+            "action": action.value,
+            "result": result,
+            "detail": detail,
+            "state_seen": instance.state.value,
+            "state_after": state_after,
         }
-        line = json.dumps(entry, ensure_ascii=False) + "\n"
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        # ASCII escapes keep control and bidi characters from a provider out of the file, so
+        # that reading the journal in a terminal is as safe as reading it here.
+        line = json.dumps(entry, ensure_ascii=True) + "\n"
         with self._lock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,4 +80,35 @@ class Journal:
                     handle.flush()
                     os.fsync(handle.fileno())
             except OSError as exc:
-                log.error("cannot write audit journal %s: %s", self.path, exc)
+                reason = exc.strerror or type(exc).__name__
+                raise JournalError(f"cannot write the audit journal {self.path}: {reason}") from exc
+
+    def check(self) -> None:
+        """Raise :class:`JournalError` unless the journal can be appended to right now."""
+        with self._lock:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8"):
+                    pass
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                raise JournalError(f"cannot write the audit journal {self.path}: {reason}") from exc
+
+    def attempted(
+        self, action: Action, instance: Instance, *, at: datetime | None = None, detail: str = ""
+    ) -> None:
+        """Record that ``action`` is about to be called on ``instance``; raises JournalError."""
+        self._append(self._entry(action, instance, ATTEMPTED, at=at, detail=detail))
+
+    def record(self, result: ActionResult, *, at: datetime | None = None) -> None:
+        """Record how an action ended; raises :class:`JournalError` if it cannot."""
+        self._append(
+            self._entry(
+                result.action,
+                result.instance,
+                result.outcome.value,
+                at=at,
+                detail=result.detail,
+                state_after=result.new_state.value if result.new_state else None,
+            )
+        )

@@ -34,6 +34,8 @@ class Action(StrEnum):
     STOP = "stop"
     START = "start"
     TERMINATE = "terminate"
+    CANCEL_SPOT_REQUEST = "cancel-spot-request"
+    """Cancel the persistent spot request behind an instance, so it launches no replacement."""
 
 
 class GpuSpec(BaseModel):
@@ -82,9 +84,14 @@ class Instance(BaseModel):
     lifecycle: Lifecycle = Lifecycle.ON_DEMAND
     spot_request_type: str | None = None
     """``one-time`` or ``persistent`` for spot instances, when the provider tells."""
+    spot_request_id: str | None = None
+    """The spot request that launched the instance, when the provider found it."""
     gpus: GpuSpec | None = None
-    instance_store_gb: int = 0
-    """Local NVMe/SSD storage that is wiped when the instance stops."""
+    """``None``: no accelerators, or unknown when :attr:`type_facts_missing` says why."""
+    instance_store_gb: int | None = 0
+    """Local NVMe/SSD storage that is wiped when the instance stops; ``None`` when unknown."""
+    type_facts_missing: str | None = None
+    """Why the GPU and instance-store facts are unknown (e.g. no permission), else ``None``."""
     launched_at: datetime | None = None
     """Always UTC; providers convert before constructing."""
     public_ip: str | None = None
@@ -105,6 +112,11 @@ class Instance(BaseModel):
     def one_time_spot(self) -> bool:
         """A one-time spot instance can only be terminated, never stopped."""
         return self.lifecycle is Lifecycle.SPOT and self.spot_request_type == "one-time"
+
+    @property
+    def persistent_spot(self) -> bool:
+        """A persistent spot request relaunches the instance after a plain terminate."""
+        return self.lifecycle is Lifecycle.SPOT and self.spot_request_type == "persistent"
 
     def uptime(self, now: datetime) -> timedelta | None:
         """Time since launch while the instance is up, else ``None``."""
@@ -132,6 +144,10 @@ class ProviderStatus(BaseModel):
     """One line: how to fix it."""
     failed_at: datetime | None = None
     instance_count: int = 0
+    warnings: tuple[str, ...] = ()
+    """Problems that did not fail the poll, e.g. a missing permission; one line each."""
+    identity: str | None = None
+    """What is shown, e.g. ``profile ml · account 123456789012 · us-east-1``."""
 
     def age(self, now: datetime) -> timedelta | None:
         """How old the data shown for this provider is."""
@@ -176,11 +192,14 @@ class ActionResult(BaseModel):
 
     def summary(self) -> str:
         """One line for a notification."""
-        who = f"{self.instance.name or self.instance.id} ({self.instance.id})"
+        from runctl_tui.text import one_line
+
+        name = one_line(self.instance.name, 40)
+        who = f"{one_line(self.instance.id, 40)} ({name})" if name else one_line(self.instance.id)
         if self.outcome is Outcome.DONE:
             state = f": now {self.new_state}" if self.new_state else ""
             return f"{self.action}: {who}{state}"
-        return f"{self.action} {self.outcome}: {who}: {self.detail}"
+        return f"{self.action} {self.outcome}: {who}: {one_line(self.detail, 300)}"
 
 
 def format_duration(delta: timedelta | None) -> str:
@@ -201,9 +220,9 @@ def format_duration(delta: timedelta | None) -> str:
 
 
 def format_usd(amount: Decimal | None, per_hour: bool = False) -> str:
-    """``$1.01`` style money; ``?`` when unknown."""
+    """``$1.01`` style money, two decimals (three below a dollar); ``?`` when unknown."""
     if amount is None:
         return "?"
-    places = Decimal("0.01") if abs(amount) >= 1 or amount == 0 else Decimal("0.001")
-    text = f"${amount.quantize(places):,}"
+    places = 2 if abs(amount) >= 1 or amount == 0 else 3
+    text = f"${amount:,.{places}f}"
     return f"{text}/h" if per_hour else text

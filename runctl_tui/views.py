@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from runctl_tui.costs.rates import PriceTable, burn_rate
+from runctl_tui.costs.rates import PriceTable, billed, burn_rate, hourly_cost, money
 from runctl_tui.models import (
     FleetSnapshot,
     Instance,
@@ -16,6 +16,7 @@ from runctl_tui.models import (
     format_duration,
     format_usd,
 )
+from runctl_tui.text import cell_width, clean, clip
 
 COLUMNS: tuple[str, ...] = (
     "",
@@ -57,22 +58,134 @@ def market_label(instance: Instance) -> str:
     return "spot"
 
 
-def row_cells(instance: Instance, now: datetime, prices: PriceTable) -> tuple[str, ...]:
-    """The table cells of one instance, in :data:`COLUMNS` order."""
+MAX_CELL = 200
+"""No cell needs more: longer values are cut here and shown whole in the details panel."""
+
+
+def gpu_cell(instance: Instance) -> str:
+    """``8x H100 80G``, ``-`` for none, ``?`` when the type's facts are unknown."""
+    if instance.gpus:
+        return clean(instance.gpus.label())
+    return "?" if instance.type_facts_missing else "-"
+
+
+def rate_cell(instance: Instance, prices: PriceTable) -> str:
+    """What the instance costs per hour now: ``-`` when it pays no compute, ``?`` if unknown.
+
+    ``~`` marks a price taken from another region's table, ``≤`` a spot upper bound.
+    """
+    if not billed(instance):
+        return "-"
     rate = prices.rate(instance)
+    return rate.marker + format_usd(rate.usd_per_hour) if rate else "?"
+
+
+def row_cells(instance: Instance, now: datetime, prices: PriceTable) -> tuple[str, ...]:
+    """The table cells of one instance, in :data:`COLUMNS` order, escaped and one line each."""
+
+    def cell(value: object) -> str:
+        return clip(clean(value), MAX_CELL)
+
     return (
         "P" if instance.protected else "",
-        instance.name or "-",
-        instance.id,
-        instance.zone or instance.region,
-        instance.instance_type,
-        instance.gpus.label() if instance.gpus else "-",
+        cell(instance.name) if instance.name else "-",
+        cell(instance.id),
+        cell(instance.zone or instance.region),
+        cell(instance.instance_type),
+        gpu_cell(instance),
         market_label(instance),
         instance.state.value,
         format_duration(instance.uptime(now)),
-        instance.public_ip or "-",
-        format_usd(rate.usd_per_hour) if rate else "?",
+        cell(instance.public_ip) if instance.public_ip else "-",
+        rate_cell(instance, prices),
     )
+
+
+FILTER_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("NAME",),
+    "id": ("ID",),
+    "zone": ("ZONE",),
+    "az": ("ZONE",),
+    "type": ("TYPE",),
+    "gpu": ("GPUS",),
+    "gpus": ("GPUS",),
+    "market": ("MARKET",),
+    "state": ("STATE",),
+    "ip": ("PUBLIC IP",),
+}
+"""``field=value`` names that match a column; ``region``, ``provider`` and ``ip`` also match
+attributes that have no column of their own."""
+
+
+def _instance_fields(instance: Instance, cells: Sequence[str]) -> dict[str, list[str]]:
+    fields = {
+        name: [cells[COLUMNS.index(column)] for column in columns]
+        for name, columns in FILTER_FIELDS.items()
+    }
+    fields["region"] = [instance.region]
+    fields["provider"] = [instance.provider]
+    fields["ip"] += [instance.private_ip or ""]
+    return {name: [v.lower() for v in values] for name, values in fields.items()}
+
+
+class RowFilter:
+    """A parsed filter: every term must hold for a row to be shown.
+
+    Terms are separated by spaces: ``word`` occurs anywhere (cells, region, IPs, AMI, tags as
+    ``key=value``); ``!word`` occurs nowhere; ``field=value`` occurs in that column (``state``,
+    ``region``, ``zone``, ``type``, ``name``, ``id``, ``market``, ``gpus``, ``provider``, ``ip``)
+    or, for any other field, in the tag of that name. Matching ignores case.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text.strip()
+        self.terms: list[tuple[bool, str | None, str]] = []
+        """(negated, field or ``None``, lower-case needle) per term."""
+        for word in self.text.split():
+            negated = word.startswith("!")
+            word = word[1:] if negated else word
+            if not word:
+                continue
+            field, sep, value = word.partition("=")
+            if sep and field:
+                self.terms.append((negated, field.lower(), value.lower()))
+            else:
+                self.terms.append((negated, None, word.lower()))
+
+    def __bool__(self) -> bool:
+        return bool(self.terms)
+
+    def matches(self, instance: Instance, cells: Sequence[str]) -> bool:
+        """Whether the row of ``instance`` with ``cells`` passes every term."""
+        if not self.terms:
+            return True
+        fields = _instance_fields(instance, cells)
+        tags = {k.lower(): v.lower() for k, v in instance.tags.items()}
+        anywhere: list[str] | None = None
+        for negated, field, needle in self.terms:
+            if field is None:
+                if anywhere is None:
+                    anywhere = [c.lower() for c in cells]
+                    anywhere += [
+                        instance.region.lower(),
+                        (instance.private_ip or "").lower(),
+                        (instance.image_id or "").lower(),
+                        instance.name.lower(),
+                    ]
+                    anywhere += [f"{k}={v}" for k, v in tags.items()]
+                found = any(needle in text for text in anywhere)
+            elif field in fields:
+                found = any(needle in value for value in fields[field])
+            else:
+                found = field in tags and needle in tags[field]
+            if found == negated:
+                return False
+        return True
+
+
+def parse_filter(text: str) -> RowFilter:
+    """The :class:`RowFilter` for what the user typed."""
+    return RowFilter(text)
 
 
 def sort_key(instance: Instance) -> tuple[Any, ...]:
@@ -89,19 +202,32 @@ def sort_key(instance: Instance) -> tuple[Any, ...]:
 def status_line(status: ProviderStatus, now: datetime) -> str:
     """One line about a provider: freshness, or the failure, its fix and how stale the data is."""
     age = status.age(now)
+    provider = clean(status.provider)
     if status.ok:
         count = status.instance_count
-        return f"{status.provider}: {count} instances, refreshed {format_duration(age)} ago"
-    stale = "no data yet" if age is None else f"data {format_duration(age)} old"
-    text = f"{status.provider}: {status.error} ({stale})"
-    return f"{text}. Fix: {status.hint}" if status.hint else text
+        text = f"{provider}: {count} instances, refreshed {format_duration(age)} ago"
+    else:
+        stale = "no data yet" if age is None else f"data {format_duration(age)} old"
+        text = f"{provider}: {clean(status.error)} ({stale})"
+        if status.hint:
+            text += f". Fix: {clean(status.hint)}"
+    for warning in status.warnings:
+        text += f"; warning: {clean(warning)}"
+    return text
 
 
 def burn_summary(instances: Sequence[Instance], prices: PriceTable) -> str:
-    """``4 running · $126.37/h`` with a note when some prices are unknown."""
-    running = sum(1 for i in instances if i.state is InstanceState.RUNNING)
+    """``4 running · $126.37/h`` with a note when some prices are unknown.
+
+    ``≤`` when spot instances are counted at their on-demand price (an upper bound), ``~``
+    when a price comes from another region's table.
+    """
+    running = [i for i in instances if billed(i)]
     total, unknown = burn_rate(instances, prices)
-    text = f"{running} running · {format_usd(total, per_hour=True)}"
+    rates = [r for r in (prices.rate(i) for i in running) if r is not None]
+    marker = "≤" if any(r.upper_bound for r in rates) else ""
+    marker = marker or ("~" if any(r.estimate for r in rates) else "")
+    text = f"{len(running)} running · {marker}{format_usd(total, per_hour=True)}"
     if unknown:
         text += f" (+{unknown} unpriced)"
     return text
@@ -112,15 +238,21 @@ def text_report(snapshot: FleetSnapshot, prices: PriceTable) -> str:
     now = snapshot.taken_at
     instances = sorted(snapshot.instances, key=sort_key)
     headers = ("PROVIDER", "REGION", *COLUMNS[1:], "PROTECTED")
-    rows = [
-        (i.provider, i.region, *row_cells(i, now, prices)[1:], "yes" if i.protected else "")
-        for i in instances
-    ]
+    name_column = headers.index("NAME")
+    rows = []
+    for i in instances:
+        row = [clean(i.provider), clean(i.region), *row_cells(i, now, prices)[1:]]
+        row.append("yes" if i.protected else "")
+        row[name_column] = clip(row[name_column], TEXT_NAME_WIDTH)
+        rows.append(row)
     widths = [
-        max(len(h), *(len(r[n]) for r in rows)) if rows else len(h) for n, h in enumerate(headers)
+        max(cell_width(h), *(cell_width(r[n]) for r in rows)) if rows else len(h)
+        for n, h in enumerate(headers)
     ]
     lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        "  ".join(
+            cell + " " * (w - cell_width(cell)) for cell, w in zip(row, widths, strict=True)
+        ).rstrip()
         for row in (headers, *rows)
     ]
     lines.append("")
@@ -130,6 +262,9 @@ def text_report(snapshot: FleetSnapshot, prices: PriceTable) -> str:
     )
     return "\n".join(lines)
 
+
+TEXT_NAME_WIDTH = 40
+"""Names longer than this are cut in ``status`` text output; ``--json`` has them whole."""
 
 STATUS_SCHEMA = "runctl-tui/status/v1"
 
@@ -141,6 +276,7 @@ def json_report(snapshot: FleetSnapshot, prices: PriceTable) -> dict[str, Any]:
 
     def one(instance: Instance) -> dict[str, Any]:
         rate = prices.rate(instance)
+        cost = hourly_cost(instance, prices)
         uptime = instance.uptime(now)
         return {
             "provider": instance.provider,
@@ -150,15 +286,20 @@ def json_report(snapshot: FleetSnapshot, prices: PriceTable) -> dict[str, Any]:
             "zone": instance.zone,
             "instance_type": instance.instance_type,
             "gpus": instance.gpus.model_dump() if instance.gpus else None,
+            "instance_store_gb": instance.instance_store_gb,
+            "type_facts_missing": instance.type_facts_missing,
             "lifecycle": instance.lifecycle.value,
             "spot_request_type": instance.spot_request_type,
+            "spot_request_id": instance.spot_request_id,
             "state": instance.state.value,
             "launched_at": instance.launched_at.isoformat() if instance.launched_at else None,
             "uptime_seconds": int(uptime.total_seconds()) if uptime is not None else None,
             "public_ip": instance.public_ip,
             "private_ip": instance.private_ip,
             "protected": instance.protected,
-            "hourly_usd": str(rate.usd_per_hour) if rate else None,
+            "hourly_usd": money(cost) if cost is not None else None,
+            "list_hourly_usd": money(rate.usd_per_hour) if rate else None,
+            "price_basis": rate.basis if rate else None,
             "tags": instance.tags,
         }
 
@@ -174,6 +315,8 @@ def json_report(snapshot: FleetSnapshot, prices: PriceTable) -> dict[str, Any]:
                 "refreshed_at": s.refreshed_at.isoformat() if s.refreshed_at else None,
                 "error": s.error,
                 "hint": s.hint,
+                "warnings": list(s.warnings),
+                "identity": s.identity,
                 "instances": s.instance_count,
             }
             for s in snapshot.statuses
@@ -182,7 +325,7 @@ def json_report(snapshot: FleetSnapshot, prices: PriceTable) -> dict[str, Any]:
         "totals": {
             "instances": len(instances),
             "running": sum(1 for i in instances if i.state is InstanceState.RUNNING),
-            "hourly_usd": str(total),
+            "hourly_usd": money(total),
             "unpriced_running": unknown,
             "prices_as_of": prices.as_of,
         },

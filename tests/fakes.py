@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runctl_tui.models import GpuSpec, Instance, InstanceState, Lifecycle
-from runctl_tui.providers.base import Capabilities, NotFoundError, ProviderError
+from runctl_tui.providers.base import Capabilities, NotFoundError, ProviderError, SpotRequest
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -74,6 +74,14 @@ class FakeProvider:
         self.describe_error: ProviderError | None = None
         self.action_error: ProviderError | None = None
         self.calls: list[tuple[str, str]] = []
+        self.list_gate: threading.Event | None = None
+        """While set to an unset event, ``list_instances`` blocks until it is set (a hung API)."""
+        self.warnings: tuple[str, ...] = ()
+        self.account: str | None = None
+        """What ``identity`` answers."""
+        self.spot_requests: dict[str, SpotRequest] = {}
+        """Spot requests by instance id."""
+        self.cancel_error: ProviderError | None = None
         self._lock = threading.Lock()
 
     @property
@@ -88,6 +96,9 @@ class FakeProvider:
 
     def list_instances(self) -> list[Instance]:
         """Every instance, or the configured failure."""
+        gate = self.list_gate
+        if gate is not None:
+            gate.wait(timeout=120)
         with self._lock:
             self.calls.append(("list", ""))
             if self.list_error is not None:
@@ -138,6 +149,31 @@ class FakeProvider:
         with self._lock:
             self.instances[instance.id] = instance
 
+    def poll_warnings(self) -> tuple[str, ...]:
+        """What the test set."""
+        return self.warnings
+
+    def identity(self) -> str | None:
+        """What the test set."""
+        return self.account
+
+    def spot_request(self, instance: Instance) -> SpotRequest | None:
+        """The request the test set for ``instance``."""
+        with self._lock:
+            self.calls.append(("spot_request", instance.id))
+            return self.spot_requests.get(instance.id)
+
+    def cancel_spot_request(self, instance: Instance, request_id: str) -> str:
+        """Cancel the request the test set."""
+        with self._lock:
+            self.calls.append(("cancel_spot_request", request_id))
+            if self.cancel_error is not None:
+                raise self.cancel_error
+            request = self.spot_requests[instance.id]
+            self.spot_requests[instance.id] = SpotRequest(request.id, request.type, "cancelled")
+            return "cancelled"
+
     def acted(self) -> list[tuple[str, str]]:
         """Only the state-changing calls."""
-        return [c for c in self.calls if c[0] in {"stop", "start", "terminate"}]
+        changes = {"stop", "start", "terminate", "cancel_spot_request"}
+        return [c for c in self.calls if c[0] in changes]

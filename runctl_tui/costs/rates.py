@@ -16,11 +16,22 @@ FALLBACK_REGION = "us-east-1"
 
 @dataclass(frozen=True)
 class Rate:
-    """An hourly price and where it came from."""
+    """An hourly list price and where it came from."""
 
     usd_per_hour: Decimal
     basis: str
     """Short provenance shown beside the figure, e.g. ``on-demand list, 2025-06-05``."""
+    estimate: bool = False
+    """Taken from another region's table: the real price may differ."""
+    upper_bound: bool = False
+    """Spot: billed at the market price, which is at most this on-demand figure."""
+
+    @property
+    def marker(self) -> str:
+        """``≤`` for an upper bound, ``~`` for an estimate, else nothing."""
+        if self.upper_bound:
+            return "≤"
+        return "~" if self.estimate else ""
 
 
 @dataclass(frozen=True)
@@ -35,14 +46,17 @@ class PriceTable:
         regional = self.prices.get(instance.region, {})
         price = regional.get(instance.instance_type)
         basis = f"on-demand list price of {self.as_of}"
+        estimate = False
         if price is None:
             price = self.prices.get(FALLBACK_REGION, {}).get(instance.instance_type)
-            basis = f"{FALLBACK_REGION} on-demand list price of {self.as_of}"
+            basis = f"estimate: {FALLBACK_REGION} on-demand list price of {self.as_of}"
+            estimate = True
         if price is None:
             return None
-        if instance.lifecycle is Lifecycle.SPOT:
+        spot = instance.lifecycle is Lifecycle.SPOT
+        if spot:
             basis = f"upper bound: {basis}; spot is billed at the market price"
-        return Rate(price, basis)
+        return Rate(price, basis, estimate=estimate, upper_bound=spot)
 
 
 @cache
@@ -63,7 +77,22 @@ def bundled_prices() -> PriceTable:
     return PriceTable(as_of=raw["as_of"], prices=regions)
 
 
-BILLED_STATES = frozenset({InstanceState.RUNNING, InstanceState.PENDING})
+BILLED_STATES = frozenset({InstanceState.RUNNING})
+"""EC2 bills compute only while an instance runs: not while pending, stopping, stopped,
+shutting down or terminated. Storage is billed regardless and is counted elsewhere."""
+
+
+def billed(instance: Instance) -> bool:
+    """Whether ``instance`` is paying for compute right now."""
+    return instance.state in BILLED_STATES
+
+
+def hourly_cost(instance: Instance, table: PriceTable) -> Decimal | None:
+    """What ``instance``'s compute costs per hour now: 0 unless running, ``None`` if unknown."""
+    if not billed(instance):
+        return Decimal(0)
+    rate = table.rate(instance)
+    return None if rate is None else rate.usd_per_hour
 
 
 def burn_rate(instances: Iterable[Instance], table: PriceTable) -> tuple[Decimal, int]:
@@ -71,11 +100,34 @@ def burn_rate(instances: Iterable[Instance], table: PriceTable) -> tuple[Decimal
     total = Decimal(0)
     unknown = 0
     for instance in instances:
-        if instance.state not in BILLED_STATES:
-            continue
-        rate = table.rate(instance)
-        if rate is None:
+        cost = hourly_cost(instance, table)
+        if cost is None:
             unknown += 1
         else:
-            total += rate.usd_per_hour
+            total += cost
     return total, unknown
+
+
+def money(amount: Decimal) -> str:
+    """A dollar amount as a plain decimal string with at least two decimals: ``0.00``, ``1.006``."""
+    exponent = amount.normalize().as_tuple().exponent
+    places = max(2, -exponent) if isinstance(exponent, int) else 2
+    return f"{amount:.{places}f}"
+
+
+def format_rate(instance: Instance, table: PriceTable, *, basis: bool = False) -> str:
+    """The list rate for people: ``$32.77/h``, ``~$1.23/h``, ``≤$21.96/h``; ``price unknown``.
+
+    With ``basis`` the provenance follows in parentheses, so an estimate says so in words.
+    """
+    from runctl_tui.models import format_usd
+
+    rate = table.rate(instance)
+    if rate is None:
+        return "price unknown"
+    text = rate.marker + format_usd(rate.usd_per_hour, per_hour=True)
+    if basis:
+        text += f" ({rate.basis})"
+    elif rate.estimate:
+        text += f" (estimate: {FALLBACK_REGION} price)"
+    return text

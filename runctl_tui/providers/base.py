@@ -47,6 +47,17 @@ class Capabilities:
         return bool(getattr(self, action.value))
 
 
+@dataclass(frozen=True)
+class SpotRequest:
+    """The spot request behind an instance."""
+
+    id: str
+    type: str
+    """``one-time`` or ``persistent``."""
+    state: str
+    """``open``, ``active``, ``cancelled``, ``closed``, ``failed``."""
+
+
 @runtime_checkable
 class Provider(Protocol):
     """A source of machines. Calls block: run them off the UI thread."""
@@ -79,4 +90,35 @@ class Provider(Protocol):
 
     def terminate(self, instance: Instance) -> InstanceState:
         """Terminate; returns the state reported right after."""
+        ...
+
+
+@runtime_checkable
+class ReportsWarnings(Protocol):
+    """A provider whose successful poll can still carry warnings (e.g. a missing permission)."""
+
+    def poll_warnings(self) -> tuple[str, ...]:
+        """One line per problem found by the last ``list_instances``; empty when none."""
+        ...
+
+
+@runtime_checkable
+class HasIdentity(Protocol):
+    """A provider that can say which account, profile, regions and endpoint it shows."""
+
+    def identity(self) -> str | None:
+        """One line such as ``profile ml · account 123456789012 · us-east-1``; cached, blocks."""
+        ...
+
+
+@runtime_checkable
+class HasSpotRequests(Protocol):
+    """A provider whose instances may belong to spot requests."""
+
+    def spot_request(self, instance: Instance) -> SpotRequest | None:
+        """The request behind ``instance``, looked up now; ``None`` if it has none."""
+        ...
+
+    def cancel_spot_request(self, instance: Instance, request_id: str) -> str:
+        """Cancel the request; returns its state right after (e.g. ``cancelled``)."""
         ...

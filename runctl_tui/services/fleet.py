@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, wait
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from runctl_tui.audit import Journal
+from runctl_tui.audit import Journal, JournalError
 from runctl_tui.models import (
     Action,
     ActionResult,
@@ -18,7 +19,17 @@ from runctl_tui.models import (
     Outcome,
     ProviderStatus,
 )
-from runctl_tui.providers.base import NotFoundError, Provider, ProviderError
+from runctl_tui.providers.base import (
+    HasIdentity,
+    HasSpotRequests,
+    NotFoundError,
+    Provider,
+    ProviderError,
+    ReportsWarnings,
+    SpotRequest,
+)
+from runctl_tui.text import clean, one_line
+from runctl_tui.threads import submit
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +41,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+DEFAULT_POLL_DEADLINE = 20.0
+"""Seconds one poll of a provider may take before it is abandoned and reported."""
+
+LIVE_SPOT_REQUEST_STATES = frozenset({"open", "active", "disabled"})
+"""Spot request states in which a persistent request still launches replacements."""
+
 STOPPABLE = frozenset({InstanceState.RUNNING, InstanceState.PENDING})
 GONE = frozenset({InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN})
 
@@ -40,7 +57,7 @@ def refusal(action: Action, seen: Instance, fresh: Instance, protect_tag: str) -
         return f"state changed from {seen.state} to {fresh.state} since it was shown; look again"
     if action is Action.TERMINATE:
         if fresh.protected or seen.protected:
-            return f"protected by tag {protect_tag}=true; remove the tag to terminate it"
+            return f"protected by tag {clean(protect_tag)}=true; remove the tag to terminate it"
         if fresh.state in GONE:
             return f"already {fresh.state}"
     elif action is Action.STOP:
@@ -53,8 +70,32 @@ def refusal(action: Action, seen: Instance, fresh: Instance, protect_tag: str) -
     return None
 
 
+@dataclass(frozen=True)
+class PollOutcome:
+    """What one provider's poll thread brought back."""
+
+    instances: tuple[Instance, ...]
+    warnings: tuple[str, ...]
+    identity: str | None
+
+
+def _poll_provider(provider: Provider) -> PollOutcome:
+    """List one provider's instances, then its warnings and identity (blocking)."""
+    instances = tuple(provider.list_instances())
+    warnings: tuple[str, ...] = ()
+    identity = None
+    if isinstance(provider, ReportsWarnings):
+        warnings = tuple(one_line(w, 300) for w in provider.poll_warnings())
+    if isinstance(provider, HasIdentity):
+        try:
+            identity = provider.identity()
+        except Exception:
+            log.exception("%s: identity lookup failed", provider.name)
+    return PollOutcome(instances, warnings, one_line(identity, 300) if identity else None)
+
+
 class Fleet:
-    """Every provider behind one poll and one guarded way to act."""
+    """Every provider behind one poll and one guarded, journaled way to act."""
 
     def __init__(
         self,
@@ -64,18 +105,27 @@ class Fleet:
         readonly: bool = False,
         protect_tag: str = "runctl:protect",
         clock: Clock = utc_now,
+        poll_deadline: float = DEFAULT_POLL_DEADLINE,
     ) -> None:
         self.providers = {p.name: p for p in providers}
         self.journal = journal
         self.readonly = readonly
         self.protect_tag = protect_tag
         self.clock = clock
+        self.poll_deadline = poll_deadline
         self._lock = threading.Lock()
         self._instances: dict[str, tuple[Instance, ...]] = {name: () for name in self.providers}
         self._statuses: dict[str, ProviderStatus] = {
             name: ProviderStatus(provider=name, ok=False, error="waiting for the first poll")
             for name in self.providers
         }
+        self._in_flight: dict[str, Future[PollOutcome]] = {}
+        self._polling_since: datetime | None = None
+
+    @property
+    def polling_since(self) -> datetime | None:
+        """When the poll in progress started; ``None`` when no poll is running."""
+        return self._polling_since
 
     def snapshot(self) -> FleetSnapshot:
         """What the last polls found, without polling."""
@@ -84,30 +134,66 @@ class Fleet:
             statuses = tuple(self._statuses[name] for name in self.providers)
         return FleetSnapshot(instances=instances, statuses=statuses, taken_at=self.clock())
 
-    def poll(self) -> FleetSnapshot:
-        """Poll every provider at once; a failing one keeps its last good data, marked stale."""
-        if self.providers:
-            with ThreadPoolExecutor(len(self.providers), thread_name_prefix="fleet") as pool:
-                list(pool.map(self._poll_one, self.providers.values()))
+    def poll(self, deadline: float | None = None) -> FleetSnapshot:
+        """Poll every provider at once, waiting at most ``deadline`` seconds in all.
+
+        A provider that has not answered by then is reported as timed out and keeps its last
+        good data, marked stale; its call goes on in a daemon thread that nobody waits for,
+        and the next poll waits for that same call rather than starting another.
+        """
+        limit = self.poll_deadline if deadline is None else deadline
+        self._polling_since = self.clock()
+        try:
+            futures: dict[str, Future[PollOutcome]] = {}
+            for name, provider in self.providers.items():
+                future = self._in_flight.get(name)
+                if future is None or future.done():
+                    future = submit(
+                        lambda p=provider: _poll_provider(p),  # type: ignore[misc]
+                        name=f"poll-{name}",
+                    )
+                    self._in_flight[name] = future
+                futures[name] = future
+            if futures:
+                wait(futures.values(), timeout=limit)
+            for name, future in futures.items():
+                if not future.done():
+                    self._record_failure(
+                        name,
+                        ProviderError(
+                            name,
+                            f"no answer within {limit:g} s",
+                            hint="check the network and the endpoint; "
+                            "raise poll_deadline_seconds in the config for very large fleets",
+                        ),
+                    )
+                    continue
+                self._in_flight.pop(name, None)
+                self._record(name, future)
+        finally:
+            self._polling_since = None
         return self.snapshot()
 
-    def _poll_one(self, provider: Provider) -> None:
-        try:
-            instances = tuple(provider.list_instances())
-        except ProviderError as exc:
-            self._record_failure(provider.name, exc)
+    def _record(self, name: str, future: Future[PollOutcome]) -> None:
+        exc = future.exception()
+        if isinstance(exc, ProviderError):
+            self._record_failure(name, exc)
             return
-        except Exception as exc:
-            log.exception("%s: poll failed unexpectedly", provider.name)
-            self._record_failure(
-                provider.name, ProviderError(provider.name, f"{type(exc).__name__}: {exc}")
-            )
+        if exc is not None:
+            log.error("%s: poll failed unexpectedly", name, exc_info=exc)
+            self._record_failure(name, ProviderError(name, f"{type(exc).__name__}: {exc}"))
             return
+        outcome = future.result()
         now = self.clock()
         with self._lock:
-            self._instances[provider.name] = instances
-            self._statuses[provider.name] = ProviderStatus(
-                provider=provider.name, ok=True, refreshed_at=now, instance_count=len(instances)
+            self._instances[name] = outcome.instances
+            self._statuses[name] = ProviderStatus(
+                provider=name,
+                ok=True,
+                refreshed_at=now,
+                instance_count=len(outcome.instances),
+                warnings=outcome.warnings,
+                identity=outcome.identity or self._statuses[name].identity,
             )
 
     def _record_failure(self, name: str, exc: ProviderError) -> None:
@@ -125,57 +211,189 @@ class Fleet:
                 provider=name,
                 ok=False,
                 refreshed_at=previous.refreshed_at,
-                error=exc.message,
-                hint=exc.hint,
+                error=one_line(exc.message, 300),
+                hint=one_line(exc.hint, 300) if exc.hint else None,
                 failed_at=now,
                 instance_count=len(instances),
+                warnings=previous.warnings,
+                identity=previous.identity,
             )
 
-    def act(self, action: Action, targets: Sequence[Instance]) -> list[ActionResult]:
-        """Perform ``action`` on exactly ``targets`` as the user saw them, each checked afresh."""
-        results = [self._act_one(action, seen) for seen in targets]
-        for result in results:
-            self.journal.record(result, at=self.clock())
-        return results
+    # Acting ----------------------------------------------------------------------------------
+
+    def preflight(self, action: Action, targets: Sequence[Instance]) -> dict[str, str]:
+        """Why each target that cannot take ``action`` as it was shown is refused, by key.
+
+        Checked before asking the user, from what is on screen; :meth:`act` checks again
+        against the provider's fresh answer.
+        """
+        reasons: dict[str, str] = {}
+        for seen in targets:
+            reason = self._static_refusal(action, seen)
+            if reason is None:
+                reason = refusal(action, seen, seen, self.protect_tag)
+            if reason is not None:
+                reasons[seen.key] = reason
+        return reasons
+
+    def _static_refusal(self, action: Action, seen: Instance) -> str | None:
+        if self.readonly:
+            return "read-only mode: actions are disabled (started with --readonly or readonly)"
+        provider = self.providers.get(seen.provider)
+        if provider is None:
+            return f"no provider named {clean(seen.provider)!r}"
+        if not provider.capabilities.allows(action):
+            return f"{provider.name} cannot {action}"
+        return None
+
+    def record_refused(
+        self, action: Action, targets: Sequence[Instance], reasons: Mapping[str, str]
+    ) -> None:
+        """Journal that ``action`` was refused on ``targets`` before anything was called."""
+        for seen in targets:
+            detail = reasons.get(seen.key, "refused")
+            self._journal_quietly(
+                ActionResult(action=action, instance=seen, outcome=Outcome.REFUSED, detail=detail)
+            )
 
     def record_cancelled(self, action: Action, targets: Sequence[Instance]) -> None:
         """Journal that the user backed out of ``action``."""
         for seen in targets:
-            self.journal.record(
-                ActionResult(action=action, instance=seen, outcome=Outcome.CANCELLED),
-                at=self.clock(),
+            self._journal_quietly(
+                ActionResult(action=action, instance=seen, outcome=Outcome.CANCELLED)
             )
 
-    def _act_one(self, action: Action, seen: Instance) -> ActionResult:
+    def _journal_quietly(self, result: ActionResult) -> None:
+        try:
+            self.journal.record(result, at=self.clock())
+        except JournalError as exc:
+            log.error("%s", exc)
+
+    def spot_requests(self, targets: Sequence[Instance]) -> dict[str, SpotRequest]:
+        """The live persistent spot requests behind ``targets``, by instance key (blocking).
+
+        A lookup that fails leaves the instance out: the confirmation then cannot offer to
+        cancel its request, and says what the persistent request will do.
+        """
+        found: dict[str, SpotRequest] = {}
+        for seen in targets:
+            provider = self.providers.get(seen.provider)
+            if not seen.persistent_spot or not isinstance(provider, HasSpotRequests):
+                continue
+            try:
+                request = provider.spot_request(seen)
+            except ProviderError as exc:
+                log.warning(
+                    "%s: spot request lookup for %s failed: %s", seen.provider, seen.id, exc
+                )
+                continue
+            if request is not None and request.state in LIVE_SPOT_REQUEST_STATES:
+                found[seen.key] = request
+        return found
+
+    def act(
+        self,
+        action: Action,
+        targets: Sequence[Instance],
+        *,
+        cancel_spot_requests: bool = False,
+    ) -> list[ActionResult]:
+        """Perform ``action`` on exactly ``targets`` as the user saw them, each checked afresh.
+
+        Each call is journaled before it is made (an ``attempted`` line) and after (its
+        result), one target at a time, so a process killed mid-batch leaves a line for every
+        call made. With ``cancel_spot_requests``, terminating an instance of a persistent spot
+        request cancels the request first, so that it launches no replacement.
+        """
+        results: list[ActionResult] = []
+        for seen in targets:
+            results.extend(self._act_one(action, seen, cancel_spot_requests))
+        return results
+
+    def _finish(self, result: ActionResult) -> ActionResult:
+        try:
+            self.journal.record(result, at=self.clock())
+        except JournalError as exc:
+            log.error("%s", exc)
+            if result.outcome is Outcome.DONE:
+                return result.model_copy(update={"detail": f"done, but {exc}"})
+        return result
+
+    def _act_one(self, action: Action, seen: Instance, cancel_spot: bool) -> list[ActionResult]:
         def result(outcome: Outcome, detail: str = "", **extra: InstanceState) -> ActionResult:
             return ActionResult(
                 action=action, instance=seen, outcome=outcome, detail=detail, **extra
             )
 
-        if self.readonly:
-            return result(Outcome.REFUSED, "read-only mode: actions are disabled")
-        provider = self.providers.get(seen.provider)
-        if provider is None:
-            return result(Outcome.REFUSED, f"no provider named {seen.provider!r}")
-        if not provider.capabilities.allows(action):
-            return result(Outcome.REFUSED, f"{provider.name} cannot {action}")
+        reason = self._static_refusal(action, seen)
+        if reason is not None:
+            return [self._finish(result(Outcome.REFUSED, reason))]
+        provider = self.providers[seen.provider]
+        try:
+            self.journal.check()
+        except JournalError as exc:
+            return [result(Outcome.REFUSED, f"nothing done: {exc}")]
         try:
             fresh = provider.describe(seen)
         except NotFoundError:
-            return result(Outcome.REFUSED, "it no longer exists")
+            return [self._finish(result(Outcome.REFUSED, "it no longer exists"))]
         except ProviderError as exc:
-            return result(Outcome.FAILED, f"could not check its state: {exc.message}")
+            detail = f"could not check its state: {one_line(exc.message, 300)}"
+            return [self._finish(result(Outcome.FAILED, detail))]
         reason = refusal(action, seen, fresh, self.protect_tag)
         if reason:
-            return result(Outcome.REFUSED, reason)
+            return [self._finish(result(Outcome.REFUSED, reason))]
+        done: list[ActionResult] = []
+        if (
+            action is Action.TERMINATE
+            and cancel_spot
+            and fresh.persistent_spot
+            and isinstance(provider, HasSpotRequests)
+        ):
+            cancelled = self._cancel_spot_request(provider, fresh, seen)
+            if cancelled is not None:
+                done.append(cancelled)
+                if cancelled.outcome is not Outcome.DONE:
+                    detail = "not terminated: its spot request could not be cancelled"
+                    return [*done, self._finish(result(Outcome.REFUSED, detail))]
         operation = {
             Action.STOP: provider.stop,
             Action.START: provider.start,
             Action.TERMINATE: provider.terminate,
         }[action]
         try:
+            self.journal.attempted(action, seen, at=self.clock())
+        except JournalError as exc:
+            return [*done, result(Outcome.REFUSED, f"nothing done: {exc}")]
+        try:
             new_state = operation(fresh)
         except ProviderError as exc:
-            return result(Outcome.FAILED, exc.message)
+            return [*done, self._finish(result(Outcome.FAILED, one_line(exc.message, 300)))]
         log.info("%s %s %s: now %s", action, seen.provider, seen.id, new_state)
-        return result(Outcome.DONE, new_state=new_state)
+        return [*done, self._finish(result(Outcome.DONE, new_state=new_state))]
+
+    def _cancel_spot_request(
+        self, provider: HasSpotRequests, fresh: Instance, seen: Instance
+    ) -> ActionResult | None:
+        action = Action.CANCEL_SPOT_REQUEST
+
+        def result(outcome: Outcome, detail: str) -> ActionResult:
+            return ActionResult(action=action, instance=seen, outcome=outcome, detail=detail)
+
+        try:
+            request = provider.spot_request(fresh)
+        except ProviderError as exc:
+            detail = f"could not look up its spot request: {one_line(exc.message, 300)}"
+            return self._finish(result(Outcome.FAILED, detail))
+        if request is None or request.state not in LIVE_SPOT_REQUEST_STATES:
+            return None
+        try:
+            self.journal.attempted(action, seen, at=self.clock(), detail=request.id)
+        except JournalError as exc:
+            return result(Outcome.REFUSED, f"nothing done: {exc}")
+        try:
+            state = provider.cancel_spot_request(fresh, request.id)
+        except ProviderError as exc:
+            detail = f"{request.id}: {one_line(exc.message, 300)}"
+            return self._finish(result(Outcome.FAILED, detail))
+        return self._finish(result(Outcome.DONE, f"{request.id} now {clean(state)}"))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from runctl_tui.audit import Journal, default_journal_path
+from runctl_tui.audit import Journal, JournalError, default_journal_path
 from runctl_tui.models import Action, ActionResult, InstanceState, Outcome
 from tests.fakes import make_instance
 
@@ -112,16 +111,18 @@ def test_non_utc_time_keeps_its_offset(tmp_path: Path) -> None:
     assert datetime.fromisoformat(json.loads(journal.path.read_text("utf-8"))["time"]) == at
 
 
-def test_unwritable_journal_is_logged_not_raised(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_unwritable_journal_raises_one_line_naming_the_path(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("", encoding="utf-8")
     journal = Journal(blocker / "journal.jsonl")
 
-    with caplog.at_level(logging.ERROR, logger="runctl_tui.audit"):
+    with pytest.raises(JournalError) as caught:
         journal.record(
             ActionResult(action=Action.STOP, instance=make_instance(), outcome=Outcome.DONE)
         )
+    with pytest.raises(JournalError):
+        journal.check()
 
-    assert "cannot write audit journal" in caplog.text
+    message = str(caught.value)
+    assert str(blocker / "journal.jsonl") in message
+    assert "\n" not in message

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,13 @@ import pytest
 
 from runctl_tui.audit import Journal
 from runctl_tui.models import Action, Instance, InstanceState, Outcome
-from runctl_tui.providers.base import Capabilities, NotFoundError, Provider, ProviderError
+from runctl_tui.providers.base import (
+    Capabilities,
+    NotFoundError,
+    Provider,
+    ProviderError,
+    SpotRequest,
+)
 from runctl_tui.services.fleet import Fleet, refusal
 from tests.fakes import T0, FakeClock, FakeProvider, make_instance
 
@@ -40,7 +48,7 @@ def make_fleet(
     return Fleet(providers, journal=journal, readonly=readonly, protect_tag=TAG, clock=clock)
 
 
-# refusal(): one case per rule -------------------------------------------------------------------
+# refusal(): one case per rule --------------------------------------------------------------------
 
 RUNNING = make_instance("i-1")
 STOPPED = make_instance("i-1", state=InstanceState.STOPPED)
@@ -143,7 +151,7 @@ def test_fake_provider_satisfies_the_protocol() -> None:
     assert isinstance(FakeProvider(), Provider)
 
 
-# poll -------------------------------------------------------------------------------------------
+# poll --------------------------------------------------------------------------------------------
 
 
 def test_statuses_before_the_first_poll(journal: Journal, clock: FakeClock) -> None:
@@ -264,7 +272,7 @@ def test_partial_failure_keeps_old_rows_of_failed_regions_only(
     assert status.instance_count == 2
 
 
-# act --------------------------------------------------------------------------------------------
+# act ---------------------------------------------------------------------------------------------
 
 
 def test_stop_is_done_and_journalled(journal: Journal, clock: FakeClock) -> None:
@@ -278,7 +286,12 @@ def test_stop_is_done_and_journalled(journal: Journal, clock: FakeClock) -> None
     assert result.instance == instance
     assert provider.acted() == [("stop", "i-1")]
     assert provider.instances["i-1"].state is InstanceState.STOPPING
-    (line,) = journal_lines(journal)
+    attempted, line = journal_lines(journal)
+    assert (attempted["action"], attempted["result"], attempted["id"]) == (
+        "stop",
+        "attempted",
+        "i-1",
+    )
     assert line["action"] == "stop"
     assert line["result"] == "done"
     assert line["id"] == "i-1"
@@ -399,7 +412,8 @@ def test_provider_error_during_the_action_is_failed(journal: Journal, clock: Fak
     assert result.outcome is Outcome.FAILED
     assert result.detail == "not permitted: ec2:StopInstances"
     assert result.new_state is None
-    assert journal_lines(journal)[0]["detail"] == "not permitted: ec2:StopInstances"
+    assert [line["result"] for line in journal_lines(journal)] == ["attempted", "failed"]
+    assert journal_lines(journal)[1]["detail"] == "not permitted: ec2:StopInstances"
 
 
 def test_unsupported_action_is_refused(journal: Journal, clock: FakeClock) -> None:
@@ -437,6 +451,7 @@ def test_each_target_is_checked_on_its_own(journal: Journal, clock: FakeClock) -
     ]
     assert provider.acted() == [("terminate", "i-ok")]
     assert [(line["id"], line["result"]) for line in journal_lines(journal)] == [
+        ("i-ok", "attempted"),
         ("i-ok", "done"),
         ("i-guarded", "refused"),
         ("i-gone", "refused"),
@@ -476,3 +491,234 @@ def test_not_found_error_is_a_provider_error() -> None:
     assert error.partial == (RUNNING,)
     assert error.failed_regions == ("eu-west-1",)
     assert ProviderError("aws", "boom").partial is None
+
+
+# Deadlines: a hung provider never holds the poll -------------------------------------------------
+
+
+def test_a_provider_that_does_not_answer_is_abandoned_at_the_deadline(
+    journal: Journal, clock: FakeClock
+) -> None:
+    hung = FakeProvider([make_instance("i-h")], name="hung")
+    hung.list_gate = threading.Event()
+    quick = FakeProvider([make_instance("i-q")], name="quick")
+    fleet = make_fleet(journal, clock, hung, quick)
+    try:
+        snapshot = fleet.poll(deadline=0.2)
+
+        hung_status, quick_status = snapshot.statuses
+        assert quick_status.ok
+        assert not hung_status.ok
+        assert hung_status.error == "no answer within 0.2 s"
+        assert "poll_deadline_seconds" in (hung_status.hint or "")
+        assert [i.id for i in snapshot.instances] == ["i-q"]
+        assert fleet.polling_since is None
+
+        # The next poll waits for the same call instead of starting another one.
+        fleet.poll(deadline=0.1)
+        assert hung.calls == []
+        hung.list_gate.set()
+        snapshot = fleet.poll(deadline=5)
+        assert snapshot.statuses[0].ok
+        assert hung.calls == [("list", "")]
+    finally:
+        hung.list_gate.set()
+
+
+def test_polling_since_is_set_while_a_poll_runs(journal: Journal, clock: FakeClock) -> None:
+    provider = FakeProvider([make_instance()])
+    provider.list_gate = threading.Event()
+    fleet = make_fleet(journal, clock, provider)
+    seen: list[object] = []
+    worker = threading.Thread(target=lambda: seen.append(fleet.poll(deadline=5)))
+    worker.start()
+    try:
+        for _ in range(100):
+            if fleet.polling_since is not None:
+                break
+            time.sleep(0.01)
+        assert fleet.polling_since == T0
+    finally:
+        provider.list_gate.set()
+        worker.join(5)
+    assert fleet.polling_since is None
+    assert seen
+
+
+def test_warnings_and_identity_reach_the_status(journal: Journal, clock: FakeClock) -> None:
+    provider = FakeProvider([make_instance()])
+    provider.warnings = ("not permitted: ec2:DescribeInstanceTypes\n[b]x",)
+    provider.account = "profile ml · account 123456789012\x1b[2J"
+    (status,) = make_fleet(journal, clock, provider).poll().statuses
+
+    assert status.warnings == ("not permitted: ec2:DescribeInstanceTypes␤[b]x",)
+    assert status.identity == "profile ml · account 123456789012␛[2J"
+
+
+def test_failure_text_is_one_escaped_line(journal: Journal, clock: FakeClock) -> None:
+    provider = FakeProvider()
+    provider.list_error = ProviderError("fake", "bad\nthing\x1b]0;t\x07", hint="fix\rit")
+    (status,) = make_fleet(journal, clock, provider).poll().statuses
+
+    assert status.error == "bad␤thing␛]0;t␇"
+    assert status.hint == "fix␍it"
+
+
+# Pre-flight checks and refusals ------------------------------------------------------------------
+
+
+def test_preflight_names_each_target_that_cannot_take_the_action(
+    journal: Journal, clock: FakeClock
+) -> None:
+    running = make_instance("i-run")
+    stopped = make_instance("i-stop", state=InstanceState.STOPPED)
+    one_time = make_instance("i-spot", spot="one-time")
+    guarded = make_instance("i-guard", protected=True)
+    fleet = make_fleet(journal, clock, FakeProvider([running, stopped, one_time, guarded]))
+
+    stop = fleet.preflight(Action.STOP, [running, stopped, one_time])
+    start = fleet.preflight(Action.START, [running, stopped])
+    terminate = fleet.preflight(Action.TERMINATE, [running, guarded])
+
+    assert set(stop) == {stopped.key, one_time.key}
+    assert "one-time spot" in stop[one_time.key]
+    assert set(start) == {running.key}
+    assert set(terminate) == {guarded.key}
+    assert "protected" in terminate[guarded.key]
+
+
+def test_preflight_in_read_only_mode_refuses_everything(journal: Journal, clock: FakeClock) -> None:
+    instance = make_instance()
+    fleet = make_fleet(journal, clock, FakeProvider([instance]), readonly=True)
+
+    reasons = fleet.preflight(Action.START, [instance])
+
+    assert "read-only" in reasons[instance.key]
+
+
+def test_record_refused_journals_each_target(journal: Journal, clock: FakeClock) -> None:
+    guarded = make_instance("i-guard", protected=True)
+    provider = FakeProvider([guarded])
+    fleet = make_fleet(journal, clock, provider)
+
+    fleet.record_refused(Action.TERMINATE, [guarded], fleet.preflight(Action.TERMINATE, [guarded]))
+
+    (line,) = journal_lines(journal)
+    assert (line["id"], line["action"], line["result"]) == ("i-guard", "terminate", "refused")
+    assert "protected" in line["detail"]
+    assert provider.calls == []
+
+
+# The journal comes first -------------------------------------------------------------------------
+
+
+class JournalWatchingProvider(FakeProvider):
+    """Records how many journal lines existed when each state-changing call was made."""
+
+    def __init__(self, journal: Journal, instances: list[Instance]) -> None:
+        super().__init__(instances)
+        self.journal = journal
+        self.lines_at_call: list[int] = []
+
+    def stop(self, instance: Instance) -> InstanceState:
+        self.lines_at_call.append(len(journal_lines(self.journal)))
+        return super().stop(instance)
+
+
+def test_attempted_line_is_on_disk_before_each_call(journal: Journal, clock: FakeClock) -> None:
+    a, b = make_instance("i-a"), make_instance("i-b")
+    provider = JournalWatchingProvider(journal, [a, b])
+
+    make_fleet(journal, clock, provider).act(Action.STOP, [a, b])
+
+    # a: attempted (1) before its call; b: a's two lines and its own attempted line (3).
+    assert provider.lines_at_call == [1, 3]
+    assert [(x["id"], x["result"]) for x in journal_lines(journal)] == [
+        ("i-a", "attempted"),
+        ("i-a", "done"),
+        ("i-b", "attempted"),
+        ("i-b", "done"),
+    ]
+
+
+def test_unwritable_journal_refuses_the_action(tmp_path: Path, clock: FakeClock) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where a directory should be", encoding="utf-8")
+    journal = Journal(blocker / "journal.jsonl")
+    instance = make_instance("i-1")
+    provider = FakeProvider([instance])
+
+    (result,) = make_fleet(journal, clock, provider).act(Action.STOP, [instance])
+
+    assert result.outcome is Outcome.REFUSED
+    assert str(blocker / "journal.jsonl") in result.detail
+    assert result.detail.startswith("nothing done: cannot write the audit journal")
+    assert provider.acted() == []
+
+
+# Persistent spot requests ------------------------------------------------------------------------
+
+
+def persistent_spot() -> tuple[Instance, FakeProvider]:
+    instance = make_instance("i-spot", spot="persistent")
+    provider = FakeProvider([instance])
+    provider.spot_requests["i-spot"] = SpotRequest("sir-1", "persistent", "active")
+    return instance, provider
+
+
+def test_spot_requests_finds_live_persistent_requests(journal: Journal, clock: FakeClock) -> None:
+    instance, provider = persistent_spot()
+    on_demand = make_instance("i-od")
+    provider.set(on_demand)
+
+    found = make_fleet(journal, clock, provider).spot_requests([instance, on_demand])
+
+    assert found == {instance.key: SpotRequest("sir-1", "persistent", "active")}
+
+
+def test_terminate_cancels_the_spot_request_first_when_asked(
+    journal: Journal, clock: FakeClock
+) -> None:
+    instance, provider = persistent_spot()
+
+    results = make_fleet(journal, clock, provider).act(
+        Action.TERMINATE, [instance], cancel_spot_requests=True
+    )
+
+    assert [(r.action, r.outcome) for r in results] == [
+        (Action.CANCEL_SPOT_REQUEST, Outcome.DONE),
+        (Action.TERMINATE, Outcome.DONE),
+    ]
+    assert provider.acted() == [("cancel_spot_request", "sir-1"), ("terminate", "i-spot")]
+    assert [(x["action"], x["result"]) for x in journal_lines(journal)] == [
+        ("cancel-spot-request", "attempted"),
+        ("cancel-spot-request", "done"),
+        ("terminate", "attempted"),
+        ("terminate", "done"),
+    ]
+    assert journal_lines(journal)[0]["detail"] == "sir-1"
+
+
+def test_terminate_keeps_the_spot_request_unless_asked(journal: Journal, clock: FakeClock) -> None:
+    instance, provider = persistent_spot()
+
+    make_fleet(journal, clock, provider).act(Action.TERMINATE, [instance])
+
+    assert provider.acted() == [("terminate", "i-spot")]
+
+
+def test_terminate_is_refused_when_the_spot_request_cannot_be_cancelled(
+    journal: Journal, clock: FakeClock
+) -> None:
+    instance, provider = persistent_spot()
+    provider.cancel_error = ProviderError("fake", "not permitted: ec2:CancelSpotInstanceRequests")
+
+    results = make_fleet(journal, clock, provider).act(
+        Action.TERMINATE, [instance], cancel_spot_requests=True
+    )
+
+    assert [(r.action, r.outcome) for r in results] == [
+        (Action.CANCEL_SPOT_REQUEST, Outcome.FAILED),
+        (Action.TERMINATE, Outcome.REFUSED),
+    ]
+    assert ("terminate", "i-spot") not in provider.acted()

@@ -157,8 +157,21 @@ def test_action_result_summary() -> None:
         action=Action.TERMINATE, instance=instance, outcome=Outcome.REFUSED, detail="protected"
     )
 
-    assert done.summary() == "stop: trainer (i-7): now stopping"
-    assert refused.summary() == "terminate refused: trainer (i-7): protected"
+    assert done.summary() == "stop: i-7 (trainer): now stopping"
+    assert refused.summary() == "terminate refused: i-7 (trainer): protected"
+
+
+def test_action_result_summary_escapes_what_the_provider_sent() -> None:
+    instance = make_instance("i-7", name="[b]x[/b]\n\x1b]0;pwned\x07")
+
+    summary = ActionResult(
+        action=Action.STOP, instance=instance, outcome=Outcome.FAILED, detail="bad\rthing"
+    ).summary()
+
+    assert "\n" not in summary
+    assert "\x1b" not in summary
+    assert "\r" not in summary
+    assert summary.startswith("stop failed: i-7 ([b]x[/b]␤␛]0;pwned␇)")
 
 
 def test_instance_launch_time_must_be_a_datetime() -> None:

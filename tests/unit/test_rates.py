@@ -9,7 +9,15 @@ from importlib import resources
 
 import pytest
 
-from runctl_tui.costs.rates import FALLBACK_REGION, PriceTable, bundled_prices, burn_rate
+from runctl_tui.costs.rates import (
+    FALLBACK_REGION,
+    PriceTable,
+    bundled_prices,
+    burn_rate,
+    format_rate,
+    hourly_cost,
+    money,
+)
 from runctl_tui.models import InstanceState
 from tests.fakes import make_instance
 
@@ -69,7 +77,9 @@ def test_unlisted_region_falls_back_to_us_east_1_and_says_so() -> None:
 
     assert rate is not None
     assert rate.usd_per_hour == Decimal("1.00")
-    assert rate.basis == "us-east-1 on-demand list price of 2025-01-01"
+    assert rate.basis == "estimate: us-east-1 on-demand list price of 2025-01-01"
+    assert rate.estimate
+    assert rate.marker == "~"
     assert partial == rate
     assert own is not None
     assert own.usd_per_hour == Decimal("0.2")
@@ -111,8 +121,38 @@ def test_burn_rate_counts_only_billed_instances_and_unknown_types() -> None:
 
     total, unknown = burn_rate(fleet, table)
 
-    assert total == Decimal("57.052")
+    # Only running instances pay for compute: pending, stopping and stopped ones do not.
+    assert total == Decimal("2.012")
     assert unknown == 1
+
+
+def test_hourly_cost_is_zero_unless_running() -> None:
+    table = PriceTable(as_of="2025-01-01", prices={"us-east-1": {"g5.xlarge": Decimal("1.006")}})
+
+    assert hourly_cost(make_instance(instance_type="g5.xlarge"), table) == Decimal("1.006")
+    for state in (InstanceState.STOPPED, InstanceState.TERMINATED, InstanceState.STOPPING):
+        stopped = make_instance(instance_type="g5.xlarge", state=state)
+        assert hourly_cost(stopped, table) == Decimal(0)
+    assert hourly_cost(make_instance(instance_type="x.odd"), table) is None
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [("0", "0.00"), ("55.04", "55.04"), ("1.006", "1.006"), ("0.5", "0.50"), ("12", "12.00")],
+)
+def test_money_has_at_least_two_decimals(amount: str, text: str) -> None:
+    assert money(Decimal(amount)) == text
+
+
+def test_format_rate_marks_estimates_and_upper_bounds() -> None:
+    table = PriceTable(as_of="2025-01-01", prices={"us-east-1": {"g5.xlarge": Decimal("1.006")}})
+
+    assert format_rate(make_instance(instance_type="g5.xlarge"), table) == "$1.01/h"
+    elsewhere = make_instance(instance_type="g5.xlarge", region="eu-west-1")
+    assert format_rate(elsewhere, table) == "~$1.01/h (estimate: us-east-1 price)"
+    spot = make_instance(instance_type="g5.xlarge", spot="persistent")
+    assert format_rate(spot, table) == "≤$1.01/h"
+    assert format_rate(make_instance(instance_type="x.odd"), table) == "price unknown"
 
 
 def test_burn_rate_of_nothing() -> None:

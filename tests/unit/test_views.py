@@ -17,12 +17,14 @@ from runctl_tui.models import (
     InstanceState,
     ProviderStatus,
 )
+from runctl_tui.text import clean
 from runctl_tui.views import (
     COLUMNS,
     STATUS_SCHEMA,
     burn_summary,
     json_report,
     market_label,
+    parse_filter,
     row_cells,
     sort_key,
     status_line,
@@ -95,7 +97,9 @@ def test_row_cells_placeholders() -> None:
     assert row["STATE"] == "stopped"
     assert row["UPTIME"] == "-"
     assert row["PUBLIC IP"] == "-"
-    assert row["$/H"] == "?"
+    # A stopped instance pays for no compute, priced or not.
+    assert row["$/H"] == "-"
+    assert cells(instance.model_copy(update={"state": InstanceState.RUNNING}))["$/H"] == "?"
 
 
 def test_row_cells_small_price_keeps_three_places() -> None:
@@ -211,6 +215,8 @@ def test_json_report_schema() -> None:
             "refreshed_at": T0.isoformat(),
             "error": None,
             "hint": None,
+            "warnings": [],
+            "identity": None,
             "instances": 2,
         }
     ]
@@ -223,8 +229,11 @@ def test_json_report_schema() -> None:
         "zone": "us-east-1a",
         "instance_type": "p5.48xlarge",
         "gpus": {"count": 8, "model": "H100", "memory_mib": 81920},
+        "instance_store_gb": 0,
+        "type_facts_missing": None,
         "lifecycle": "on-demand",
         "spot_request_type": None,
+        "spot_request_id": None,
         "state": "running",
         "launched_at": (T0 - timedelta(hours=2)).isoformat(),
         "uptime_seconds": 7200,
@@ -232,6 +241,8 @@ def test_json_report_schema() -> None:
         "private_ip": "10.0.0.2",
         "protected": True,
         "hourly_usd": "55.04",
+        "list_hourly_usd": "55.04",
+        "price_basis": "on-demand list price of 2025-06-05",
         "tags": {"Name": "trainer", "owner": "maria"},
     }
     assert notebook["id"] == "i-1"
@@ -239,7 +250,9 @@ def test_json_report_schema() -> None:
     assert notebook["spot_request_type"] == "persistent"
     assert notebook["gpus"] is None
     assert notebook["uptime_seconds"] is None
-    assert notebook["hourly_usd"] == "1.006"
+    # Stopped: it costs no compute now; what it would cost running is the list rate.
+    assert notebook["hourly_usd"] == "0.00"
+    assert notebook["list_hourly_usd"] == "1.006"
     assert report["totals"] == {
         "instances": 2,
         "running": 1,
@@ -305,3 +318,143 @@ def test_text_report_of_an_empty_failed_fleet() -> None:
 
     assert lines[0].startswith("PROVIDER  REGION  NAME")
     assert "aws: no AWS credentials found (no data yet). Fix: fix" in lines
+
+
+# Hostile text ------------------------------------------------------------------------------------
+
+HOSTILE_NAMES = [
+    "[/]",
+    "[@click=app.quit]quit[/]",
+    "[link=https://evil.example]ok[/link]",
+    "two\nlines",
+    "\x1b]0;pwned\x07title",
+    "\x1b[2J\x1b[Hclear",
+    "c1\x9bcsi",
+    "evil\u202etxt",
+    "zero\u200bwidth",
+    "x" * 10_000,
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_row_cells_are_one_visible_line(name: str) -> None:
+    instance = make_instance("i-1", name=name, tags={"Name": name, name: name})
+
+    for cell in row_cells(instance, T0, PRICES):
+        assert clean(cell) == cell
+        assert len(cell) <= 200
+
+
+def test_text_report_prints_each_instance_on_one_escaped_line() -> None:
+    fleet = FleetSnapshot(
+        instances=tuple(
+            make_instance(f"i-{n}", name=name, provider="aws")
+            for n, name in enumerate(HOSTILE_NAMES)
+        ),
+        statuses=(
+            ProviderStatus(provider="aws", ok=False, error="boom\n\x1b[31mred", hint="[b]fix[/b]"),
+        ),
+        taken_at=T0,
+    )
+
+    report = text_report(fleet, PRICES)
+
+    lines = report.splitlines()
+    # Header, one line per instance, a blank, the provider line and the total.
+    assert len(lines) == 1 + len(HOSTILE_NAMES) + 3
+    assert all(clean(line) == line for line in lines)
+    assert "aws: boom␤␛[31mred" in report
+    assert "[b]fix[/b]" in report
+    assert "two␤lines" in report
+    assert ("x" * 39 + "…") in report
+
+
+def test_json_report_keeps_the_raw_values() -> None:
+    name = "two\nlines \u202e [/]"
+    fleet = FleetSnapshot(
+        instances=(make_instance("i-1", name=name, provider="aws", tags={"k\x1b": "v\n"}),),
+        statuses=(),
+        taken_at=T0,
+    )
+
+    text = json.dumps(json_report(fleet, PRICES))
+
+    (instance,) = json.loads(text)["instances"]
+    assert instance["name"] == name
+    assert instance["tags"] == {"k\x1b": "v\n"}
+
+
+def test_stopped_instances_cost_nothing_now_but_keep_their_list_rate() -> None:
+    fleet = FleetSnapshot(
+        instances=(
+            make_instance("i-1", instance_type="p5.48xlarge", state=InstanceState.STOPPED),
+            make_instance("i-2", instance_type="p5.48xlarge", state=InstanceState.TERMINATED),
+        ),
+        statuses=(),
+        taken_at=T0,
+    )
+
+    report = json_report(fleet, PRICES)
+
+    assert [i["hourly_usd"] for i in report["instances"]] == ["0.00", "0.00"]
+    assert [i["list_hourly_usd"] for i in report["instances"]] == ["55.04", "55.04"]
+    assert report["totals"]["hourly_usd"] == "0.00"
+
+
+def test_rate_cell_marks_estimates_and_spot_upper_bounds() -> None:
+    assert cells(make_instance(instance_type="p5.48xlarge"))["$/H"] == "$55.04"
+    elsewhere = make_instance(instance_type="p5.48xlarge", region="ap-south-1")
+    assert cells(elsewhere)["$/H"] == "~$55.04"
+    spot = make_instance(instance_type="p5.48xlarge", spot="persistent")
+    assert cells(spot)["$/H"] == "≤$55.04"
+
+
+def test_unknown_type_facts_show_as_unknown_not_none() -> None:
+    unknown = make_instance(
+        gpus=None, instance_store_gb=None, type_facts_missing="no permission to describe"
+    )
+
+    assert cells(unknown)["GPUS"] == "?"
+    assert cells(make_instance(gpus=None))["GPUS"] == "-"
+
+
+# The filter --------------------------------------------------------------------------------------
+
+
+def shown(text: str, *instances: Instance) -> list[str]:
+    query = parse_filter(text)
+    return [i.id for i in instances if query.matches(i, row_cells(i, T0, PRICES))]
+
+
+FILTER_FLEET = (
+    make_instance("i-a", name="dpo-sweep", instance_type="p4d.24xlarge", tags={"owner": "kenji"}),
+    make_instance("i-b", name="eval", instance_type="g5.xlarge", region="eu-west-1"),
+    make_instance(
+        "i-c", name="notebook", instance_type="p4d.24xlarge", state=InstanceState.STOPPED
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "ids"),
+    [
+        ("", ["i-a", "i-b", "i-c"]),
+        ("p4d", ["i-a", "i-c"]),
+        ("running p4d", ["i-a"]),
+        ("RUNNING P4D", ["i-a"]),
+        ("!p4d", ["i-b"]),
+        ("p4d !stopped", ["i-a"]),
+        ("state=running", ["i-a", "i-b"]),
+        ("state=stopped", ["i-c"]),
+        ("region=eu-west-1", ["i-b"]),
+        ("!region=eu-west-1", ["i-a", "i-c"]),
+        ("owner=kenji", ["i-a"]),
+        ("owner=maria", []),
+        ("type=g5", ["i-b"]),
+        ("name=note", ["i-c"]),
+        ("nothing-matches", []),
+        ("!", ["i-a", "i-b", "i-c"]),
+    ],
+)
+def test_filter_terms(text: str, ids: list[str]) -> None:
+    assert shown(text, *FILTER_FLEET) == ids

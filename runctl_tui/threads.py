@@ -1,0 +1,52 @@
+"""Blocking calls on daemon threads, so that nothing a provider does can hold up quitting.
+
+``ThreadPoolExecutor`` threads are joined when the interpreter exits, and asyncio's default
+executor is joined when the loop closes: a call stuck on a hung endpoint would keep the
+process alive. These helpers run each call on its own daemon thread instead and never join it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def submit(fn: Callable[[], R], *, name: str = "runctl-call") -> Future[R]:
+    """Run ``fn`` on a new daemon thread; its outcome lands in the returned future."""
+    future: Future[R] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = fn()
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+def map_all(
+    fn: Callable[[T], R], items: Iterable[T], *, name: str = "runctl-call"
+) -> list[Future[R]]:
+    """Start ``fn(item)`` for every item at once, each on its own daemon thread."""
+    return [submit(lambda item=item: fn(item), name=name) for item in items]  # type: ignore[misc]
+
+
+async def run_blocking(fn: Callable[[], R], *, name: str = "runctl-call") -> R:
+    """Await ``fn`` run on a daemon thread; cancelling the await abandons the thread."""
+    return await asyncio.wrap_future(submit(fn, name=name))
+
+
+def results(futures: Sequence[Future[R]]) -> list[R]:
+    """Every future's result, in order (re-raising the first failure)."""
+    return [f.result() for f in futures]
