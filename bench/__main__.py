@@ -19,7 +19,12 @@ from pathlib import Path
 
 from bench.common import ROOT, Figure, heading, read_figures
 
-BENCHMARKS = {"startup": "bench.startup", "scale": "bench.scale", "ui": "bench.ui_stall"}
+BENCHMARKS = {
+    "startup": "bench.startup",
+    "scale": "bench.scale",
+    "ui": "bench.ui_stall",
+    "quit": "bench.quit",
+}
 
 
 def versions() -> str:

@@ -256,6 +256,10 @@ class IsolatedClients(Ec2Clients):
             )
         return self._session
 
+    def shown_profile(self) -> str | None:
+        """None: these clients never use a profile, whatever AWS_PROFILE says."""
+        return None
+
 
 class DemoClients(IsolatedClients):
     """EC2 clients that point at the demo server, starting it on first use."""
@@ -268,10 +272,10 @@ class DemoClients(IsolatedClients):
         """The demo's first region."""
         return DEMO_REGIONS[0]
 
-    def client(self, region: str) -> EC2Client:
-        """A client for the demo server."""
-        self._endpoint_url = self._backend.endpoint()
-        return super().client(region)
+    @property
+    def endpoint_url(self) -> str | None:
+        """The demo server's URL, starting it on first use: EC2 and STS clients both use it."""
+        return self._backend.endpoint()
 
 
 def demo_providers(backend: DemoBackend, protect_tag: str = "runctl:protect") -> list[AwsProvider]:

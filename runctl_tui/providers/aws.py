@@ -7,15 +7,19 @@ worker thread: importing this module costs nothing at start-up.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from runctl_tui.models import GpuSpec, Instance, InstanceState, Lifecycle, Volume
-from runctl_tui.providers.base import Capabilities, NotFoundError, ProviderError
+from runctl_tui.providers.base import Capabilities, NotFoundError, ProviderError, SpotRequest
+from runctl_tui.text import clean, one_line
+from runctl_tui.threads import map_all
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.client import EC2Client
@@ -25,13 +29,34 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ALL_REGIONS = "all"
-MAX_REGION_THREADS = 16
 TYPE_BATCH = 100
 """describe_instance_types accepts at most 100 names per call."""
+DENIED_RETRY_SECONDS = 300.0
+"""A missing permission is asked about again after this long, not on every poll."""
+UNKNOWN_TYPE_RETRY_SECONDS = 3600.0
+"""A type EC2 said it does not know is asked about again after this long."""
+FAILED_RETRY_SECONDS = 30.0
+"""After a network or throttling failure: long enough that the other regions of the same poll
+do not each wait for the same failure again."""
+ACCOUNT_RETRY_SECONDS = 300.0
+"""After get_caller_identity failed; an account learned once is kept."""
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 10.0
+DEFAULT_MAX_ATTEMPTS = 3
+
+DENIED_CODES = frozenset({"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"})
+BAD_TYPE_CODES = frozenset({"InvalidInstanceType", "InvalidParameterValue"})
+
+TYPES_DENIED = "no permission to describe instance types (ec2:DescribeInstanceTypes)"
+TYPES_DENIED_WARNING = (
+    "not permitted: ec2:DescribeInstanceTypes; GPU and instance-store facts unknown"
+)
+SPOT_DENIED_WARNING = "not permitted: ec2:DescribeSpotInstanceRequests; spot request types unknown"
 
 
 class Ec2Clients:
-    """Thread-safe, cached EC2 clients per region for one credential source."""
+    """Thread-safe, cached EC2 (and STS) clients per region for one credential source."""
 
     def __init__(
         self,
@@ -39,15 +64,26 @@ class Ec2Clients:
         *,
         endpoint_url: str | None = None,
         access_key: tuple[str, str] | None = None,
-        max_attempts: int = 6,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
+        """``max_attempts`` counts every try of a call, the first included."""
         self.profile = profile
         self._endpoint_url = endpoint_url
         self._access_key = access_key
-        self._max_attempts = max_attempts
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_attempts = max_attempts
         self._lock = threading.Lock()
         self._session: Any = None
-        self._clients: dict[str, EC2Client] = {}
+        self._config: Any = None
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The endpoint given explicitly, if any (else botocore's own resolution applies)."""
+        return self._endpoint_url
 
     def _get_session(self) -> Any:
         if self._session is None:
@@ -59,49 +95,98 @@ class Ec2Clients:
             self._session = boto3.session.Session(**kwargs)
         return self._session
 
+    def _get_config(self) -> Any:
+        if self._config is None:
+            from botocore.config import Config
+
+            # botocore's defaults (60 s each, times every attempt) let one hung endpoint hold
+            # a poll for minutes. Its own ``max_attempts`` counts retries only; the total, as
+            # AWS_MAX_ATTEMPTS and ~/.aws/config count it, is what bounds a hung call.
+            self._config = Config(
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                retries={"mode": "adaptive", "total_max_attempts": self.max_attempts},
+                max_pool_connections=20,
+                user_agent_extra="runctl-tui",
+            )
+        return self._config
+
     def default_region(self) -> str | None:
         """The region the profile or environment names, if any."""
         with self._lock:
             region: str | None = self._get_session().region_name
             return region
 
-    def client(self, region: str) -> EC2Client:
-        """The EC2 client for ``region``, created once."""
+    def _client(self, service: str, region: str) -> Any:
+        endpoint_url = self.endpoint_url
         with self._lock:
-            client = self._clients.get(region)
+            client = self._clients.get((service, region))
             if client is None:
-                from botocore.config import Config
-
-                config = Config(
-                    retries={"mode": "adaptive", "max_attempts": self._max_attempts},
-                    connect_timeout=5,
-                    read_timeout=30,
-                    max_pool_connections=20,
-                    user_agent_extra="runctl-tui",
-                )
                 client = self._get_session().client(
-                    "ec2", region_name=region, endpoint_url=self._endpoint_url, config=config
+                    service,
+                    region_name=region,
+                    endpoint_url=endpoint_url,
+                    config=self._get_config(),
                 )
-                self._clients[region] = client
+                self._clients[service, region] = client
             return client
 
+    def client(self, region: str) -> EC2Client:
+        """The EC2 client for ``region``, created once."""
+        client: EC2Client = self._client("ec2", region)
+        return client
 
-def _one_line(text: str, limit: int = 240) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    def sts(self, region: str) -> Any:
+        """The STS client for ``region``, created once, with the same timeouts and retries."""
+        return self._client("sts", region)
+
+    def shown_profile(self) -> str | None:
+        """The named profile in use: the one given, else AWS_PROFILE."""
+        return self.profile or os.environ.get("AWS_PROFILE") or None
+
+    def shown_endpoint(self) -> str | None:
+        """The endpoint to name to the user: one set explicitly or through the environment."""
+        if self.endpoint_url:
+            return self.endpoint_url
+        ec2 = os.environ.get("AWS_ENDPOINT_URL_EC2") or os.environ.get("AWS_ENDPOINT_URL")
+        sts = os.environ.get("AWS_ENDPOINT_URL_STS") or os.environ.get("AWS_ENDPOINT_URL")
+        if ec2 and sts and ec2 != sts:
+            return f"{ec2} (sts {sts})"
+        if ec2:
+            return ec2
+        return f"sts {sts}" if sts else None
+
+
+def _line(text: object, limit: int = 240) -> str:
+    """Untrusted text as one visible line: whitespace runs folded, controls escaped, clipped."""
+    return one_line(" ".join(str(text).split()), limit)
+
+
+def _error_field(exc: BaseException, name: str) -> str:
+    """``Code`` or ``Message`` of an AWS error answer; empty for any other failure."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return ""
+    return str(response.get("Error", {}).get(name, "") or "")
+
+
+def _endpoint_of(exc: BaseException) -> str:
+    url = getattr(exc, "kwargs", {}).get("endpoint_url")
+    return _line(url, 120) if url else "?"
 
 
 def explain(exc: BaseException, profile: str | None) -> tuple[str, str | None]:
     """Turn a boto3/botocore failure into one line of cause and one line of fix."""
     import botocore.exceptions as bex
+    import botocore.parsers
 
     if isinstance(exc, ProviderError):
         return exc.message, exc.hint
-    login = f"aws sso login --profile {profile}" if profile else "aws sso login"
+    login = f"aws sso login --profile {_line(profile, 60)}" if profile else "aws sso login"
     if isinstance(exc, bex.ProfileNotFound):
         missing = getattr(exc, "kwargs", {}).get("profile", profile)
         return (
-            f"AWS profile {missing!r} is not in ~/.aws/config",
+            f"AWS profile {_line(missing, 60)!r} is not in ~/.aws/config",
             "check AWS_PROFILE and [aws] profile, or create it with `aws configure sso`",
         )
     if isinstance(exc, bex.NoCredentialsError):
@@ -118,19 +203,45 @@ def explain(exc: BaseException, profile: str | None) -> tuple[str, str | None]:
             "no AWS region configured",
             'set regions = ["us-east-1"] under [aws] in the config, or AWS_DEFAULT_REGION',
         )
-    if isinstance(
-        exc, bex.EndpointConnectionError | bex.ConnectTimeoutError | bex.ReadTimeoutError
-    ):
+    if isinstance(exc, bex.ConnectTimeoutError):
         return (
-            f"cannot reach the EC2 endpoint: {_one_line(str(exc), 160)}",
+            f"the AWS endpoint did not answer (connect timeout): {_endpoint_of(exc)}",
+            "check the network, VPN or proxy, and AWS_ENDPOINT_URL; [aws] connect_timeout "
+            "sets the wait",
+        )
+    if isinstance(exc, bex.ReadTimeoutError):
+        return (
+            f"the AWS endpoint did not answer in time (read timeout): {_endpoint_of(exc)}",
+            "check the network, VPN or proxy, and AWS_ENDPOINT_URL; raise [aws] read_timeout "
+            "if the endpoint is only slow",
+        )
+    if isinstance(exc, bex.ConnectionClosedError):
+        return (
+            f"the AWS endpoint closed the connection without answering: {_endpoint_of(exc)}",
+            "check the network, VPN or proxy, and AWS_ENDPOINT_URL; retried automatically",
+        )
+    if isinstance(exc, bex.EndpointConnectionError):
+        return (
+            f"cannot reach the EC2 endpoint: {_line(exc, 160)}",
             "check the network or AWS_ENDPOINT_URL; retried automatically",
+        )
+    if isinstance(exc, botocore.parsers.ResponseParserError):
+        # The rest of the text quotes the whole answer: the endpoint's bytes, not ours.
+        first = str(exc).partition("\n")[0].removesuffix("Further retries may succeed:")
+        return (
+            f"unreadable answer from the AWS endpoint: {_line(first, 120)}",
+            "check AWS_ENDPOINT_URL and any proxy in between; retried automatically",
         )
     if isinstance(exc, bex.ClientError):
         error = exc.response.get("Error", {})
-        code = error.get("Code", "")
-        message = _one_line(error.get("Message", "") or str(exc), 160)
+        code = _line(error.get("Code", ""), 60)
         # Authorization failures carry a long encoded blob after the first sentence.
-        message = re.sub(r"Encoded authorization failure message:.*", "", message).strip()
+        raw = re.sub(
+            r"Encoded authorization failure message:.*",
+            "",
+            " ".join(str(error.get("Message", "") or exc).split()),
+        )
+        message = _line(raw.strip(), 160)
         if code in {"ExpiredToken", "ExpiredTokenException", "RequestExpired"}:
             return f"AWS credentials expired ({code})", f"refresh them: `{login}`"
         if code in {"AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException"}:
@@ -138,7 +249,7 @@ def explain(exc: BaseException, profile: str | None) -> tuple[str, str | None]:
                 f"AWS rejected the credentials ({code})",
                 "the key may be revoked: check `aws sts get-caller-identity`",
             )
-        if code in {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"}:
+        if code in DENIED_CODES:
             return f"not permitted: {message}", "grant the IAM permission named above"
         if code in {"Throttling", "RequestLimitExceeded", "ThrottlingException"}:
             return (
@@ -147,8 +258,8 @@ def explain(exc: BaseException, profile: str | None) -> tuple[str, str | None]:
             )
         return f"{code}: {message}" if code else message, None
     if isinstance(exc, bex.BotoCoreError):
-        return _one_line(str(exc)), None
-    return f"{type(exc).__name__}: {_one_line(str(exc))}", None
+        return _line(exc), None
+    return f"{type(exc).__name__}: {_line(exc)}", None
 
 
 def _state(raw: Mapping[str, Any]) -> InstanceState:
@@ -156,6 +267,15 @@ def _state(raw: Mapping[str, Any]) -> InstanceState:
         return InstanceState(raw.get("State", {}).get("Name", "unknown"))
     except ValueError:
         return InstanceState.UNKNOWN
+
+
+def _quoted_type(name: str) -> str:
+    return f"'{one_line(name, 60)}'"
+
+
+def unknown_type_reason(name: str) -> str:
+    """Why an instance of type ``name`` has no GPU or instance-store facts: EC2 did not know it."""
+    return f"instance type {_quoted_type(name)} unknown to DescribeInstanceTypes"
 
 
 def instance_from_ec2(
@@ -166,8 +286,14 @@ def instance_from_ec2(
     protect_tag: str,
     type_info: Mapping[str, tuple[GpuSpec | None, int]],
     spot_types: Mapping[str, str],
+    type_problems: Mapping[str, str] | None = None,
+    spot_request_ids: Mapping[str, str] | None = None,
 ) -> Instance:
-    """Build an :class:`Instance` from one ``describe_instances`` entry."""
+    """Build an :class:`Instance` from one ``describe_instances`` entry.
+
+    A type missing from ``type_info`` leaves its GPU and instance-store facts unknown, with the
+    reason from ``type_problems`` (or a generic one) in ``type_facts_missing``.
+    """
     tags = {t["Key"]: t.get("Value", "") for t in raw.get("Tags", [])}
     launched = raw.get("LaunchTime")
     if isinstance(launched, datetime):
@@ -177,7 +303,19 @@ def instance_from_ec2(
     else:
         launched = None
     lifecycle = Lifecycle.SPOT if raw.get("InstanceLifecycle") == "spot" else Lifecycle.ON_DEMAND
-    gpus, store_gb = type_info.get(raw.get("InstanceType", ""), (None, 0))
+    instance_type = raw.get("InstanceType", "")
+    facts = type_info.get(instance_type)
+    missing: str | None = None
+    gpus: GpuSpec | None = None
+    store_gb: int | None = None
+    if facts is not None:
+        gpus, store_gb = facts
+    elif not instance_type:
+        missing = "instance type not reported by EC2"
+    else:
+        missing = (type_problems or {}).get(instance_type) or (
+            f"instance type {_quoted_type(instance_type)} not described yet"
+        )
     volumes = tuple(
         Volume(
             id=m["Ebs"].get("VolumeId", "?"),
@@ -188,20 +326,22 @@ def instance_from_ec2(
         if "Ebs" in m
     )
     instance_id = raw["InstanceId"]
+    spot = lifecycle is Lifecycle.SPOT
+    request_id = raw.get("SpotInstanceRequestId") or (spot_request_ids or {}).get(instance_id)
     return Instance(
         provider=provider,
         id=instance_id,
         region=region,
         zone=raw.get("Placement", {}).get("AvailabilityZone") or None,
         name=tags.get("Name", ""),
-        instance_type=raw.get("InstanceType", "?"),
+        instance_type=instance_type or "?",
         state=_state(raw),
         lifecycle=lifecycle,
-        spot_request_type=(spot_types.get(instance_id) or None)
-        if lifecycle is Lifecycle.SPOT
-        else None,
+        spot_request_type=(spot_types.get(instance_id) or None) if spot else None,
+        spot_request_id=(request_id or None) if spot else None,
         gpus=gpus,
         instance_store_gb=store_gb,
+        type_facts_missing=missing,
         launched_at=launched,
         public_ip=raw.get("PublicIpAddress") or None,
         private_ip=raw.get("PrivateIpAddress") or None,
@@ -235,6 +375,30 @@ def type_info_from_ec2(raw: Mapping[str, Any]) -> tuple[GpuSpec | None, int]:
     return gpus, store
 
 
+def named_types(message: str, batch: Iterable[str]) -> set[str]:
+    """The names of ``batch`` that an error message lists, as in ``... do not exist: [a, b]``."""
+    named = {
+        name.strip().strip("'\"")
+        for group in re.findall(r"\[([^\]]*)\]", message)
+        for name in group.split(",")
+    }
+    return named & set(batch)
+
+
+@dataclass(frozen=True)
+class _TypeProblem:
+    reason: str
+    """For ``Instance.type_facts_missing``."""
+    warning: str
+    """For ``poll_warnings``."""
+    retry_at: float
+    """``time.monotonic()`` after which the type is described again."""
+
+
+def _problem(reason: str, warning: str, retry_seconds: float) -> _TypeProblem:
+    return _TypeProblem(reason, warning, time.monotonic() + retry_seconds)
+
+
 class AwsProvider:
     """EC2 instances across one account's regions."""
 
@@ -254,9 +418,17 @@ class AwsProvider:
         self.protect_tag = protect_tag
         self._lock = threading.Lock()
         self._types_lock = threading.Lock()
+        self._account_lock = threading.Lock()
         self._resolved: list[str] | None = None
         self._type_info: dict[str, tuple[GpuSpec | None, int]] = {}
+        self._type_problems: dict[str, _TypeProblem] = {}
+        self._types_blocked: _TypeProblem | None = None
+        """A denial or outage that makes describing any type pointless until it expires."""
         self._spot_types: dict[str, str] = {}
+        self._spot_request_ids: dict[str, str] = {}
+        self._warnings: tuple[str, ...] = ()
+        self._account: str | None = None
+        self._account_retry_at = 0.0
 
     @property
     def name(self) -> str:
@@ -296,20 +468,27 @@ class AwsProvider:
         self._resolved = resolved
         return resolved
 
+    def poll_warnings(self) -> tuple[str, ...]:
+        """Problems the last :meth:`list_instances` met without failing, one line each."""
+        return self._warnings
+
     def list_instances(self) -> list[Instance]:
-        """Describe every instance in every region, regions in parallel."""
+        """Describe every instance in every region, regions in parallel on daemon threads."""
         regions = self.regions()
+        futures = map_all(self._list_region, regions, name=f"{self.name}-poll")
         found: dict[str, list[Instance]] = {}
         failed: dict[str, BaseException] = {}
-        workers = max(1, min(MAX_REGION_THREADS, len(regions)))
-        with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.name}-poll") as pool:
-            futures = {region: pool.submit(self._list_region, region) for region in regions}
-            for region, future in futures.items():
-                try:
-                    found[region] = future.result()
-                except Exception as exc:
-                    log.warning("%s: listing %s failed: %s", self.name, region, exc)
-                    failed[region] = exc
+        warnings: dict[str, None] = {}
+        for region, future in zip(regions, futures, strict=True):
+            try:
+                found[region], region_warnings = future.result()
+            except Exception as exc:
+                message, _ = explain(exc, self._clients.profile)
+                log.warning("%s: listing %s failed: %s", self.name, region, message)
+                failed[region] = exc
+                continue
+            warnings.update(dict.fromkeys(region_warnings))
+        self._warnings = tuple(warnings)
         instances = [i for region in regions for i in found.get(region, [])]
         if failed:
             explained = {r: explain(e, self._clients.profile) for r, e in failed.items()}
@@ -329,7 +508,7 @@ class AwsProvider:
             )
         return instances
 
-    def _list_region(self, region: str) -> list[Instance]:
+    def _list_region(self, region: str) -> tuple[list[Instance], list[str]]:
         client = self._clients.client(region)
         paginator = client.get_paginator("describe_instances")
         raw = [
@@ -338,13 +517,21 @@ class AwsProvider:
             for reservation in page.get("Reservations", [])
             for entry in reservation.get("Instances", [])
         ]
-        self._learn_types(client, {r.get("InstanceType", "") for r in raw})
-        self._learn_spot_types(
+        types = {r.get("InstanceType", "") for r in raw}
+        self._learn_types(client, types)
+        warnings = self._learn_spot_types(
             client, [r["InstanceId"] for r in raw if r.get("InstanceLifecycle") == "spot"]
         )
-        return [self._build(entry, region) for entry in raw]
+        warnings.extend(self._type_warnings(types))
+        return [self._build(entry, region) for entry in raw], warnings
+
+    def _type_warnings(self, types: Iterable[str]) -> list[str]:
+        problems = (self._type_problems.get(t) for t in sorted(types))
+        return list(dict.fromkeys(p.warning for p in problems if p is not None))
 
     def _build(self, raw: Mapping[str, Any], region: str) -> Instance:
+        instance_type = raw.get("InstanceType", "")
+        problem = self._type_problems.get(instance_type)
         return instance_from_ec2(
             raw,
             provider=self.name,
@@ -352,52 +539,138 @@ class AwsProvider:
             protect_tag=self.protect_tag,
             type_info=self._type_info,
             spot_types=self._spot_types,
+            type_problems={instance_type: problem.reason} if problem else None,
+            spot_request_ids=self._spot_request_ids,
+        )
+
+    def _wanted_types(self, types: Iterable[str]) -> list[str]:
+        now = time.monotonic()
+        return sorted(
+            t
+            for t in types
+            if t
+            and t not in self._type_info
+            and not (t in self._type_problems and self._type_problems[t].retry_at > now)
         )
 
     def _learn_types(self, client: EC2Client, types: Iterable[str]) -> None:
-        wanted = {t for t in types if t}
-        if wanted <= self._type_info.keys():
+        types = set(types)
+        if not self._wanted_types(types):
             return
         # One region fetches while the others wait: types are the same in every region.
         with self._types_lock:
-            missing = sorted(wanted - self._type_info.keys())
-            self._fetch_types(client, missing)
-
-    def _fetch_types(self, client: EC2Client, missing: Sequence[str]) -> None:
-        for start in range(0, len(missing), TYPE_BATCH):
-            batch = missing[start : start + TYPE_BATCH]
-            try:
-                answer = client.describe_instance_types(InstanceTypes=batch)  # type: ignore[arg-type]
-            except Exception as exc:
-                # GPU columns stay blank rather than failing the whole poll.
-                log.warning("%s: describe_instance_types failed: %s", self.name, exc)
+            wanted = self._wanted_types(types)
+            blocked = self._types_blocked
+            if blocked is not None and blocked.retry_at > time.monotonic():
+                self._mark(wanted, blocked)
                 return
-            with self._lock:
-                for entry in answer.get("InstanceTypes", []):
-                    self._type_info[entry["InstanceType"]] = type_info_from_ec2(entry)
-                for name in batch:
-                    self._type_info.setdefault(name, (None, 0))
+            for start in range(0, len(wanted), TYPE_BATCH):
+                stopped = self._describe_types(client, wanted[start : start + TYPE_BATCH])
+                if stopped is not None:
+                    # Other types would meet the same denial or outage: not worth a call each.
+                    self._types_blocked = stopped
+                    self._mark(wanted[start + TYPE_BATCH :], stopped)
+                    return
+            self._types_blocked = None
 
-    def _learn_spot_types(self, client: EC2Client, instance_ids: Sequence[str]) -> None:
+    def _describe_types(self, client: EC2Client, batch: Sequence[str]) -> _TypeProblem | None:
+        """Learn ``batch``; the problem when describing types is impossible for now."""
+        import botocore.exceptions
+
+        try:
+            answer = client.describe_instance_types(InstanceTypes=list(batch))  # type: ignore[arg-type]
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in DENIED_CODES:
+                log.warning("%s: describe_instance_types not permitted", self.name)
+                problem = _problem(TYPES_DENIED, TYPES_DENIED_WARNING, DENIED_RETRY_SECONDS)
+                self._mark(batch, problem)
+                return problem
+            if code in BAD_TYPE_CODES:
+                return self._describe_around_bad_types(client, batch, exc)
+            return self._failed_types(batch, exc)
+        except Exception as exc:
+            return self._failed_types(batch, exc)
+        learned: dict[str, tuple[GpuSpec | None, int]] = {
+            entry["InstanceType"]: type_info_from_ec2(entry)
+            for entry in answer.get("InstanceTypes", [])
+        }
+        with self._lock:
+            self._type_info.update(learned)
+            for name in learned:
+                self._type_problems.pop(name, None)
+        self._mark_unknown([name for name in batch if name not in learned])
+        return None
+
+    def _describe_around_bad_types(
+        self, client: EC2Client, batch: Sequence[str], exc: Exception
+    ) -> _TypeProblem | None:
+        # One unknown type fails the whole call: set it aside and still learn the rest.
+        message = _error_field(exc, "Message")
+        bad = named_types(message, batch)
+        if bad:
+            self._mark_unknown(sorted(bad))
+            rest = [name for name in batch if name not in bad]
+            return self._describe_types(client, rest) if rest else None
+        if len(batch) == 1:
+            self._mark_unknown(batch)
+            return None
+        middle = len(batch) // 2
+        stopped = self._describe_types(client, batch[:middle])
+        if stopped is not None:
+            self._mark(batch[middle:], stopped)
+            return stopped
+        return self._describe_types(client, batch[middle:])
+
+    def _mark_unknown(self, names: Sequence[str]) -> None:
+        for name in names:
+            reason = unknown_type_reason(name)
+            warning = f"{reason}; its GPU and instance-store facts unknown"
+            self._mark([name], _problem(reason, warning, UNKNOWN_TYPE_RETRY_SECONDS))
+
+    def _failed_types(self, batch: Sequence[str], exc: BaseException) -> _TypeProblem:
+        message, _ = explain(exc, self._clients.profile)
+        log.warning("%s: describe_instance_types failed: %s", self.name, message)
+        problem = _problem(
+            f"could not describe instance types: {message}",
+            f"could not describe instance types ({message}); GPU and instance-store facts unknown",
+            FAILED_RETRY_SECONDS,
+        )
+        self._mark(batch, problem)
+        return problem
+
+    def _mark(self, names: Iterable[str], problem: _TypeProblem) -> None:
+        with self._lock:
+            for name in names:
+                self._type_problems[name] = problem
+
+    def _learn_spot_types(self, client: EC2Client, instance_ids: Sequence[str]) -> list[str]:
         with self._lock:
             missing = [i for i in instance_ids if i not in self._spot_types]
         if not missing:
-            return
+            return []
         try:
             pages = client.get_paginator("describe_spot_instance_requests").paginate(
                 Filters=[{"Name": "instance-id", "Values": missing}]
             )
             requests = [r for page in pages for r in page.get("SpotInstanceRequests", [])]
         except Exception as exc:
-            log.warning("%s: describe_spot_instance_requests failed: %s", self.name, exc)
-            return
+            message, _ = explain(exc, self._clients.profile)
+            log.warning("%s: describe_spot_instance_requests failed: %s", self.name, message)
+            if _error_field(exc, "Code") in DENIED_CODES:
+                return [SPOT_DENIED_WARNING]
+            return [f"could not describe spot requests ({message}); spot request types unknown"]
         with self._lock:
             for request in requests:
-                if request.get("InstanceId") and request.get("Type"):
-                    self._spot_types[request["InstanceId"]] = request["Type"]
+                instance_id = request.get("InstanceId")
+                if instance_id and request.get("Type"):
+                    self._spot_types[instance_id] = request["Type"]
+                if instance_id and request.get("SpotInstanceRequestId"):
+                    self._spot_request_ids[instance_id] = request["SpotInstanceRequestId"]
             # Remember what has no request on record, so it is not asked for on every poll.
             for instance_id in missing:
                 self._spot_types.setdefault(instance_id, "")
+        return []
 
     def describe(self, instance: Instance) -> Instance:
         """Describe one instance again, right now."""
@@ -405,8 +678,7 @@ class AwsProvider:
         try:
             answer = client.describe_instances(InstanceIds=[instance.id])
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-            if code.startswith("InvalidInstanceID"):
+            if _error_field(exc, "Code").startswith("InvalidInstanceID"):
                 raise NotFoundError(self.name, f"{instance.id} no longer exists") from exc
             raise self._error(exc) from exc
         entries = [i for r in answer.get("Reservations", []) for i in r.get("Instances", [])]
@@ -438,15 +710,100 @@ class AwsProvider:
         """Terminate the instance."""
         return self._act(instance, "terminate_instances", "TerminatingInstances")
 
+    def spot_request(self, instance: Instance) -> SpotRequest | None:
+        """The spot request behind ``instance``, looked up now; ``None`` if it has none."""
+        client = self._clients.client(instance.region)
+        try:
+            answer = client.describe_spot_instance_requests(
+                Filters=[{"Name": "instance-id", "Values": [instance.id]}]
+            )
+            requests = list(answer.get("SpotInstanceRequests", []))
+            if not requests and instance.spot_request_id:
+                # A cancelled request may no longer name its instance; its id still finds it.
+                answer = client.describe_spot_instance_requests(
+                    SpotInstanceRequestIds=[instance.spot_request_id]
+                )
+                requests = list(answer.get("SpotInstanceRequests", []))
+        except Exception as exc:
+            if _error_field(exc, "Code").startswith("InvalidSpotInstanceRequestID"):
+                return None
+            raise self._error(exc) from exc
+        if not requests:
+            return None
+        live = [r for r in requests if r.get("State") in {"open", "active"}]
+        chosen = (live or requests)[0]
+        return SpotRequest(
+            id=str(chosen.get("SpotInstanceRequestId", "?")),
+            type=str(chosen.get("Type", "?")),
+            state=str(chosen.get("State", "?")),
+        )
+
+    def cancel_spot_request(self, instance: Instance, request_id: str) -> str:
+        """Cancel the spot request ``request_id``; returns its state right after."""
+        client = self._clients.client(instance.region)
+        try:
+            answer = client.cancel_spot_instance_requests(SpotInstanceRequestIds=[request_id])
+        except Exception as exc:
+            raise self._error(exc) from exc
+        for cancelled in answer.get("CancelledSpotInstanceRequests", []):
+            if cancelled.get("SpotInstanceRequestId") == request_id:
+                return str(cancelled.get("State", "unknown"))
+        return "unknown"
+
+    def identity(self) -> str | None:
+        """``profile ml · account 123456789012 · us-east-1 · endpoint URL``: what is shown."""
+        parts: list[str] = []
+        profile = self._clients.shown_profile()
+        if profile:
+            parts.append(f"profile {clean(profile)}")
+        try:
+            regions: list[str] = self.regions()
+        except ProviderError:
+            regions = []
+        parts.append(f"account {self._account_id(regions)}")
+        parts.append(_regions_text(regions or self._regions))
+        try:
+            endpoint = self._clients.shown_endpoint()
+        except Exception as exc:
+            endpoint = "?"
+            log.warning("%s: endpoint unknown: %s", self.name, _line(exc))
+        if endpoint:
+            parts.append(f"endpoint {clean(endpoint)}")
+        return " · ".join(parts)
+
+    def _account_id(self, regions: Sequence[str]) -> str:
+        with self._account_lock:
+            if self._account is not None or time.monotonic() < self._account_retry_at:
+                return self._account or "?"
+            try:
+                region = regions[0] if regions else self._clients.default_region() or "us-east-1"
+                answer = self._clients.sts(region).get_caller_identity()
+                self._account = clean(answer.get("Account") or "?")
+            except Exception as exc:
+                message, _ = explain(exc, self._clients.profile)
+                log.warning("%s: get_caller_identity failed: %s", self.name, message)
+                self._account_retry_at = time.monotonic() + ACCOUNT_RETRY_SECONDS
+                return "?"
+            return self._account
+
+
+def _regions_text(regions: Sequence[str]) -> str:
+    if not regions:
+        return "region ?"
+    shown = [clean(r) for r in regions[:4]]
+    more = len(regions) - len(shown)
+    return ", ".join(shown) + (f" (+{more} more)" if more else "")
+
 
 def from_settings(settings: Settings) -> list[AwsProvider]:
     """The ``aws`` provider as the ``[aws]`` table configures it (no I/O until polled)."""
-    if not settings.aws.enabled:
+    aws = settings.aws
+    if not aws.enabled:
         return []
-    return [
-        AwsProvider(
-            Ec2Clients(settings.aws.profile),
-            settings.aws.regions,
-            protect_tag=settings.protect_tag,
-        )
-    ]
+    clients = Ec2Clients(
+        aws.profile,
+        connect_timeout=float(getattr(aws, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
+        read_timeout=float(getattr(aws, "read_timeout", DEFAULT_READ_TIMEOUT)),
+        max_attempts=int(getattr(aws, "max_attempts", DEFAULT_MAX_ATTEMPTS)),
+    )
+    return [AwsProvider(clients, aws.regions, protect_tag=settings.protect_tag)]

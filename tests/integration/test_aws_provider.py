@@ -39,9 +39,12 @@ def test_lists_two_regions_with_gpus_spot_types_and_tags(
     assert p5.tags == {"Name": "llama3-70b-sft", "owner": "maria", "runctl:protect": "true"}
     assert p5.protected is True
     assert p5.gpus == GpuSpec(count=8, model="H100", memory_mib=81920)
+    assert p5.instance_store_gb is not None
     assert p5.instance_store_gb > 0
+    assert p5.type_facts_missing is None
     assert p5.lifecycle is Lifecycle.ON_DEMAND
     assert p5.spot_request_type is None
+    assert p5.spot_request_id is None
     assert p5.state is InstanceState.RUNNING
     assert p5.image_id is not None
     assert p5.image_id.startswith("ami-")
@@ -55,15 +58,22 @@ def test_lists_two_regions_with_gpus_spot_types_and_tags(
     assert spot.lifecycle is Lifecycle.SPOT
     assert spot.spot_request_type == "one-time"
     assert spot.one_time_spot
+    assert not spot.persistent_spot
+    assert spot.spot_request_id is not None
+    assert spot.spot_request_id.startswith("sir-")
     assert spot.gpus is not None
     assert spot.gpus.label() == "1x L40S 45G"
     assert spot.protected is False
     assert instances[persistent].spot_request_type == "persistent"
+    assert instances[persistent].persistent_spot
     assert not instances[persistent].one_time_spot
+    assert instances[persistent].spot_request_id not in {None, spot.spot_request_id}
     assert instances[persistent].gpus == GpuSpec(count=8, model="A100", memory_mib=40960)
 
     assert instances[cpu].region == "eu-west-1"
     assert instances[cpu].gpus is None
+    assert instances[cpu].instance_store_gb == 0
+    assert instances[cpu].type_facts_missing is None
     assert instances[stopped].state is InstanceState.STOPPED
     assert instances[stopped].uptime(datetime.now(UTC)) is None
 
@@ -120,6 +130,8 @@ def test_describe_of_a_spot_instance_knows_its_request_type(
 
     assert fresh.id == instance_id
     assert fresh.one_time_spot
+    assert fresh.spot_request_id == seen.spot_request_id
+    assert fresh.gpus == seen.gpus
 
 
 def test_describe_of_a_missing_instance(provider: AwsProvider, ec2: Ec2Admin) -> None:
@@ -202,3 +214,23 @@ def test_one_failing_region_keeps_the_others(ec2: Ec2Admin, moto_url: str) -> No
     assert [i.id for i in error.partial] == [east]
     assert error.message.startswith("xx-nowhere-1: ")
     assert "\n" not in error.message
+
+
+def test_a_clean_poll_has_no_warnings(ec2: Ec2Admin, provider: AwsProvider) -> None:
+    ec2.launch("us-east-1", "g5.xlarge", spot="persistent")
+    ec2.launch("eu-west-1", "c6i.xlarge")
+
+    provider.list_instances()
+
+    assert provider.poll_warnings() == ()
+
+
+def test_a_second_poll_gives_the_same_facts(ec2: Ec2Admin, provider: AwsProvider) -> None:
+    first_id = ec2.launch("us-east-1", "g5.xlarge", spot="one-time")
+    first = {i.id: i for i in provider.list_instances()}
+    ec2.launch("eu-west-1", "g5.xlarge")
+
+    second = {i.id: i for i in provider.list_instances()}
+
+    assert second[first_id] == first[first_id]
+    assert all(i.gpus is not None for i in second.values())

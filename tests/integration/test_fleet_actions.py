@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from runctl_tui.audit import Journal
 from runctl_tui.models import Action, Instance, InstanceState, Outcome
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
 from runctl_tui.services.fleet import Fleet
-from tests.integration.conftest import KEY, Ec2Admin
+from tests.integration.conftest import KEY, Ec2Admin, HostileEndpoint
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +74,8 @@ def test_stop_end_to_end(ec2: Ec2Admin, fleet: Fleet, journal: Journal) -> None:
     assert result.outcome is Outcome.DONE
     assert result.new_state is InstanceState.STOPPING
     assert ec2.state("eu-west-1", instance_id) == "stopped"
-    (entry,) = entries(journal)
+    attempted, entry = entries(journal)
+    assert attempted["result"] == "attempted"
     assert entry["provider"] == "aws"
     assert entry["region"] == "eu-west-1"
     assert entry["id"] == instance_id
@@ -165,7 +167,7 @@ def test_marked_rows_are_each_checked(ec2: Ec2Admin, fleet: Fleet, journal: Jour
     assert [r.outcome for r in results] == [Outcome.DONE, Outcome.REFUSED]
     assert ec2.state("us-east-1", plain) == "terminated"
     assert ec2.state("eu-west-1", guarded) == "running"
-    assert [e["result"] for e in entries(journal)] == ["done", "refused"]
+    assert [e["result"] for e in entries(journal)] == ["attempted", "done", "refused"]
 
 
 def test_readonly_fleet_changes_nothing(
@@ -179,3 +181,45 @@ def test_readonly_fleet_changes_nothing(
     assert result.outcome is Outcome.REFUSED
     assert ec2.state("us-east-1", instance_id) == "running"
     assert entries(journal)[0]["result"] == "refused"
+
+
+def test_terminate_with_its_spot_request_cancelled(
+    ec2: Ec2Admin, fleet: Fleet, journal: Journal
+) -> None:
+    instance_id = ec2.launch("us-east-1", "g5.xlarge", spot="persistent")
+    seen = shown(fleet, instance_id)
+    requests = fleet.spot_requests([seen])
+    assert list(requests) == [seen.key]
+
+    cancel, terminate = fleet.act(Action.TERMINATE, [seen], cancel_spot_requests=True)
+
+    assert (cancel.action, cancel.outcome) == (Action.CANCEL_SPOT_REQUEST, Outcome.DONE)
+    assert requests[seen.key].id in cancel.detail
+    assert terminate.outcome is Outcome.DONE
+    assert ec2.state("us-east-1", instance_id) in {"shutting-down", "terminated"}
+    active = ec2.client("us-east-1").describe_spot_instance_requests(
+        Filters=[{"Name": "state", "Values": ["open", "active"]}]
+    )["SpotInstanceRequests"]
+    assert active == []
+    assert [(e["action"], e["result"]) for e in entries(journal)] == [
+        ("cancel-spot-request", "attempted"),
+        ("cancel-spot-request", "done"),
+        ("terminate", "attempted"),
+        ("terminate", "done"),
+    ]
+
+
+def test_a_hung_endpoint_is_abandoned_at_the_poll_deadline(
+    moto_url: str, hostile_endpoint: HostileEndpoint, journal: Journal
+) -> None:
+    hostile_endpoint.hang.add("*")
+    provider = AwsProvider(hostile_endpoint.clients(read_timeout=30), ["us-east-1"])
+    fleet = Fleet([provider], journal=journal, poll_deadline=1.0)
+
+    started = time.monotonic()
+    (status,) = fleet.poll().statuses
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 10
+    assert not status.ok
+    assert status.error == "no answer within 1 s"

@@ -10,8 +10,17 @@ import botocore.exceptions as bex
 import pytest
 
 from runctl_tui.models import GpuSpec, InstanceState, Lifecycle, Volume
-from runctl_tui.providers.aws import explain, instance_from_ec2, type_info_from_ec2
+from runctl_tui.providers.aws import (
+    Ec2Clients,
+    explain,
+    from_settings,
+    instance_from_ec2,
+    named_types,
+    type_info_from_ec2,
+    unknown_type_reason,
+)
 from runctl_tui.providers.base import ProviderError
+from runctl_tui.text import is_safe
 
 LAUNCH = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 TYPES: dict[str, tuple[GpuSpec | None, int]] = {
@@ -56,6 +65,8 @@ def build(
     *,
     protect_tag: str = "runctl:protect",
     spot_types: Mapping[str, str] | None = None,
+    type_problems: Mapping[str, str] | None = None,
+    spot_request_ids: Mapping[str, str] | None = None,
 ) -> Any:
     return instance_from_ec2(
         raw,
@@ -64,6 +75,8 @@ def build(
         protect_tag=protect_tag,
         type_info=TYPES,
         spot_types=spot_types or {},
+        type_problems=type_problems,
+        spot_request_ids=spot_request_ids,
     )
 
 
@@ -81,6 +94,8 @@ def test_instance_from_ec2_maps_every_field() -> None:
     assert instance.spot_request_type is None
     assert instance.gpus == GpuSpec(count=8, model="A100", memory_mib=40960)
     assert instance.instance_store_gb == 8000
+    assert instance.type_facts_missing is None
+    assert instance.spot_request_id is None
     assert instance.launched_at == LAUNCH
     assert instance.public_ip == "54.1.2.3"
     assert instance.private_ip == "10.0.0.5"
@@ -102,7 +117,8 @@ def test_minimal_entry() -> None:
     assert instance.state is InstanceState.STOPPED
     assert instance.zone is None
     assert instance.gpus is None
-    assert instance.instance_store_gb == 0
+    assert instance.instance_store_gb is None
+    assert instance.type_facts_missing == "instance type not reported by EC2"
     assert instance.launched_at is None
     assert instance.public_ip is None
     assert instance.tags == {}
@@ -121,8 +137,64 @@ def test_unknown_state_and_type() -> None:
     instance = build(raw_instance(State={"Name": "hibernating"}, InstanceType="z9.huge"))
 
     assert instance.state is InstanceState.UNKNOWN
+    assert instance.instance_type == "z9.huge"
+    assert instance.gpus is None
+    assert instance.instance_store_gb is None
+    assert instance.type_facts_missing == "instance type 'z9.huge' not described yet"
+
+
+def test_a_known_type_without_gpus_or_local_disks_is_zero_not_unknown() -> None:
+    instance = build(raw_instance(InstanceType="c6i.xlarge"))
+
     assert instance.gpus is None
     assert instance.instance_store_gb == 0
+    assert instance.type_facts_missing is None
+
+
+def test_type_facts_missing_carries_the_reason_given() -> None:
+    reason = "no permission to describe instance types (ec2:DescribeInstanceTypes)"
+    instance = build(raw_instance(InstanceType="g5.xlarge"), type_problems={"g5.xlarge": reason})
+
+    assert (instance.gpus, instance.instance_store_gb) == (None, None)
+    assert instance.type_facts_missing == reason
+
+
+def test_a_known_type_ignores_a_stale_problem() -> None:
+    instance = build(raw_instance(), type_problems={"p4d.24xlarge": "denied earlier"})
+
+    assert instance.instance_store_gb == 8000
+    assert instance.type_facts_missing is None
+
+
+def test_unknown_type_reason_is_one_safe_line() -> None:
+    assert (
+        unknown_type_reason("x1.big") == "instance type 'x1.big' unknown to DescribeInstanceTypes"
+    )
+    reason = unknown_type_reason("evil\n\x1b[2J\u202e" + "x" * 500)
+    assert is_safe(reason)
+    assert len(reason) < 140
+
+
+@pytest.mark.parametrize(
+    ("message", "batch", "expected"),
+    [
+        (
+            "The following supplied instance types do not exist: [z9.huge]",
+            ["g5.xlarge", "z9.huge"],
+            {"z9.huge"},
+        ),
+        (
+            "The following supplied instance types do not exist: [z9.huge, y8.big]",
+            ["g5.xlarge", "y8.big", "z9.huge"],
+            {"y8.big", "z9.huge"},
+        ),
+        ("The instance type is not supported.", ["g5.xlarge", "z9.huge"], set()),
+        ("do not exist: [c6i.xlarge]", ["g5.xlarge"], set()),
+        ("do not exist: ['z9.huge']", ["z9.huge"], {"z9.huge"}),
+    ],
+)
+def test_named_types(message: str, batch: list[str], expected: set[str]) -> None:
+    assert named_types(message, batch) == expected
 
 
 def test_tag_without_value_and_non_ebs_devices() -> None:
@@ -179,10 +251,30 @@ def test_spot_instance_whose_request_is_unknown() -> None:
 
 
 def test_on_demand_ignores_a_stray_spot_type() -> None:
-    instance = build(raw_instance(), spot_types={"i-0abc": "one-time"})
+    instance = build(
+        raw_instance(), spot_types={"i-0abc": "one-time"}, spot_request_ids={"i-0abc": "sir-1"}
+    )
 
     assert instance.lifecycle is Lifecycle.ON_DEMAND
     assert instance.spot_request_type is None
+    assert instance.spot_request_id is None
+
+
+def test_spot_request_id_from_the_instance_itself_wins() -> None:
+    raw = raw_instance(InstanceLifecycle="spot", SpotInstanceRequestId="sir-own")
+
+    instance = build(raw, spot_types={"i-0abc": "persistent"}, spot_request_ids={"i-0abc": "sir-x"})
+
+    assert instance.spot_request_id == "sir-own"
+    assert instance.persistent_spot
+
+
+def test_spot_request_id_from_the_request_lookup() -> None:
+    raw = raw_instance(InstanceLifecycle="spot", SpotInstanceRequestId="")
+
+    instance = build(raw, spot_types={"i-0abc": "persistent"}, spot_request_ids={"i-0abc": "sir-x"})
+
+    assert instance.spot_request_id == "sir-x"
 
 
 @pytest.mark.parametrize(
@@ -414,3 +506,150 @@ def test_a_provider_error_raised_inside_a_region_keeps_its_message_and_hint() ->
     error = ProviderError("aws", "the demo backend needs moto", hint="pip install it")
 
     assert explain(error, None) == ("the demo backend needs moto", "pip install it")
+
+
+def test_explain_read_timeout_says_the_endpoint_did_not_answer() -> None:
+    exc = bex.ReadTimeoutError(endpoint_url="http://127.0.0.1:9/")
+
+    message, hint = explain(exc, None)
+
+    assert message == "the AWS endpoint did not answer in time (read timeout): http://127.0.0.1:9/"
+    assert hint is not None
+    assert "read_timeout" in hint
+    assert "AWS_ENDPOINT_URL" in hint
+
+
+def test_explain_connect_timeout() -> None:
+    message, hint = explain(bex.ConnectTimeoutError(endpoint_url="https://ec2.example/"), None)
+
+    assert message == "the AWS endpoint did not answer (connect timeout): https://ec2.example/"
+    assert hint is not None
+    assert "connect_timeout" in hint
+
+
+def test_explain_connection_closed() -> None:
+    message, hint = explain(bex.ConnectionClosedError(endpoint_url="http://127.0.0.1:9/"), None)
+
+    assert message.startswith("the AWS endpoint closed the connection without answering")
+    assert hint is not None
+
+
+def test_explain_unparsable_answer_does_not_quote_the_body() -> None:
+    from botocore.parsers import ResponseParserError
+
+    body = b"<?xml version='1.0'?><R>\x1b]52;c;c2VjcmV0\x07[@click=app.quit]secret-marker</R>"
+    exc = ResponseParserError(
+        "Unable to parse response (not well-formed (invalid token): line 1, column 26), "
+        f"invalid XML received. Further retries may succeed:\n{body!r}"
+    )
+
+    message, hint = explain(exc, None)
+
+    assert message.startswith("unreadable answer from the AWS endpoint: Unable to parse response")
+    assert "secret-marker" not in message
+    assert is_safe(message)
+    assert hint is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "line one\nline two",
+        "bidi \u202eevil",
+        "c1 \x9b31m red",
+        "esc \x1b[2J clear",
+        "zero\u200bwidth",
+        "[@click=app.quit]quit[/]",
+    ],
+)
+def test_explain_error_text_from_the_endpoint_is_one_safe_line(text: str) -> None:
+    message, _ = explain(client_error(f"Weird{text}", f"before {text} after"), None)
+
+    assert is_safe(message)
+    assert "\n" not in message
+
+
+def test_explain_denied_message_is_safe() -> None:
+    exc = client_error("UnauthorizedOperation", "not allowed\x1b[31m: ec2:Foo\u202e")
+
+    message, _ = explain(exc, None)
+
+    assert message.startswith("not permitted: not allowed")
+    assert is_safe(message)
+
+
+def test_explain_hostile_profile_names_are_safe() -> None:
+    profile = "ml\x1b[2J\n[@click=app.quit]"
+
+    missing, _ = explain(bex.ProfileNotFound(profile=profile), profile)
+    _, login = explain(bex.UnauthorizedSSOTokenError(), profile)
+
+    assert is_safe(missing)
+    assert login is not None
+    assert is_safe(login)
+
+
+def test_clients_carry_timeouts_and_adaptive_retries() -> None:
+    clients = Ec2Clients(
+        endpoint_url="http://127.0.0.1:9",
+        access_key=("testing", "testing"),
+        connect_timeout=2.5,
+        read_timeout=4.0,
+        max_attempts=2,
+    )
+
+    for client in (clients.client("us-east-1"), clients.sts("us-east-1")):
+        config: Any = client.meta.config
+        assert (config.connect_timeout, config.read_timeout) == (2.5, 4.0)
+        assert config.retries == {"mode": "adaptive", "total_max_attempts": 2}
+        assert client.meta.endpoint_url == "http://127.0.0.1:9"
+    assert clients.client("us-east-1") is clients.client("us-east-1")
+
+
+def test_clients_default_timeouts() -> None:
+    config: Any = Ec2Clients(access_key=("testing", "testing")).client("us-east-1").meta.config
+
+    assert (config.connect_timeout, config.read_timeout) == (5.0, 10.0)
+    assert config.retries == {"mode": "adaptive", "total_max_attempts": 3}
+
+
+def test_from_settings_passes_the_timeouts() -> None:
+    from runctl_tui.config import Settings
+
+    settings = Settings()
+    (provider,) = from_settings(settings)
+    config: Any = provider._clients.client("us-east-1").meta.config
+
+    aws = settings.aws
+    assert config.connect_timeout == getattr(aws, "connect_timeout", 5.0)
+    assert config.read_timeout == getattr(aws, "read_timeout", 10.0)
+    assert config.retries["total_max_attempts"] == getattr(aws, "max_attempts", 3)
+
+
+@pytest.mark.parametrize(
+    ("variables", "shown"),
+    [
+        ({}, None),
+        ({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}, "http://127.0.0.1:5000"),
+        ({"AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:5001"}, "http://127.0.0.1:5001"),
+        ({"AWS_ENDPOINT_URL_STS": "http://127.0.0.1:5002"}, "sts http://127.0.0.1:5002"),
+        (
+            {"AWS_ENDPOINT_URL_EC2": "http://a:1", "AWS_ENDPOINT_URL_STS": "http://b:2"},
+            "http://a:1 (sts http://b:2)",
+        ),
+        (
+            {"AWS_ENDPOINT_URL": "http://a:1", "AWS_ENDPOINT_URL_STS": "http://a:1"},
+            "http://a:1",
+        ),
+    ],
+)
+def test_shown_endpoint_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], shown: str | None
+) -> None:
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_STS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    assert Ec2Clients().shown_endpoint() == shown
+    assert Ec2Clients(endpoint_url="http://x:9").shown_endpoint() == "http://x:9"
