@@ -211,6 +211,8 @@ def status_line(status: ProviderStatus, now: datetime) -> str:
         text = f"{provider}: {clean(status.error)} ({stale})"
         if status.hint:
             text += f". Fix: {clean(status.hint)}"
+    if status.identity:
+        text += f" ({clean(status.identity)})"
     for warning in status.warnings:
         text += f"; warning: {clean(warning)}"
     return text

@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.content import Content
 from textual.screen import Screen
 
-from runctl_tui import __version__
 from runctl_tui.config import Settings
 from runctl_tui.costs.rates import PriceTable, bundled_prices
+from runctl_tui.keys import BINDINGS as KEY_BINDINGS
+from runctl_tui.keys import QUIT_ID, KeymapError, resolve_keymap
 from runctl_tui.services.fleet import Clock, Fleet, utc_now
+from runctl_tui.text import clean
 from runctl_tui.tui.screens.dashboard import DashboardScreen
+from runctl_tui.tui.widgets.footer import textual_binding
+from runctl_tui.tui.widgets.provider_bar import header_sub_title, header_warning
 
 PALETTE = (
     ("Refresh now", "Poll every provider now", "refresh"),
@@ -24,13 +28,16 @@ PALETTE = (
     ("Show keys", "The help screen", "help"),
 )
 
+SHADOWED_SYSTEM_COMMANDS = frozenset({"Keys"})
+"""Textual's own entries that one of ours already covers."""
+
 
 class RunctlApp(App[None]):
     """runctl-tui: the fleet dashboard."""
 
     CSS_PATH = "app.tcss"
     TITLE = "runctl-tui"
-    BINDINGS = [Binding("q", "quit", "Quit", id="quit")]
+    BINDINGS = [textual_binding(b) for b in KEY_BINDINGS if b.id == QUIT_ID]
 
     def __init__(
         self,
@@ -49,15 +56,23 @@ class RunctlApp(App[None]):
         self.clock = clock
         self.prices = prices or bundled_prices()
         self.startup_warnings = list(startup_warnings)
-        self.sub_title = self._sub_title()
+        self.warning = header_warning(demo=demo, readonly=fleet.readonly)
+        """What the header shows first, so that no terminal is too narrow for it."""
+        self.sub_title = header_sub_title(demo=demo, readonly=fleet.readonly)
 
-    def _sub_title(self) -> str:
-        parts = [f"v{__version__}"]
-        if self.demo:
-            parts.append("DEMO: simulated EC2 on 127.0.0.1, not your account")
-        if self.fleet.readonly:
-            parts.append("READ-ONLY")
-        return " · ".join(parts)
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """The DEMO/READ-ONLY warning first and bold, then the title, then what is shown."""
+        title_content = Content(clean(title))
+        if not self.warning or not sub_title.startswith(self.warning):
+            return super().format_title(clean(title), clean(sub_title))
+        rest = sub_title[len(self.warning) :].removeprefix(" · ")
+        return Content.assemble(
+            (self.warning, "bold"),
+            (" · ", "dim"),
+            title_content,
+            (" — ", "dim"),
+            (clean(rest), "dim"),
+        )
 
     def get_default_screen(self) -> Screen[None]:
         """The dashboard."""
@@ -73,18 +88,23 @@ class RunctlApp(App[None]):
         """Apply the keymap and surface start-up warnings."""
         self.set_class(self.demo, "-demo")
         if self.settings.keymap:
-            self.set_keymap(self.settings.keymap)
-            known = {
-                b.id for b in [*DashboardScreen.BINDINGS, *self.BINDINGS] if isinstance(b, Binding)
-            }
-            for unknown in sorted(set(self.settings.keymap) - known):
-                self.notify(f"config: keymap: no binding with id {unknown!r}", severity="warning")
+            try:
+                resolved = resolve_keymap(self.settings.keymap)
+            except KeymapError as exc:
+                # The config loader refuses such a keymap; this guards a Settings built in code.
+                self.notify(f"config: keymap: {clean(exc.message)}", severity="error", markup=False)
+            else:
+                # Key names as key events carry them: a keymap may say "?" for question_mark.
+                self.set_keymap({i: ",".join(keys) for i, keys in resolved.items()})
         for warning in self.startup_warnings:
-            self.notify(warning, severity="warning", timeout=15)
+            self.notify(clean(warning), severity="warning", timeout=15, markup=False)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        """The fleet commands, then Textual's own."""
+        """The fleet commands, then those of Textual's own that ours do not duplicate."""
         if isinstance(screen, DashboardScreen):
             for title, help_text, action in PALETTE:
                 yield SystemCommand(title, help_text, lambda a=action: screen.run_action(a))
-        yield from super().get_system_commands(screen)
+        shadowed = SHADOWED_SYSTEM_COMMANDS if isinstance(screen, DashboardScreen) else ()
+        for command in super().get_system_commands(screen):
+            if command.title not in shadowed:
+                yield command

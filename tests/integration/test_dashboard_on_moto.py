@@ -13,10 +13,13 @@ from runctl_tui.config import Settings
 from runctl_tui.providers.aws import AwsProvider
 from runctl_tui.services.fleet import Fleet
 from runctl_tui.tui.app import RunctlApp
-from runctl_tui.tui.screens.confirm import ConfirmAction, ConfirmTerminate
+from runctl_tui.tui.screens.confirm import ConfirmAction, ConfirmScreen, ConfirmTerminate
 from runctl_tui.tui.widgets.instance_table import InstanceTable
 
 from .conftest import Ec2Admin
+
+PAST_GUARD = ConfirmScreen.GUARD_SECONDS + 0.2
+"""Confirmations ignore keys until they have been on screen this long."""
 
 pytestmark = pytest.mark.integration
 
@@ -52,18 +55,22 @@ async def test_stop_start_terminate_from_the_keyboard(
         table.move_to_key(f"aws:{trainer}")
         await pilot.press("s")
         assert isinstance(app.screen, ConfirmAction)
+        await pilot.pause(PAST_GUARD)
         await pilot.press("y")
         await settle(pilot)
         assert ec2.state("us-east-1", trainer) == "stopped"
 
         table.move_to_key(f"aws:{trainer}")
-        await pilot.press("u", "y")
+        await pilot.press("u")
+        await pilot.pause(PAST_GUARD)
+        await pilot.press("y")
         await settle(pilot)
         assert ec2.state("us-east-1", trainer) in {"pending", "running"}
 
         table.move_to_key(f"aws:{spare}")
         await pilot.press("T")
         assert isinstance(app.screen, ConfirmTerminate)
+        await pilot.pause(PAST_GUARD)
         await pilot.press(*spare, "enter")
         await settle(pilot)
         assert ec2.state("eu-west-1", spare) == "terminated"
@@ -71,8 +78,11 @@ async def test_stop_start_terminate_from_the_keyboard(
 
     entries = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
     assert [(e["action"], e["id"], e["result"]) for e in entries] == [
+        ("stop", trainer, "attempted"),
         ("stop", trainer, "done"),
+        ("start", trainer, "attempted"),
         ("start", trainer, "done"),
+        ("terminate", spare, "attempted"),
         ("terminate", spare, "done"),
     ]
 
@@ -85,7 +95,9 @@ async def test_protection_tag_added_in_ec2_refuses_terminate(
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot)
         app.screen.query_one(InstanceTable).move_to_key(f"aws:{victim}")
-        await pilot.press("T", *victim)
+        await pilot.press("T")
+        await pilot.pause(PAST_GUARD)
+        await pilot.press(*victim)
         # Someone protects it in the console while the modal is open.
         ec2.tag("us-east-1", victim, "runctl:protect", "true")
         await pilot.press("enter")

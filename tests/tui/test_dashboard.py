@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import threading
+import time
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
+from textual.worker import WorkerFailed
 
-from runctl_tui.models import InstanceState
+from runctl_tui.models import FleetSnapshot, InstanceState
 from runctl_tui.providers.base import ProviderError
 from runctl_tui.tui.app import RunctlApp
 from runctl_tui.tui.messages import ActionsFinished, FleetPolled
-from runctl_tui.tui.screens.confirm import ConfirmAction, ConfirmTerminate
-from runctl_tui.tui.screens.dashboard import DashboardScreen
+from runctl_tui.tui.screens.confirm import ConfirmAction, ConfirmScreen, ConfirmTerminate
+from runctl_tui.tui.screens.dashboard import HELP, DashboardScreen
 from runctl_tui.tui.screens.help import HelpScreen
 from runctl_tui.tui.widgets.details import DetailsPanel
 from runctl_tui.tui.widgets.instance_table import InstanceTable
@@ -26,6 +31,12 @@ from tests.fakes import FakeProvider
 from .conftest import AppFactory, machine
 
 SIZE = (160, 45)
+
+
+@pytest.fixture(autouse=True)
+def unguarded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dialogs take keys as soon as they are painted; test_key_bursts.py covers the guard."""
+    monkeypatch.setattr(ConfirmScreen, "GUARD_SECONDS", 0.0)
 
 
 async def settle(pilot: Pilot[None]) -> None:
@@ -59,6 +70,11 @@ def plain(widget: Static) -> str:
     console = Console(width=200, file=io.StringIO(), record=True)
     console.print(widget.content)
     return console.export_text()
+
+
+def notices(app: RunctlApp) -> list[str]:
+    """The text of every notification shown so far."""
+    return [n.message for n in app._notifications]
 
 
 def bar_text(app: RunctlApp) -> str:
@@ -150,7 +166,10 @@ async def test_stop_confirmed_with_y(
         assert any(isinstance(m, ActionsFinished) for m in seen)
         assert table(app).instance("aws:i-0d44").state is InstanceState.STOPPING  # type: ignore[union-attr]
     entries = journal(journal_path)
-    assert [(e["id"], e["action"], e["result"]) for e in entries] == [("i-0d44", "stop", "done")]
+    assert [(e["id"], e["action"], e["result"]) for e in entries] == [
+        ("i-0d44", "stop", "attempted"),
+        ("i-0d44", "stop", "done"),
+    ]
     assert entries[0]["region"] == "us-east-1"
     assert entries[0]["provider"] == "aws"
 
@@ -178,7 +197,7 @@ async def test_stop_modal_names_instance_cost_and_loss(make_app: AppFactory) -> 
         await settle(pilot)
         table(app).move_to_key("aws:i-0f66")
         await pilot.press("s")
-        text = " ".join(plain(s) for s in app.screen.query(".target").results(Static))
+        text = " ".join(plain(s) for s in app.screen.query(".target Static").results(Static))
         assert "reward-model-7b" in text
         assert "i-0f66" in text
         assert "p4d.24xlarge" in text
@@ -195,18 +214,15 @@ async def test_one_time_spot_cannot_be_stopped(
         await settle(pilot)
         table(app).move_to_key("aws:i-0c33")
         await pilot.press("s")
-        screen = app.screen
-        assert isinstance(screen, ConfirmAction)
-        assert screen.query_one("#confirm", Button).disabled
-        text = plain(screen.query_one(".target", Static))
-        assert "one-time spot instance cannot be stopped" in text
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        assert "one-time spot instance cannot be stopped" in notices(app)[-1]
         await pilot.press("y")
         await settle(pilot)
-        assert app.screen is screen
-        await pilot.press("escape")
-        await settle(pilot)
     assert provider.acted() == []
-    assert [e["result"] for e in journal(journal_path)] == ["cancelled"]
+    entries = journal(journal_path)
+    assert [(e["id"], e["result"]) for e in entries] == [("i-0c33", "refused")]
+    assert "one-time spot" in str(entries[0]["detail"])
 
 
 async def test_start_a_stopped_instance(make_app: AppFactory, provider: FakeProvider) -> None:
@@ -244,7 +260,10 @@ async def test_terminate_needs_the_typed_id(
         await settle(pilot)
         assert isinstance(app.screen, DashboardScreen)
     assert provider.acted() == [("terminate", "i-0d44")]
-    assert [(e["action"], e["result"]) for e in journal(journal_path)] == [("terminate", "done")]
+    assert [(e["action"], e["result"]) for e in journal(journal_path)] == [
+        ("terminate", "attempted"),
+        ("terminate", "done"),
+    ]
 
 
 async def test_terminate_mismatch_then_escape(make_app: AppFactory, provider: FakeProvider) -> None:
@@ -296,7 +315,9 @@ async def test_marked_rows_terminate_with_the_word(
     assert sorted(provider.acted()) == [("terminate", "i-0b22"), ("terminate", "i-0d44")]
 
 
-async def test_readonly_disables_every_action(make_app: AppFactory, provider: FakeProvider) -> None:
+async def test_readonly_disables_every_action(
+    make_app: AppFactory, provider: FakeProvider, journal_path: Path
+) -> None:
     app = make_app(readonly=True)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -306,27 +327,124 @@ async def test_readonly_disables_every_action(make_app: AppFactory, provider: Fa
             await pilot.press(key)
             await settle(pilot)
             assert isinstance(app.screen, DashboardScreen)
+            assert "read-only mode" in notices(app)[-1]
         screen = dashboard(app)
+        # Greyed out in the footer, yet each key said why it did nothing.
         for action in ("stop_instance", "start_instance", "terminate_instance"):
             assert screen.check_action(action, ()) is None
     assert provider.acted() == []
+    assert [(e["action"], e["result"]) for e in journal(journal_path)] == [
+        ("stop", "refused"),
+        ("start", "refused"),
+        ("terminate", "refused"),
+    ]
+
+
+async def test_remapped_action_key_in_readonly_mode_says_why(
+    make_app: AppFactory, provider: FakeProvider, journal_path: Path
+) -> None:
+    app = make_app(readonly=True, keymap={"stop-instance": "x"})
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0d44")
+        await pilot.press("x")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        assert "read-only mode" in notices(app)[-1]
+    assert [(e["action"], e["result"]) for e in journal(journal_path)] == [("stop", "refused")]
+
+
+async def test_action_key_with_no_row_says_so(
+    make_app: AppFactory, provider: FakeProvider, journal_path: Path
+) -> None:
+    provider.instances.clear()
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        assert notices(app)[-1] == "No instance selected."
+    assert journal(journal_path) == []
+
+
+async def test_start_on_a_running_instance_is_refused_without_a_dialog(
+    make_app: AppFactory, provider: FakeProvider, journal_path: Path
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).move_to_key("aws:i-0d44")
+        await pilot.press("u")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        assert notices(app)[-1].startswith("Cannot start i-0d44 (eval-harness): only a stopped")
+        table(app).move_to_key("aws:i-0e55")
+        await pilot.press("s")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        assert "cannot stop an instance that is stopped" in notices(app)[-1]
+    assert provider.acted() == []
+    assert [(e["id"], e["result"]) for e in journal(journal_path)] == [
+        ("i-0d44", "refused"),
+        ("i-0e55", "refused"),
+    ]
+
+
+async def test_some_marked_rows_refused_are_listed_in_the_dialog(
+    make_app: AppFactory, provider: FakeProvider, journal_path: Path
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        grid = table(app)
+        grid.move_to_key("aws:i-0a11")
+        await pilot.press("space", "space")  # i-0a11 and i-0c33 (one-time spot)
+        assert grid.marked == {"aws:i-0a11", "aws:i-0c33"}
+        await pilot.press("s")
+        screen = app.screen
+        assert isinstance(screen, ConfirmAction)
+        texts = [" ".join(plain(s) for s in t.query(Static)) for t in screen.query(".target")]
+        assert "will be refused: a one-time spot instance cannot be stopped" in texts[1]
+        assert "will be refused" not in texts[0]
+        await pilot.press("y")
+        await settle(pilot)
+    assert provider.acted() == [("stop", "i-0a11")]
+    results = {(e["id"], e["result"]) for e in journal(journal_path)}
+    assert results == {("i-0a11", "attempted"), ("i-0a11", "done"), ("i-0c33", "refused")}
+
+
+async def test_marked_rows_hidden_by_the_filter_are_counted(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        grid = table(app)
+        grid.move_to_key("aws:i-0f66")
+        await pilot.press("space", "space", "space")  # i-0f66, i-0a77, i-0b88
+        await pilot.press("slash", *"reward", "enter")
+        assert grid.keys == ["aws:i-0f66"]
+        await pilot.press("s")
+        screen = app.screen
+        assert isinstance(screen, ConfirmAction)
+        assert [t.id for t in screen.targets] == ["i-0f66", "i-0a77", "i-0b88"]
+        assert "2 of these are hidden by the filter" in plain(screen.query_one("#hidden", Static))
 
 
 async def test_protected_instance_cannot_be_terminated(
-    make_app: AppFactory, provider: FakeProvider
+    make_app: AppFactory, provider: FakeProvider, journal_path: Path
 ) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         table(app).move_to_key("aws:i-0a11")
         await pilot.press("T")
-        screen = app.screen
-        assert isinstance(screen, ConfirmTerminate)
-        assert screen.query_one("#confirm", Button).disabled
-        assert screen.query_one(Input).disabled
-        assert "protected by tag runctl:protect=true" in plain(screen.query_one(".target", Static))
-        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        assert "protected by tag runctl:protect=true" in notices(app)[-1]
+        await pilot.press(*"i-0a11", "enter")
+        await settle(pilot)
     assert provider.acted() == []
+    assert [e["result"] for e in journal(journal_path)] == ["refused"]
 
 
 async def test_protection_added_after_the_modal_opened_is_honoured(
@@ -530,3 +648,167 @@ async def test_palette_runs_fleet_commands(make_app: AppFactory) -> None:
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, HelpScreen)
+
+
+# Filter, palette, polling and quitting ------------------------------------------------------
+
+
+async def test_filter_terms_all_match_exclude_and_name_fields(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        grid = table(app)
+        box = app.screen.query_one("#filter", Input)
+        await pilot.press("slash")
+        cases = {
+            "running p4d": {"aws:i-0b22", "aws:i-0f66"},
+            "!running": {"aws:i-0b88", "aws:i-0e55"},
+            "state=stopped region=eu-west-1": {"aws:i-0b88"},
+            "REGION=EU-WEST-1 !tokenize": {"aws:i-0f66", "aws:i-0b88"},
+            "owner=maria type=g5": {"aws:i-0d44", "aws:i-0e55", "aws:i-0b88"},
+            "owner=nobody": set(),
+        }
+        for text, expected in cases.items():
+            box.value = text
+            await pilot.pause()
+            assert set(grid.keys) == expected, text
+        box.value = "running p4d"
+        await pilot.pause()
+        assert "2 of 8 shown" in bar_text(app)
+        assert "filter: running p4d" in bar_text(app)
+        await pilot.press("escape")
+        assert "shown" not in bar_text(app)
+
+
+async def test_palette_lists_our_commands_once(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert len(titles) == len(set(titles))
+        assert "Show keys" in titles
+        assert "Keys" not in titles
+        assert "Quit" in titles
+
+
+def fast_polls(app: RunctlApp, seconds: float = 0.2) -> None:
+    """Poll every ``seconds``: shorter than the config allows, for tests only."""
+    app.settings = app.settings.model_copy(update={"poll_seconds": seconds})
+
+
+async def settle_failed(pilot: Pilot[None]) -> None:
+    """Like :func:`settle`, when a worker may have failed."""
+    for _ in range(3):
+        with contextlib.suppress(WorkerFailed):
+            await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def list_calls(provider: FakeProvider) -> int:
+    """How many times the fleet asked the provider for its instances."""
+    return sum(1 for call in provider.calls if call[0] == "list")
+
+
+async def test_the_timer_polls(make_app: AppFactory, provider: FakeProvider) -> None:
+    app = make_app()
+    fast_polls(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        provider.instances["i-0999"] = machine("i-0999", "late-arrival")
+        await pilot.pause(1.0)
+        assert list_calls(provider) >= 3
+        await settle(pilot)
+        assert "aws:i-0999" in table(app).keys
+
+
+async def test_refresh_during_a_poll_runs_once_after_it(
+    make_app: AppFactory, provider: FakeProvider
+) -> None:
+    gate = threading.Event()
+    provider.list_gate = gate
+    app = make_app()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(0.1)
+            assert dashboard(app).fleet.polling_since is not None
+            await pilot.press("r", "r", "r")
+            provider.list_gate = None
+            gate.set()
+            await settle(pilot)
+            await settle(pilot)
+            assert list_calls(provider) == 2
+            assert table(app).row_count == 8
+    finally:
+        gate.set()
+
+
+async def test_a_failing_poll_is_reported_and_polling_goes_on(
+    make_app: AppFactory, provider: FakeProvider
+) -> None:
+    app = make_app()
+    fast_polls(app)
+    failures = 2
+    async with app.run_test(size=SIZE) as pilot:
+        screen = dashboard(app)
+        poll = screen.fleet.poll
+
+        def flaky(deadline: float | None = None) -> FleetSnapshot:
+            nonlocal failures
+            if failures:
+                failures -= 1
+                raise RuntimeError("the poll broke")
+            return poll(deadline)
+
+        screen.fleet.poll = flaky  # type: ignore[method-assign]
+        for _ in range(20):
+            await pilot.pause(0.05)
+            if "the poll broke" in bar_text(app):
+                break
+        assert "polling failed: RuntimeError: the poll broke" in bar_text(app)
+        assert app.is_running
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if table(app).row_count:
+                break
+        await settle_failed(pilot)
+        assert failures == 0
+        assert table(app).row_count == 8
+        assert "polling failed" not in bar_text(app)
+
+
+async def test_quit_does_not_wait_for_a_hung_endpoint(
+    make_app: AppFactory, provider: FakeProvider
+) -> None:
+    gate = threading.Event()
+    provider.list_gate = gate
+    app = make_app()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            for _ in range(20):
+                await pilot.pause(0.05)
+                if dashboard(app).fleet.polling_since is not None:
+                    break
+            assert dashboard(app).fleet.polling_since is not None
+            started = time.monotonic()
+            await pilot.press("q")
+        elapsed = time.monotonic() - started
+        assert not app.is_running
+        # About 0.1 s here; the bound is loose so that a busy machine does not fail it.
+        assert elapsed < 5
+    finally:
+        gate.set()
+
+
+async def test_help_follows_the_keymap(make_app: AppFactory) -> None:
+    app = make_app(keymap={"help": "f1", "quit": "Q", "filter": "?"})
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("f1")
+        screen = app.screen
+        assert isinstance(screen, HelpScreen)
+        keys = {description: key for key, description in screen.keys}
+        assert keys[HELP["help"]] == "f1"
+        assert keys[HELP["quit"]] == "Q"
+        assert keys[HELP["filter"]] == "?"
+        notes = dict(screen.notes)
+        assert notes["Marks"].startswith("space marks rows; s, u, T")

@@ -1,4 +1,4 @@
-"""Snapshot tests at 160x45 over the in-memory fleet with a frozen clock."""
+"""Snapshot tests at 160x45, 100x30 and 80x24 over the in-memory fleet with a frozen clock."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -72,3 +73,40 @@ def test_readonly_demo_header(snap_compare: SnapCompare, make_app: AppFactory) -
     # The help screen shows the journal's path: keep it the same on every run.
     app.fleet.journal = Journal(Path("/home/ml/.local/state/runctl-tui/journal.jsonl"))
     assert snap_compare(app, terminal_size=SIZE, run_before=then("question_mark"))
+
+
+NARROW = [(80, 24), (100, 30)]
+
+
+@pytest.mark.parametrize("size", NARROW, ids=["80x24", "100x30"])
+def test_main_screen_narrow(
+    snap_compare: SnapCompare, make_app: AppFactory, size: tuple[int, int]
+) -> None:
+    assert snap_compare(make_app(), terminal_size=size, run_before=then("space", key="aws:i-0b22"))
+
+
+@pytest.mark.parametrize("size", NARROW, ids=["80x24", "100x30"])
+def test_readonly_demo_header_narrow(
+    snap_compare: SnapCompare, make_app: AppFactory, size: tuple[int, int]
+) -> None:
+    assert snap_compare(make_app(readonly=True, demo=True), terminal_size=size, run_before=then())
+
+
+@pytest.mark.parametrize("size", NARROW, ids=["80x24", "100x30"])
+def test_stop_modal_narrow(
+    snap_compare: SnapCompare, make_app: AppFactory, size: tuple[int, int]
+) -> None:
+    assert snap_compare(make_app(), terminal_size=size, run_before=then("s", key="aws:i-0f66"))
+
+
+@pytest.mark.parametrize("size", NARROW, ids=["80x24", "100x30"])
+def test_provider_failure_narrow(
+    snap_compare: SnapCompare, make_app: AppFactory, provider: FakeProvider, size: tuple[int, int]
+) -> None:
+    provider.list_error = ProviderError(
+        "aws",
+        "UnauthorizedOperation: not authorized to perform ec2:DescribeInstances on the regions"
+        " us-east-1, eu-west-1 [request id 1c2b]",
+        hint="attach a policy granting ec2:Describe* to the role, or run `aws sso login`",
+    )
+    assert snap_compare(make_app(), terminal_size=size, run_before=then())

@@ -4,40 +4,44 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Sequence
+from datetime import datetime
 from functools import partial
 from typing import ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal
-from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.widgets import Header, Input
+from textual.worker import Worker, WorkerState
 
 from runctl_tui.costs.rates import PriceTable
-from runctl_tui.models import Action, ActionResult, FleetSnapshot, Instance, Outcome
+from runctl_tui.keys import BINDINGS as KEY_BINDINGS
+from runctl_tui.keys import QUIT_ID
+from runctl_tui.models import Action, FleetSnapshot, Instance, Outcome
 from runctl_tui.services.fleet import Clock, Fleet
+from runctl_tui.text import clean
+from runctl_tui.threads import run_blocking
 from runctl_tui.tui.messages import ActionsFinished, FleetPolled
-from runctl_tui.tui.screens.confirm import ConfirmAction, ConfirmTerminate
+from runctl_tui.tui.screens.confirm import (
+    CANCELLED,
+    ConfirmAction,
+    ConfirmTerminate,
+    Decision,
+    refusal_notice,
+    result_notices,
+    run_bindings_here,
+)
 from runctl_tui.tui.screens.help import HelpScreen
 from runctl_tui.tui.widgets.details import DetailsPanel
+from runctl_tui.tui.widgets.footer import FleetFooter, textual_binding
 from runctl_tui.tui.widgets.instance_table import InstanceTable, prepare
-from runctl_tui.tui.widgets.provider_bar import ProviderBar
+from runctl_tui.tui.widgets.provider_bar import ProviderBar, header_sub_title
 from runctl_tui.views import burn_summary
 
-HELP = {
-    "details": "show or hide the details panel (tags, IPs, AMI, volumes)",
-    "filter": "filter rows by any text, tags included",
-    "refresh": "poll every provider now",
-    "mark": "mark or unmark the row, then move down",
-    "stop-instance": "stop the cursor row, or every marked row (asks y/n)",
-    "start-instance": "start a stopped instance, or every marked one (asks y/n)",
-    "terminate-instance": "terminate: type the id (or 'terminate' for several)",
-    "clear": "close the filter, then the details, then clear the marks",
-    "help": "this screen",
-}
+HELP = {binding.id: binding.description for binding in KEY_BINDINGS}
+"""What each rebindable binding does, in the order the help screen lists them."""
 
 ACTIONS = {
     "stop_instance": Action.STOP,
@@ -50,15 +54,7 @@ class DashboardScreen(Screen[None]):
     """Every instance of every provider, refreshed in the background."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "toggle_details", "Details", id="details"),
-        Binding("slash", "filter", "Filter", id="filter", key_display="/"),
-        Binding("r", "refresh", "Refresh", id="refresh"),
-        Binding("space", "mark", "Mark", id="mark"),
-        Binding("s", "stop_instance", "Stop", id="stop-instance"),
-        Binding("u", "start_instance", "Start", id="start-instance"),
-        Binding("T", "terminate_instance", "Terminate", id="terminate-instance"),
-        Binding("escape", "clear", "Clear", id="clear", show=False),
-        Binding("question_mark", "help", "Help", id="help", key_display="?"),
+        textual_binding(binding) for binding in KEY_BINDINGS if binding.id != QUIT_ID
     ]
 
     def __init__(
@@ -79,6 +75,7 @@ class DashboardScreen(Screen[None]):
         self.snapshot: FleetSnapshot | None = None
         self._polling = False
         self._poll_again = False
+        self._poll_error = ""
         # Before the first poll the table is empty, so no action has a target.
         self._binding_state = (False, False)
 
@@ -91,9 +88,10 @@ class DashboardScreen(Screen[None]):
             yield InstanceTable(id="instances")
             yield DetailsPanel(self.prices, id="details")
         yield Input(
-            placeholder="filter: any text in a row or tag (enter keeps it, esc clears)", id="filter"
+            placeholder="filter: words all match · !word excludes · state=running · tag=value",
+            id="filter",
         )
-        yield Footer()
+        yield FleetFooter()
 
     @property
     def table(self) -> InstanceTable:
@@ -101,8 +99,9 @@ class DashboardScreen(Screen[None]):
         return self.query_one(InstanceTable)
 
     def on_mount(self) -> None:
-        """Start polling; age labels tick every second."""
+        """Show the providers, start polling; age labels tick every second."""
         self.table.focus()
+        self.render_status()
         # The first frame goes out before the poll worker starts importing SDKs beside it.
         self.call_after_refresh(self.poll_now)
         self.set_interval(self.poll_seconds, self.poll_now, name="poll")
@@ -118,18 +117,21 @@ class DashboardScreen(Screen[None]):
         self._polling = True
         self.poll_fleet()
 
-    @work(thread=True, group="poll", exit_on_error=False)
-    def poll_fleet(self) -> None:
+    @work(exclusive=False, group="poll", exit_on_error=False)
+    async def poll_fleet(self) -> None:
         """Ask every provider for its instances and render the rows, off the event loop."""
-        snapshot = self.fleet.poll()
-        table = prepare(snapshot.instances, self.clock(), self.prices)
-        if not get_current_worker().is_cancelled:
-            self.post_message(FleetPolled(snapshot, table))
+        # Daemon threads, not a thread worker: the executor of thread workers is joined on
+        # exit, so a poll stuck on a hung endpoint would hold up quitting.
+        snapshot = await run_blocking(self.fleet.poll, name="runctl-poll")
+        rows = partial(prepare, snapshot.instances, self.clock(), self.prices)
+        table = await run_blocking(rows, name="runctl-rows")
+        self.post_message(FleetPolled(snapshot, table))
 
     @on(FleetPolled)
     def show_fleet(self, event: FleetPolled) -> None:
         """Put a new poll on screen."""
         self._polling = False
+        self._poll_error = ""
         first = self.snapshot is None
         self.snapshot = event.snapshot
         stale = {s.provider for s in event.snapshot.statuses if not s.ok}
@@ -146,7 +148,7 @@ class DashboardScreen(Screen[None]):
             self.poll_now()
 
     def empty_text(self) -> str:
-        """What the table says when it has no rows."""
+        """What the table says when it has no rows (one line, provider text escaped)."""
         snapshot = self.snapshot
         failed = [s for s in snapshot.statuses if not s.ok and s.error] if snapshot else []
         if snapshot is None:
@@ -154,18 +156,30 @@ class DashboardScreen(Screen[None]):
         if failed and not snapshot.instances:
             first = failed[0]
             hint = f" → {first.hint}" if first.hint else ""
-            return f"{first.provider}: {first.error}{hint}"
+            return clean(f"{first.provider}: {first.error}{hint}")
         if self.table.filter_text:
-            return f"No instance matches {self.table.filter_text!r} (esc clears the filter)"
+            return clean(f"No instance matches {self.table.filter_text} (esc clears the filter)")
         return "No instances in the polled regions."
 
+    def polling_since(self) -> datetime | None:
+        """When the poll in flight started, if one is."""
+        return self.fleet.polling_since if self._polling else None
+
     def render_status(self) -> None:
-        """Refresh the provider bar, the details panel and the action keys."""
-        if self.snapshot is None:
-            return
+        """Refresh the header, the provider bar, the details panel and the action keys."""
+        # Before the first poll ends, the fleet's statuses say which providers are being polled.
+        snapshot = self.snapshot or self.fleet.snapshot()
         now = self.clock()
+        identities = [s.identity for s in snapshot.statuses if s.identity]
+        self.app.sub_title = header_sub_title(
+            demo=self.demo, readonly=self.fleet.readonly, identities=identities
+        )
         self.query_one(ProviderBar).update_statuses(
-            self.snapshot.statuses, self.summary(self.snapshot.instances), now
+            snapshot.statuses,
+            self.summary(snapshot.instances) if self.snapshot else "",
+            now,
+            polling_since=self.polling_since(),
+            notice=self._poll_error,
         )
         details = self.query_one(DetailsPanel)
         if details.display:
@@ -185,22 +199,34 @@ class DashboardScreen(Screen[None]):
         if self.table.marked:
             text += f" · {len(self.table.marked)} marked"
         if self.table.filter_text:
-            text += f" · filter: {self.table.filter_text}"
+            shown = f"{self.table.row_count} of {self.table.total_count} shown"
+            text += f" · {shown} · filter: {clean(self.table.filter_text)}"
         return text
 
     def tick(self) -> None:
-        """Keep the ages honest between polls."""
-        self.query_one(ProviderBar).refresh_ages(self.clock())
+        """Keep the ages, and the time a poll has been running, honest between polls."""
+        self.query_one(ProviderBar).refresh_ages(self.clock(), self.polling_since())
 
     @on(Worker.StateChanged)
     def report_failure(self, event: Worker.StateChanged) -> None:
-        """A worker crashed: say so, keep the app up."""
+        """A worker crashed: say so, keep the app up; a failed poll leaves polling running."""
         if event.state is not WorkerState.ERROR:
             return
-        if event.worker.group == "poll":
-            self._polling = False
-            gc.enable()
-        self.notify(f"{event.worker.name} failed: {event.worker.error}", severity="error")
+        error = event.worker.error
+        reason = clean(f"{type(error).__name__}: {error}")
+        if event.worker.group != "poll":
+            self.notify(f"{event.worker.name} failed: {reason}", severity="error", markup=False)
+            return
+        self._polling = False
+        gc.enable()
+        message = f"polling failed: {reason}; polling continues every {self.poll_seconds:g}s"
+        if message != self._poll_error:
+            self.notify(message, severity="error", markup=False)
+        self._poll_error = message
+        self.render_status()
+        if self._poll_again:
+            self._poll_again = False
+            self.poll_now()
 
     # Table events --------------------------------------------------------------------------
 
@@ -219,8 +245,27 @@ class DashboardScreen(Screen[None]):
 
     # Actions -------------------------------------------------------------------------------
 
+    async def on_key(self, event: events.Key) -> None:
+        """Run this screen's bindings as keys arrive; say why an action key is off."""
+        if not self.is_active:
+            # An earlier key of the same burst opened a dialog: this key was not meant for it.
+            event.stop()
+            event.prevent_default()
+            return
+        if await run_bindings_here(self, event):
+            return
+        # A greyed-out action key (no target, read-only) still answers, with the reason.
+        for namespace, bindings in self._modal_binding_chain:
+            for binding in bindings.key_to_bindings.get(event.key, ()):
+                if namespace is self and binding.action in ACTIONS:
+                    self.ask(ACTIONS[binding.action])
+                    return
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Grey out (``None``) actions with no target, and every action in read-only mode."""
+        """Grey out (``None``) actions with no target, and every action in read-only mode.
+
+        The keys still answer: :meth:`on_key` says why the action cannot run.
+        """
         if action in ACTIONS:
             if self.fleet.readonly or not (self.is_mounted and self.table.targets()):
                 return None
@@ -246,10 +291,16 @@ class DashboardScreen(Screen[None]):
             details.show(self.table.current, self.clock())
 
     def action_filter(self) -> None:
-        """Open the filter box."""
+        """Open the filter box and focus it at once, so the keys typed after ``/`` land in it."""
         box = self.query_one("#filter", Input)
+        if self.focused is box:
+            # The priority binding takes the slash before the box sees it; queued behind the
+            # keys the box has yet to handle, it lands where it was typed.
+            box.call_later(box.insert_text_at_cursor, "/")
+            return
         box.display = True
-        box.focus()
+        # Not focus(), which waits a turn: keys already on their way would reach the table.
+        self.set_focus(box)
 
     @on(Input.Changed, "#filter")
     def apply_filter(self, event: Input.Changed) -> None:
@@ -282,9 +333,16 @@ class DashboardScreen(Screen[None]):
     def action_help(self) -> None:
         """Show the help screen, with the keys as currently mapped."""
         keys = [("↑ ↓  j k", "move the cursor (PgUp/PgDn, g/G for the ends)"), *self.help_keys()]
-        keys += [("ctrl+p", "command palette"), ("q", "quit")]
+        keys.append(("ctrl+p", "command palette"))
+        mapped = self.mapped_keys()
+        acting = [
+            mapped.get(i, "-") for i in ("stop-instance", "start-instance", "terminate-instance")
+        ]
         notes = [
-            ("Marks", "space marks rows; s, u and T then act on every marked row"),
+            (
+                "Marks",
+                f"{mapped.get('mark', '-')} marks rows; {', '.join(acting)} then act on every one",
+            ),
             (
                 "Protected",
                 f"P in the first column: tag {self.fleet.protect_tag}=true; never terminated",
@@ -296,15 +354,19 @@ class DashboardScreen(Screen[None]):
         ]
         self.app.push_screen(HelpScreen(keys, notes))
 
-    def help_keys(self) -> list[tuple[str, str]]:
-        """(keys, description) for each of this screen's bindings, honouring the keymap."""
+    def mapped_keys(self) -> dict[str, str]:
+        """Binding id to its keys as shown (``?``, ``⏎``), honouring the keymap."""
         keys: dict[str, list[str]] = {}
         for active in self.active_bindings.values():
             binding = active.binding
             if binding.id in HELP:
                 display = binding.key_display or self.app.get_key_display(binding)
                 keys.setdefault(binding.id, []).append(display)
-        return [(" ".join(keys[i]), text) for i, text in HELP.items() if i in keys]
+        return {i: " ".join(keys[i]) for i in HELP if i in keys}
+
+    def help_keys(self) -> list[tuple[str, str]]:
+        """(keys, description) for each binding of the catalog, honouring the keymap."""
+        return [(keys, HELP[i]) for i, keys in self.mapped_keys().items()]
 
     def action_stop_instance(self) -> None:
         """Ask, then stop the targets."""
@@ -319,46 +381,91 @@ class DashboardScreen(Screen[None]):
         self.ask(Action.TERMINATE)
 
     def ask(self, action: Action) -> None:
-        """Capture the targets now and confirm; the decision applies to exactly these."""
+        """Capture the targets now and confirm; the decision applies to exactly these.
+
+        When no target can take the action as shown, a notification says why, no dialog
+        opens, and the journal records the refusal.
+        """
         targets = self.table.targets()
         if not targets:
             self.notify("No instance selected.", severity="warning")
             return
+        reasons = self.fleet.preflight(action, targets)
+        if all(t.key in reasons for t in targets):
+            self.notify(
+                refusal_notice(action, targets, reasons),
+                severity="warning",
+                timeout=8,
+                markup=False,
+            )
+            self.perform_action(action, (), targets, reasons, CANCELLED)
+            return
+        hidden = sum(1 for t in targets if self.table.instance(t.key) is None)
         modal_type = ConfirmTerminate if action is Action.TERMINATE else ConfirmAction
-        modal = modal_type(action, targets, self.prices, self.fleet.protect_tag)
-        self.app.push_screen(modal, callback=partial(self.decided, action, targets))
+        modal = modal_type(
+            action,
+            targets,
+            self.prices,
+            self.fleet.protect_tag,
+            refused=reasons,
+            hidden=hidden,
+            spot_lookup=self.fleet.spot_requests if action is Action.TERMINATE else None,
+        )
+        self.app.push_screen(modal, callback=partial(self.decided, action, targets, reasons))
 
     def decided(
-        self, action: Action, targets: tuple[Instance, ...], confirmed: bool | None
+        self,
+        action: Action,
+        targets: tuple[Instance, ...],
+        reasons: dict[str, str],
+        decision: Decision | None,
     ) -> None:
-        """The modal closed: act on the captured targets, or journal the cancellation."""
-        self.perform_action(action, targets, bool(confirmed))
+        """The modal closed: act on the targets that can take it, journal the rest."""
+        actionable = tuple(t for t in targets if t.key not in reasons)
+        refused = tuple(t for t in targets if t.key in reasons)
+        self.perform_action(action, actionable, refused, reasons, decision or CANCELLED)
 
-    @work(thread=True, group="act", exit_on_error=False)
-    def perform_action(
-        self, action: Action, targets: tuple[Instance, ...], confirmed: bool
+    @work(group="act", exit_on_error=False)
+    async def perform_action(
+        self,
+        action: Action,
+        targets: tuple[Instance, ...],
+        refused: tuple[Instance, ...],
+        reasons: dict[str, str],
+        decision: Decision,
     ) -> None:
-        """Act (or record the cancellation) off the event loop."""
-        if not confirmed:
-            self.fleet.record_cancelled(action, targets)
+        """Act (or journal the cancellation and refusals) on daemon threads."""
+        # Daemon threads, not a thread worker: quitting must not wait for a hung call.
+        try:
+            if refused:
+                record = partial(self.fleet.record_refused, action, refused, reasons)
+                await run_blocking(record, name="runctl-journal")
+            if not targets:
+                return
+            if not decision.confirmed:
+                cancel = partial(self.fleet.record_cancelled, action, targets)
+                await run_blocking(cancel, name="runctl-journal")
+                return
+            act = partial(
+                self.fleet.act,
+                action,
+                targets,
+                cancel_spot_requests=decision.cancel_spot_requests,
+            )
+            results = await run_blocking(act, name="runctl-act")
+        except Exception as exc:
+            reason = clean(f"{type(exc).__name__}: {exc}")
+            self.notify(f"{action}: {reason}", severity="error", timeout=15, markup=False)
             return
-        results = self.fleet.act(action, targets)
         self.post_message(ActionsFinished(results))
 
     @on(ActionsFinished)
     def show_results(self, event: ActionsFinished) -> None:
         """Report every result; unmark what was done; poll to show the new states."""
-        for result in event.results:
-            self.notify(result.summary(), severity=severity(result), timeout=8)
+        for line, level in result_notices(event.results):
+            self.notify(line, severity=level, timeout=8, markup=False)
         done = {r.instance.key for r in event.results if r.outcome is Outcome.DONE}
         if done & self.table.marked:
             self.table.marked -= done
             self.table.post_message(InstanceTable.MarksChanged(len(self.table.marked)))
         self.poll_now()
-
-
-def severity(result: ActionResult) -> SeverityLevel:
-    """Notification severity for a result."""
-    if result.outcome is Outcome.DONE:
-        return "information"
-    return "warning" if result.outcome is Outcome.REFUSED else "error"

@@ -12,6 +12,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from runctl_tui.text import clean
+
 
 class HelpScreen(ModalScreen[None]):
     """Keys and notes; any of escape, q or ? closes it."""
@@ -35,18 +37,19 @@ class HelpScreen(ModalScreen[None]):
         """A table of keys, then the notes."""
         table = Table.grid(padding=(0, 3))
         table.add_column(style="bold cyan", no_wrap=True)
-        table.add_column()
+        table.add_column(overflow="fold")
+        # Keys come from the keymap and notes from the config: data, never markup.
         for key, description in self.keys:
-            table.add_row(key, description)
+            table.add_row(Text(clean(key)), Text(clean(description)))
         notes = Table.grid(padding=(0, 3))
         notes.add_column(style="bold", no_wrap=True)
         notes.add_column(overflow="fold")
         for name, value in self.notes:
-            notes.add_row(name, value)
+            notes.add_row(Text(clean(name)), Text(clean(value)))
         with VerticalScroll():
             yield Static(Text("runctl-tui keys", style="bold underline"))
             yield Static(table)
-            yield Static("")
+            yield Static()
             yield Static(notes)
             yield Static(Text("\nescape, q or ? closes this", style="italic"))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
@@ -19,11 +19,44 @@ from textual.strip import Strip
 
 from runctl_tui.costs.rates import PriceTable
 from runctl_tui.models import Instance, InstanceState
-from runctl_tui.views import COLUMNS, RIGHT_ALIGNED, STATE_COLUMN, row_cells, sort_key
+from runctl_tui.text import clean
+from runctl_tui.views import (
+    COLUMNS,
+    RIGHT_ALIGNED,
+    STATE_COLUMN,
+    RowFilter,
+    parse_filter,
+    row_cells,
+    sort_key,
+)
 
 GAP = 2
-MAX_WIDTH = {COLUMNS.index("NAME"): 28, COLUMNS.index("GPUS"): 16}
+NARROW_GAP = 1
 DIMMED_STATES = frozenset({InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN})
+
+NAME = COLUMNS.index("NAME")
+ID = COLUMNS.index("ID")
+ZONE = COLUMNS.index("ZONE")
+TYPE = COLUMNS.index("TYPE")
+GPUS = COLUMNS.index("GPUS")
+MARKET = COLUMNS.index("MARKET")
+UPTIME = COLUMNS.index("UPTIME")
+PUBLIC_IP = COLUMNS.index("PUBLIC IP")
+PRICE = COLUMNS.index("$/H")
+
+MAX_WIDTH = {NAME: 28, ID: 24, ZONE: 16, TYPE: 20, GPUS: 16, PUBLIC_IP: 39}
+"""Longer values are cut with an ellipsis; the details panel shows them whole."""
+
+MIN_WIDTH = {
+    # Fixed at their longest value, so a row changing state or market never moves a column.
+    STATE_COLUMN: max(cell_len(state.value) for state in InstanceState),
+    MARKET: cell_len("spot one-time"),
+    UPTIME: cell_len("99d23h"),
+    PRICE: cell_len("≤$99.99"),
+}
+
+SHORT_ID = 8
+"""Characters of the ID kept when it collapses: the tail, where ids differ."""
 
 
 def fit(text: str, width: int, right: bool = False) -> str:
@@ -35,11 +68,79 @@ def fit(text: str, width: int, right: bool = False) -> str:
     return padding + text if right else text + padding
 
 
-def matches(cells: Sequence[str], instance: Instance, needle: str) -> bool:
-    """Whether a lower-case filter ``needle`` occurs in any cell, tag or attribute."""
-    haystack = [*cells, instance.region, instance.private_ip or "", instance.image_id or ""]
-    haystack.extend(f"{k}={v}" for k, v in instance.tags.items())
-    return any(needle in text.lower() for text in haystack)
+def short_id(text: str) -> str:
+    """The tail of an id behind an ellipsis, when the whole id does not fit."""
+    return "…" + text[-SHORT_ID:] if len(text) > SHORT_ID + 1 else text
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which columns are shown, how wide each is, and the gap between them."""
+
+    columns: tuple[int, ...]
+    """Indices into :data:`COLUMNS`, in display order."""
+    widths: tuple[int, ...]
+    """The width of each shown column."""
+    gap: int = GAP
+    short_ids: bool = False
+    """IDs are shown as their tail."""
+
+    @property
+    def total(self) -> int:
+        """Width of a whole line."""
+        return sum(self.widths) + self.gap * max(len(self.widths) - 1, 0)
+
+
+def layout(widths: Sequence[int], available: int) -> Layout:
+    """Fit the columns into ``available`` cells, giving up the least useful first.
+
+    PUBLIC IP and ZONE go first, then the ID collapses to its tail, UPTIME goes, NAME
+    narrows, the gaps narrow, MARKET goes, NAME narrows further, then GPUS, TYPE and ID go.
+    NAME, STATE and $/H always stay; what is still too wide scrolls sideways.
+    """
+    shown = list(range(len(COLUMNS)))
+    current = list(widths)
+    gap = GAP
+    short_ids = False
+
+    def total() -> int:
+        return sum(current[n] for n in shown) + gap * (len(shown) - 1)
+
+    def drop(column: int) -> None:
+        shown.remove(column)
+
+    def shorten_ids() -> None:
+        nonlocal short_ids
+        short_ids = True
+        current[ID] = min(current[ID], SHORT_ID + 1)
+
+    def narrow_name(width: int) -> None:
+        current[NAME] = min(current[NAME], max(width, cell_len(COLUMNS[NAME])))
+
+    def narrow_gaps() -> None:
+        nonlocal gap
+        gap = NARROW_GAP
+
+    steps: tuple[Callable[[], None], ...] = (
+        lambda: drop(PUBLIC_IP),
+        lambda: drop(ZONE),
+        shorten_ids,
+        lambda: drop(UPTIME),
+        lambda: narrow_name(20),
+        narrow_gaps,
+        lambda: drop(MARKET),
+        lambda: narrow_name(12),
+        # Beside the details panel, which names the instance in full, the row only points.
+        lambda: drop(GPUS),
+        lambda: drop(TYPE),
+        lambda: drop(ID),
+        lambda: narrow_name(8),
+    )
+    for step in steps:
+        if total() <= available:
+            break
+        step()
+    return Layout(tuple(shown), tuple(current[n] for n in shown), gap, short_ids)
 
 
 @dataclass(frozen=True)
@@ -60,8 +161,12 @@ class TableData:
 
 def prepare(instances: Sequence[Instance], now: datetime, prices: PriceTable) -> TableData:
     """Sort ``instances`` and render their cells; pure, so a worker thread can do it."""
-    rows = tuple(Row(i, row_cells(i, now, prices)) for i in sorted(instances, key=sort_key))
-    widths = [cell_len(c) for c in COLUMNS]
+    # Cells are written to the terminal as they are: nothing a provider sets may control it.
+    rows = tuple(
+        Row(i, tuple(clean(c) for c in row_cells(i, now, prices)))
+        for i in sorted(instances, key=sort_key)
+    )
+    widths = [max(cell_len(c), MIN_WIDTH.get(n, 0)) for n, c in enumerate(COLUMNS)]
     for row in rows:
         for n, cell in enumerate(row.cells):
             widths[n] = max(widths[n], cell_len(cell))
@@ -150,10 +255,14 @@ class InstanceTable(ScrollView, can_focus=True):
         self._all: list[Row] = []
         self._rows: list[Row] = []
         self._index: dict[str, int] = {}
-        self._widths: list[int] = [cell_len(c) for c in COLUMNS]
+        self._widths: tuple[int, ...] = tuple(
+            max(cell_len(c), MIN_WIDTH.get(n, 0)) for n, c in enumerate(COLUMNS)
+        )
+        self._layout = Layout(tuple(range(len(COLUMNS))), self._widths)
         self._cursor = 0
         self._cursor_key: str | None = None
         self._filter = ""
+        self._row_filter: RowFilter | None = None
         self._stale: frozenset[str] = frozenset()
         self._notified: Instance | None = None
 
@@ -163,7 +272,7 @@ class InstanceTable(ScrollView, can_focus=True):
         """Replace the rows with ``data`` from :func:`prepare`; cursor, marks and scroll stay."""
         self._stale = frozenset(stale)
         self._all = list(data.rows)
-        self._widths = list(data.widths)
+        self._widths = data.widths
         present = {row.instance.key for row in self._all}
         if self.marked - present:
             self.marked &= present
@@ -171,19 +280,22 @@ class InstanceTable(ScrollView, can_focus=True):
         self._apply()
 
     def set_filter(self, text: str) -> None:
-        """Show only rows containing ``text`` (case-insensitive) in any cell or tag."""
-        self._filter = text.strip().lower()
+        """Show only the rows that ``text`` matches (see :func:`runctl_tui.views.parse_filter`)."""
+        self._filter = text.strip()
+        self._row_filter = parse_filter(self._filter) if self._filter else None
         self._apply()
 
     @property
     def filter_text(self) -> str:
-        """The filter in force, lower-cased."""
+        """The filter in force, as typed (stripped)."""
         return self._filter
 
     def _apply(self) -> None:
-        needle = self._filter
+        row_filter = self._row_filter
         rows = (
-            [r for r in self._all if matches(r.cells, r.instance, needle)] if needle else self._all
+            [r for r in self._all if row_filter.matches(r.instance, r.cells)]
+            if row_filter is not None
+            else self._all
         )
         self._rows = rows
         self._index = {row.instance.key: n for n, row in enumerate(rows)}
@@ -192,20 +304,39 @@ class InstanceTable(ScrollView, can_focus=True):
         else:
             self._cursor = min(self._cursor, max(len(rows) - 1, 0))
             self._cursor_key = rows[self._cursor].instance.key if rows else None
-        total_width = sum(self._widths) + GAP * (len(self._widths) - 1)
-        self.virtual_size = Size(total_width, len(rows) + 1)
+        self._relayout()
         if self.is_mounted:
             # Rows added above the cursor push it down: follow it only if it leaves the view.
             self._scroll_to_cursor()
         self._notify_cursor()
         self.refresh()
 
+    def _relayout(self) -> None:
+        available = self.scrollable_content_region.width if self.is_mounted else 0
+        self._layout = layout(self._widths, available) if available else self._layout
+        self.virtual_size = Size(self._layout.total, len(self._rows) + 1)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Choose the columns again for the new width."""
+        self._relayout()
+        self.refresh()
+
     # Data out ------------------------------------------------------------------------------
+
+    @property
+    def column_layout(self) -> Layout:
+        """The columns shown at the current width."""
+        return self._layout
 
     @property
     def row_count(self) -> int:
         """Rows shown after filtering."""
         return len(self._rows)
+
+    @property
+    def total_count(self) -> int:
+        """Rows before filtering."""
+        return len(self._all)
 
     @property
     def keys(self) -> list[str]:
@@ -320,10 +451,14 @@ class InstanceTable(ScrollView, can_focus=True):
 
     def _line(self, cells: Sequence[str], styles: Sequence[Style], base: Style) -> list[Segment]:
         segments: list[Segment] = []
-        gap = Segment(" " * GAP, base)
-        for n, (cell, width) in enumerate(zip(cells, self._widths, strict=True)):
-            if n:
+        shown = self._layout
+        gap = Segment(" " * shown.gap, base)
+        for position, (n, width) in enumerate(zip(shown.columns, shown.widths, strict=True)):
+            if position:
                 segments.append(gap)
+            cell = cells[n]
+            if n == ID and shown.short_ids:
+                cell = short_id(cell)
             segments.append(Segment(fit(cell, width, n in RIGHT_ALIGNED), styles[n]))
         return segments
 
@@ -340,7 +475,7 @@ class InstanceTable(ScrollView, can_focus=True):
             if not self._rows:
                 if y != 2:
                     return Strip.blank(width, base)
-                text = self.empty_text
+                text = fit(clean(self.empty_text), max(width - 2, 1))
                 strip = Strip([Segment("  " + text, base + self._style("empty"))])
                 return strip.extend_cell_length(width, base).crop(0, width)
             if index >= len(self._rows):
