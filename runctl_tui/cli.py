@@ -7,6 +7,7 @@ import gc
 import json
 import logging
 import logging.handlers
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from runctl_tui.config import (
 )
 from runctl_tui.providers.base import Provider
 from runctl_tui.services.fleet import Fleet
+from runctl_tui.text import clean
 
 log = logging.getLogger("runctl_tui")
 
@@ -39,27 +41,56 @@ def log_path() -> Path:
     return platformdirs.user_log_path(APP_NAME) / "runctl-tui.log"
 
 
-def setup_logging(debug: bool) -> Path:
-    """Send diagnostics to the log file only, never to the terminal."""
+def setup_logging(debug: bool, *, to_stderr_on_failure: bool) -> str | None:
+    """Send diagnostics to the log file, never to the terminal while the dashboard is on it.
+
+    If the log file cannot be opened, returns one line saying so; diagnostics then go to
+    stderr (WARNING and above) when ``to_stderr_on_failure``, else nowhere.
+    """
     path = log_path()
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+    # A failed write later on (a full disk) must not print a traceback over the dashboard.
+    logging.raiseExceptions = to_stderr_on_failure
     handler: logging.Handler
+    problem: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Opening a FIFO for append would wait for a reader: check before opening.
+        if path.exists() and not path.is_file():
+            raise OSError(f"not a regular file: {path}")
         handler = logging.handlers.RotatingFileHandler(
             path, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
         )
-    except OSError:
-        handler = logging.NullHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    except OSError as exc:
+        problem = clean(f"log unavailable: {path}: {exc.strerror or 'not a regular file'}")
+        if to_stderr_on_failure:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setLevel(logging.WARNING)
+            handler.setFormatter(logging.Formatter(f"{APP_NAME}: %(levelname)s: %(message)s"))
+        else:
+            handler = logging.NullHandler()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.captureWarnings(True)
-    return path
+    if problem is not None:
+        log.warning("%s", problem)
+    return problem
+
+
+def has_terminal() -> bool:
+    """Whether stdin and stdout are both a terminal, as the dashboard needs."""
+    for stream in (sys.stdin, sys.stdout):
+        try:
+            if stream is None or not stream.isatty():
+                return False
+        except (OSError, ValueError):
+            return False
+    return True
 
 
 def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
@@ -118,14 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _config_command(args: argparse.Namespace) -> int:
     target = config_path(args.config)
     if args.config_command == "path":
-        print(target)
+        emit(str(target))
         return EXIT_OK
     if target.exists() and not args.force:
         print(f"{APP_NAME}: {target} already exists (use --force to overwrite)", file=sys.stderr)
         return EXIT_USAGE
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(default_config_text(), encoding="utf-8")
-    print(f"wrote {target}")
+    emit(f"wrote {target}")
     return EXIT_OK
 
 
@@ -148,8 +179,26 @@ def _build_fleet(settings: Settings, demo: bool) -> tuple[Fleet, list[str]]:
         journal=Journal(),
         readonly=settings.readonly,
         protect_tag=settings.protect_tag,
+        poll_deadline=settings.poll_deadline_seconds,
     )
     return fleet, warnings
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so the exit-time flush cannot hit the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def emit(text: str) -> None:
+    """Print ``text`` to stdout; a reader that has gone away (``| head``) is no error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _silence_stdout()
 
 
 def _status_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -159,18 +208,22 @@ def _status_command(settings: Settings, args: argparse.Namespace) -> int:
     fleet, warnings = _build_fleet(settings, args.demo)
     for warning in warnings:
         print(f"{APP_NAME}: warning: {warning}", file=sys.stderr)
-    snapshot = fleet.poll()
+    snapshot = fleet.poll(deadline=settings.poll_deadline_seconds)
+    code = EXIT_OK if snapshot.all_ok else EXIT_PROVIDER_FAILED
     if args.json:
-        print(json.dumps(json_report(snapshot, bundled_prices()), indent=2))
+        report = json.dumps(json_report(snapshot, bundled_prices()), indent=2)
     else:
-        print(text_report(snapshot, bundled_prices()))
-    return EXIT_OK if snapshot.all_ok else EXIT_PROVIDER_FAILED
+        report = text_report(snapshot, bundled_prices())
+    emit(report)
+    return code
 
 
-def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
+def _dashboard(settings: Settings, args: argparse.Namespace, log_problem: str | None) -> int:
     from runctl_tui.tui.app import RunctlApp
 
     fleet, warnings = _build_fleet(settings, args.demo)
+    if log_problem is not None:
+        warnings.append(log_problem)
     app = RunctlApp(settings, fleet, demo=args.demo, startup_warnings=warnings)
     app.run()
     return app.return_code or EXIT_OK
@@ -185,12 +238,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.enable()
     if args.command == "config":
         return _config_command(args)
-    setup_logging(args.debug)
+    dashboard = args.command is None
+    # The dashboard owns the terminal, so nothing of ours may be printed over it.
+    log_problem = setup_logging(args.debug, to_stderr_on_failure=not dashboard)
     overrides = {"readonly": True} if args.readonly else {}
     try:
         settings = load_settings(args.config, **overrides)
     except ConfigError as exc:
         print(f"{APP_NAME}: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if dashboard and not has_terminal():
+        print(
+            f"{APP_NAME}: the dashboard needs a terminal (stdin and stdout); "
+            f"use '{APP_NAME} status' or 'status --json' in scripts and pipes",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     log.info(
         "runctl-tui %s starting (demo=%s, readonly=%s)", __version__, args.demo, settings.readonly
@@ -198,6 +260,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "status":
             return _status_command(settings, args)
-        return _dashboard(settings, args)
+        return _dashboard(settings, args, log_problem)
     except KeyboardInterrupt:
         return 130

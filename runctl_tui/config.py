@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -14,9 +16,15 @@ from typing import Any
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from runctl_tui.keys import KeymapError, resolve_keymap
+from runctl_tui.text import clean
 
 APP_NAME = "runctl-tui"
 CONFIG_ENV = "RUNCTL_TUI_CONFIG"
+MAX_CONFIG_BYTES = 1_000_000
+"""A config file larger than this is refused unread: it cannot be a hand-written config."""
 
 
 class ConfigError(Exception):
@@ -34,6 +42,12 @@ class AwsSettings(BaseModel):
     """Regions to poll; empty means the profile's region; ``["all"]`` every enabled region."""
     profile: str | None = None
     """Named profile from ~/.aws/config; unset uses the standard credential chain."""
+    connect_timeout: float = Field(default=5.0, ge=1.0, le=60.0)
+    """Seconds to wait for a connection to an AWS endpoint."""
+    read_timeout: float = Field(default=10.0, ge=1.0, le=120.0)
+    """Seconds to wait for an AWS endpoint to answer once connected."""
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    """Tries per AWS call, the first included."""
 
     @field_validator("regions")
     @classmethod
@@ -53,17 +67,34 @@ class Settings(BaseModel):
 
     poll_seconds: float = Field(default=10.0, ge=2.0, le=3600.0)
     """Seconds between polls of every provider."""
+    poll_deadline_seconds: float = Field(default=20.0, ge=2.0, le=600.0)
+    """Seconds one poll of a provider may take before it is abandoned and reported timed out."""
     readonly: bool = False
     """Disable every action (stop, start, terminate)."""
     protect_tag: str = Field(default="runctl:protect", min_length=1)
     """Tag key that, set to ``true``, refuses terminate."""
     aws: AwsSettings = Field(default_factory=AwsSettings)
     keymap: dict[str, str] = Field(default_factory=dict)
-    """Binding id to keys, e.g. ``stop-instance = "x"``."""
+    """Binding id to keys, e.g. ``stop-instance = "x"``; stored as Textual key names."""
+
+    @field_validator("keymap")
+    @classmethod
+    def _check_keymap(cls, keymap: dict[str, str]) -> dict[str, str]:
+        try:
+            resolved = resolve_keymap(keymap)
+        except KeymapError as exc:
+            # Raised as a nested error so that its location names the entry, not the table:
+            # that is what finds the line in the file and the environment variable.
+            detail = InitErrorDetails(
+                type=PydanticCustomError("keymap", "{message}", {"message": exc.message}),
+                loc=(exc.binding_id,),
+                input=keymap.get(exc.binding_id),
+            )
+            raise ValidationError.from_exception_data("keymap", [detail]) from None
+        return {binding_id: ",".join(resolved[binding_id]) for binding_id in keymap}
 
 
 ENV_PREFIX = "RUNCTL_TUI_"
-TABLES: dict[str, type[BaseModel]] = {"aws": AwsSettings}
 
 
 def _env_value(raw: str) -> Any:
@@ -77,20 +108,54 @@ def _env_value(raw: str) -> Any:
     return raw
 
 
+def _env_key(table: str, key: str) -> str:
+    """A key as a variable spells it, back in the config's spelling."""
+    # Binding ids have hyphens, which a variable name cannot hold portably.
+    return key.replace("_", "-") if table == "keymap" else key
+
+
 def environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``RUNCTL_TUI_*`` variables as config data; ``__`` separates a table from its key."""
+    """``RUNCTL_TUI_*`` variables as config data; ``__`` separates a table from its key.
+
+    ``RUNCTL_TUI_KEYMAP__STOP_INSTANCE`` sets ``keymap.stop-instance``. A variable naming a
+    table or key that does not exist still becomes data, so that validation refuses it.
+    """
     data: dict[str, Any] = {}
+    paths: list[tuple[list[str], str]] = []
     for name, raw in environ.items():
         if not name.upper().startswith(ENV_PREFIX) or name.upper() == CONFIG_ENV:
             continue
-        path = name[len(ENV_PREFIX) :].lower().split("__")
+        paths.append((name[len(ENV_PREFIX) :].lower().split("__"), raw))
+    # A whole table from one variable first, so that a variable for one of its keys wins.
+    for path, raw in sorted(paths, key=lambda item: len(item[0])):
         if len(path) == 1:
             data[path[0]] = _env_value(raw)
-        elif len(path) == 2 and path[0] in TABLES:
-            table = data.setdefault(path[0], {})
-            if isinstance(table, dict):
-                table[path[1]] = _env_value(raw)
+            continue
+        node = data.setdefault(path[0], {})
+        keys = [_env_key(path[0], key) for key in path[1:]]
+        for key in keys[:-1]:
+            if not isinstance(node, dict):
+                break
+            node = node.setdefault(key, {})
+        if isinstance(node, dict):
+            node[keys[-1]] = _env_value(raw)
     return data
+
+
+def _variable_for(names: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """The set variable that supplies the key at ``names``, if one does."""
+    present = {name.upper(): name for name in environ if name.upper().startswith(ENV_PREFIX)}
+    present.pop(CONFIG_ENV, None)
+    for depth in range(len(names), 0, -1):
+        spelled = "__".join(part.replace("-", "_") for part in names[:depth]).upper()
+        candidate = ENV_PREFIX + spelled
+        if candidate in present:
+            return present[candidate]
+        if depth == len(names):
+            deeper = sorted(upper for upper in present if upper.startswith(candidate + "__"))
+            if deeper:
+                return present[deeper[0]]
+    return None
 
 
 def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,23 +188,42 @@ def default_config_text() -> str:
     return resources.files("runctl_tui").joinpath("config_default.toml").read_text("utf-8")
 
 
+_KEY_PIECE = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')"""
+_DOTTED_KEY = rf"\s*{_KEY_PIECE}(?:\s*\.\s*{_KEY_PIECE})*\s*"
+_HEADER = re.compile(rf"^\s*\[\[?({_DOTTED_KEY})\]\]?\s*(?:#.*)?$")
+_ASSIGNMENT = re.compile(rf"^\s*({_DOTTED_KEY})=")
+
+
+def _key_parts(dotted: str) -> list[str]:
+    """``a."b.c".'d'`` as ``["a", "b.c", "d"]``."""
+    parts: list[str] = []
+    for piece in re.findall(_KEY_PIECE, dotted):
+        if piece[0] in "\"'":
+            # A quoted key has exactly the syntax of a string value.
+            with contextlib.suppress(tomllib.TOMLDecodeError):
+                piece = tomllib.loads(f"k = {piece}")["k"]
+        parts.append(piece)
+    return parts
+
+
 def _key_line(text: str, loc: Sequence[str | int]) -> int | None:
     """Best-effort line number of the key at ``loc`` in TOML ``text``."""
     names = [str(part) for part in loc if isinstance(part, str)]
     if not names:
         return None
     table: list[str] = []
-    header = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$")
     for number, line in enumerate(text.splitlines(), start=1):
-        match = header.match(line)
-        if match:
-            table = [p.strip().strip('"') for p in match.group(1).split(".")]
+        header = _HEADER.match(line)
+        if header:
+            table = _key_parts(header.group(1))
             if table == names:
                 return number
             continue
-        key = re.match(r'^\s*"?([A-Za-z0-9_:.\-]+)"?\s*=', line)
-        if key and table + [key.group(1)] == names[: len(table) + 1]:
-            return number
+        assignment = _ASSIGNMENT.match(line)
+        if assignment:
+            path = table + _key_parts(assignment.group(1))
+            if len(path) > len(table) and path == names[: len(path)]:
+                return number
     return None
 
 
@@ -160,33 +244,106 @@ def _known_keys(loc: Sequence[Any]) -> list[str]:
     return list(Settings.model_fields)
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Read and validate the config; a missing default file means defaults.
+_FILE_KINDS = (
+    (stat.S_ISDIR, "is a directory, not a config file"),
+    (stat.S_ISFIFO, "is a named pipe (FIFO), not a config file"),
+    (stat.S_ISCHR, "is a character device, not a config file"),
+    (stat.S_ISBLK, "is a block device, not a config file"),
+    (stat.S_ISSOCK, "is a socket, not a config file"),
+)
 
-    Raises :class:`ConfigError` with one line naming the file, line and key.
+
+def _refusal(mode: int) -> str | None:
+    """Why a file of this mode is no config file; ``None`` for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((why for test, why in _FILE_KINDS if test(mode)), "is not a regular file")
+
+
+def _read_config(source: Path, explicit: bool) -> str:
+    """The text of the config at ``source``; ``""`` when the default file does not exist.
+
+    Never opens anything but a regular file, and never reads more than
+    :data:`MAX_CONFIG_BYTES` + 1 bytes, so a FIFO, a device or a huge file cannot hang it.
     """
-    source = config_path(path)
-    explicit = path is not None or bool(os.environ.get(CONFIG_ENV))
-    text = ""
-    data: dict[str, Any] = {}
     try:
-        text = source.read_text("utf-8")
+        found = os.stat(source)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{source}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: cannot read: {exc}") from None
-    if text:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            position = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-            if position:
-                reason = str(exc)[: position.start()].strip()
-                raise ConfigError(
-                    f"{source}:{position[1]}: invalid TOML: {reason} (column {position[2]})"
-                ) from None
-            raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+        return ""
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    why = _refusal(found.st_mode)
+    if why is None and found.st_size > MAX_CONFIG_BYTES:
+        why = f"is too large ({found.st_size:,} bytes; a config file is at most 1 MB)"
+    if why:
+        raise ConfigError(f"{source}: {why}")
+    # Non-blocking, so that a FIFO swapped in after the check cannot block the open either.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(source, flags)
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    try:
+        why = _refusal(os.fstat(fd).st_mode)
+        if why:
+            raise ConfigError(f"{source}: {why}")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: is too large (over 1 MB; a config file is at most 1 MB)")
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{source}: cannot read: not UTF-8 (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start})"
+        ) from None
+
+
+def _parse(source: Path, text: str) -> dict[str, Any]:
+    """``text`` as TOML data, or a :class:`ConfigError` naming the line."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        position = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        if position:
+            reason = str(exc)[: position.start()].strip()
+            raise ConfigError(
+                f"{source}:{position[1]}: invalid TOML: {reason} (column {position[2]})"
+            ) from None
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read and validate the config; a missing default file means defaults.
+
+    Raises :class:`ConfigError` with one line naming the file, line and key, in which
+    control characters are shown as visible escapes.
+    """
+    try:
+        return _load_settings(path, overrides)
+    except ConfigError as exc:
+        # Paths, keys and values all come from the user: one visible line, whatever they hold.
+        raise ConfigError(clean(str(exc))) from None
+
+
+def _load_settings(path: str | os.PathLike[str] | None, overrides: Mapping[str, Any]) -> Settings:
+    source = config_path(path)
+    explicit = path is not None or bool(os.environ.get(CONFIG_ENV))
+    text = _read_config(source, explicit)
+    data = _parse(source, text) if text else {}
     from_env = environment_overrides(os.environ)
     try:
         settings = Settings.model_validate(_merge(data, from_env))
@@ -197,13 +354,11 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         # The environment wins over the file, so a bad value set in both came from the variable.
         # List indexes in ``loc`` are not part of a variable's name; a whole table may be one.
         names = [p for p in first["loc"] if isinstance(p, str)]
-        for depth in range(len(names), 0, -1):
-            env_name = ENV_PREFIX + "__".join(names[:depth]).upper()
-            if env_name in {name.upper() for name in os.environ}:
-                where = f"environment variable {env_name}"
-                break
+        variable = _variable_for(names, os.environ)
+        if variable is not None:
+            where = f"environment variable {variable}"
         more = len(exc.errors()) - 1
         tail = f" (+{more} more)" if more else ""
         raise ConfigError(f"{where}: {_describe(first, _known_keys(first['loc']))}{tail}") from None
     # Command-line flags are trusted values and win over both file and environment.
-    return settings.model_copy(update=overrides) if overrides else settings
+    return settings.model_copy(update=dict(overrides)) if overrides else settings

@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
-from runctl_tui import __version__
-from runctl_tui.cli import log_path
+from runctl_tui import __version__, cli
+from runctl_tui.cli import log_path, setup_logging
 from runctl_tui.config import Settings, default_config_path, default_config_text, load_settings
+from runctl_tui.models import FleetSnapshot
+from runctl_tui.services.fleet import Fleet
 from tests.integration.conftest import Ec2Admin
 
 pytestmark = pytest.mark.integration
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """``runctl-tui ARGS`` with the test's (isolated) environment plus ``env``."""
     return subprocess.run(
         [sys.executable, "-m", "runctl_tui", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
         check=False,
     )
@@ -166,6 +174,15 @@ def test_debug_diagnostics_go_to_the_log_file_without_secrets(
         ),
         ('[aws]\nenabled = true\nregions = ["useast1"]\n', 3, ["'aws.regions'", "'useast1'"]),
         ('poll_seconds = "fast"\n', 1, ["'poll_seconds'"]),
+        (
+            '[keymap]\nstop-instance = "x"\nrefresh = "q"\n',
+            3,
+            ["key 'keymap.refresh'", "'q' is already the key of quit"],
+        ),
+        ('[keymap]\n"[b]stop[/b]" = "x"\n', 2, ["unknown binding id '[b]stop[/b]'"]),
+        ('[keymap]\nquit = ""\n', 2, ["quit needs at least one key"]),
+        ('[keymap]\nhelp = "ctrl+shift+alt+f13"\n', 2, ["'ctrl+shift+alt+f13'"]),
+        ("[aws]\nread_timeout = 0\n", 2, ["'aws.read_timeout'"]),
     ],
 )
 def test_bad_config_exits_2_with_one_line(
@@ -245,3 +262,301 @@ def test_config_path_precedence(tmp_path: Path) -> None:
     with_both = {"RUNCTL_TUI_CONFIG": from_env}
     assert run("--config", from_flag, "config", "path", env=with_both).stdout.strip() == from_flag
     assert run("config", "path", "--config", from_flag, env=with_both).stdout.strip() == from_flag
+
+
+def test_bad_keymap_variable_exits_2_naming_it() -> None:
+    done = run("status", env={"RUNCTL_TUI_KEYMAP__STOP_INSTANCE": "[@click=app.quit]"})
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    (message,) = done.stderr.splitlines()
+    assert message.startswith(
+        "runctl-tui: config error: environment variable RUNCTL_TUI_KEYMAP__STOP_INSTANCE: "
+        "key 'keymap.stop-instance': '[@click=app.quit]' is not a key name"
+    )
+
+
+def test_a_fifo_as_config_exits_2_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+
+    done = run("--config", str(fifo), "status", timeout=30)
+
+    assert time.monotonic() - started < 20
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"runctl-tui: config error: {fifo}: is a named pipe (FIFO), not a config file"
+    )
+
+
+# Without a terminal --------------------------------------------------------------------------
+
+NO_TERMINAL = (
+    "runctl-tui: the dashboard needs a terminal (stdin and stdout); "
+    "use 'runctl-tui status' or 'status --json' in scripts and pipes"
+)
+
+
+@pytest.mark.parametrize("args", [(), ("--demo",), ("--readonly",)])
+def test_dashboard_refuses_to_start_with_stdout_piped(args: tuple[str, ...]) -> None:
+    started = time.monotonic()
+
+    done = run(*args, timeout=30)
+
+    assert time.monotonic() - started < 20
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == NO_TERMINAL + "\n"
+
+
+def test_dashboard_refuses_a_terminal_on_stdout_only() -> None:
+    controller, terminal = os.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "runctl_tui", "--demo"],
+            stdin=subprocess.DEVNULL,
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)
+
+    assert done.returncode == 2
+    assert done.stderr == NO_TERMINAL + "\n"
+
+
+def test_the_refusal_comes_before_textual_and_the_fleet() -> None:
+    script = (
+        "import sys\n"
+        "from runctl_tui.cli import main\n"
+        "code = main(['--demo'])\n"
+        "heavy = sorted({'textual', 'moto', 'boto3'} & {m.split('.')[0] for m in sys.modules})\n"
+        "print('imported:', heavy, file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [NO_TERMINAL, "imported: []"]
+
+
+# Into a closed pipe --------------------------------------------------------------------------
+
+
+def spawn(*args: str) -> tuple[subprocess.Popen[bytes], IO[bytes], IO[bytes]]:
+    """``runctl-tui ARGS`` started with its stdout and stderr on pipes to this process."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runctl_tui", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    return process, process.stdout, process.stderr
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)])
+def test_status_into_a_pipe_closed_before_it_writes(json_flag: tuple[str, ...]) -> None:
+    writer, out, err = spawn("--demo", "status", *json_flag)
+    # Nobody reads: the report's first write meets a broken pipe.
+    out.close()
+    errors = err.read().decode()
+    code = writer.wait(timeout=120)
+
+    assert code == 0
+    assert errors == ""
+
+
+def test_status_json_piped_into_head() -> None:
+    writer, out, err = spawn("--demo", "status", "--json")
+    head = subprocess.Popen(["head", "-1"], stdin=out, stdout=subprocess.PIPE)
+    # Only head holds the read end now, so its exit closes the pipe.
+    out.close()
+    first, _ = head.communicate(timeout=120)
+    errors = err.read().decode()
+    code = writer.wait(timeout=120)
+
+    assert first == b"{\n"
+    assert code == 0
+    assert errors == ""
+
+
+def test_status_into_a_reader_that_stops_after_one_line() -> None:
+    writer, out, err = spawn("--demo", "status", "--json")
+    first = out.readline()
+    out.close()
+    errors = err.read().decode()
+    code = writer.wait(timeout=120)
+
+    assert first == b"{\n"
+    assert code == 0
+    assert "Traceback" not in errors
+    assert errors == ""
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_a_closed_pipe_keeps_the_failure_exit_status() -> None:
+    writer, out, err = spawn("status", "--json")
+    out.close()
+    errors = err.read().decode()
+    code = writer.wait(timeout=120)
+
+    assert code == 1
+    assert errors == ""
+
+
+# When the log file cannot be opened ----------------------------------------------------------
+
+
+@pytest.fixture
+def unopenable_log(isolated_environment: Path) -> Path:
+    """The log's parent made impossible to create: its state directory is a plain file."""
+    state = isolated_environment / "xdg_state_home"
+    state.write_text("not a directory\n", encoding="utf-8")
+    assert log_path().is_relative_to(state)
+    return state
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the root logger back as it was after an in-process ``setup_logging``."""
+    root = logging.getLogger()
+    handlers, level, raising = list(root.handlers), root.level, logging.raiseExceptions
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        if handler not in handlers:
+            handler.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    logging.raiseExceptions = raising
+    logging.captureWarnings(False)
+
+
+@pytest.mark.usefixtures("unopenable_log")
+def test_status_without_a_log_file_warns_on_stderr() -> None:
+    done = run("--demo", "status", "--json")
+
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["ok"] is True
+    (warning,) = done.stderr.splitlines()
+    assert warning.startswith(f"runctl-tui: WARNING: log unavailable: {log_path()}: ")
+    assert_no_traceback(done)
+
+
+def test_a_fifo_where_the_log_goes_does_not_hang_the_command() -> None:
+    log_path().parent.mkdir(parents=True)
+    os.mkfifo(log_path())
+
+    done = run("--demo", "status", "--json", timeout=60)
+
+    assert done.returncode == 0
+    assert done.stderr == (
+        f"runctl-tui: WARNING: log unavailable: {log_path()}: not a regular file\n"
+    )
+
+
+def test_config_path_into_a_closed_pipe() -> None:
+    writer, out, err = spawn("config", "path")
+    out.close()
+
+    assert writer.wait(timeout=60) == 0
+    assert err.read() == b""
+
+
+@pytest.mark.usefixtures("unopenable_log", "restore_logging")
+def test_setup_logging_falls_back_to_stderr_for_commands(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    problem = setup_logging(False, to_stderr_on_failure=True)
+    logging.getLogger("runctl_tui.test").info("not shown")
+    logging.getLogger("runctl_tui.test").error("shown")
+
+    assert problem is not None
+    assert problem.startswith(f"log unavailable: {log_path()}: ")
+    assert "\n" not in problem
+    err = capfd.readouterr().err
+    assert err.splitlines() == [f"runctl-tui: WARNING: {problem}", "runctl-tui: ERROR: shown"]
+
+
+@pytest.mark.usefixtures("unopenable_log", "restore_logging")
+def test_setup_logging_keeps_the_dashboard_terminal_clean(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    problem = setup_logging(True, to_stderr_on_failure=False)
+    logging.getLogger("runctl_tui.test").error("never on the terminal")
+
+    assert problem is not None
+    assert problem.startswith(f"log unavailable: {log_path()}: ")
+    assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_setup_logging_reports_nothing_when_the_file_opens() -> None:
+    assert setup_logging(False, to_stderr_on_failure=True) is None
+    assert log_path().exists()
+
+
+@pytest.mark.usefixtures("unopenable_log", "restore_logging")
+def test_the_dashboard_shows_why_the_log_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import runctl_tui.tui.app
+
+    shown: list[list[str]] = []
+
+    class RecordingApp:
+        return_code = None
+
+        def __init__(self, *args: object, startup_warnings: list[str], **kwargs: object) -> None:
+            shown.append(list(startup_warnings))
+
+        def run(self) -> None:
+            """Stands in for the dashboard."""
+
+    monkeypatch.setattr(cli, "has_terminal", lambda: True)
+    monkeypatch.setattr(cli, "_build_fleet", lambda settings, demo: (object(), ["a warning"]))
+    monkeypatch.setattr(runctl_tui.tui.app, "RunctlApp", RecordingApp)
+
+    assert cli.main([]) == 0
+
+    ((first, problem),) = shown
+    assert first == "a warning"
+    assert problem.startswith(f"log unavailable: {log_path()}: ")
+    assert capfd.readouterr() == ("", "")
+
+
+def test_status_polls_with_the_configured_deadline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("poll_deadline_seconds = 7\n", encoding="utf-8")
+    seen: list[tuple[str, object]] = []
+    real_build = cli._build_fleet
+
+    def build(settings: Settings, demo: bool) -> tuple[Fleet, list[str]]:
+        fleet, warnings = real_build(settings, demo)
+        seen.append(("fleet", fleet.poll_deadline))
+        real_poll = fleet.poll
+
+        def poll(deadline: float | None = None) -> FleetSnapshot:
+            seen.append(("poll", deadline))
+            return real_poll(deadline)
+
+        monkeypatch.setattr(fleet, "poll", poll)
+        return fleet, warnings
+
+    monkeypatch.setattr(cli, "_build_fleet", build)
+    monkeypatch.setattr(cli, "setup_logging", lambda debug, to_stderr_on_failure: None)
+
+    assert cli.main(["--config", str(config), "--demo", "status", "--json"]) == 0
+    assert seen == [("fleet", 7.0), ("poll", 7.0)]

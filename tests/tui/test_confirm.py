@@ -348,7 +348,7 @@ async def test_spot_rate_is_an_upper_bound(make_app: AppFactory) -> None:
         screen = await ask(pilot, "aws:i-0b22", "s")
         text = "\n".join(modal_lines(screen))
         assert "≤$21.96/h (on-demand list price; spot bills less)" in text
-        assert "Saves about ≤$21.96/h" in text
+        assert "Saves at most $21.96/h" in text
 
 
 # Spot requests -----------------------------------------------------------------------------

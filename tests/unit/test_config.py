@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from runctl_tui.config import (
     CONFIG_ENV,
+    MAX_CONFIG_BYTES,
     AwsSettings,
     ConfigError,
     Settings,
@@ -311,3 +315,354 @@ def test_settings_are_frozen() -> None:
 
     with pytest.raises(ValueError, match="frozen"):
         settings.poll_seconds = 3  # type: ignore[misc]
+
+
+# New keys -------------------------------------------------------------------------------------
+
+
+def test_deadline_and_aws_timeout_defaults() -> None:
+    settings = load_settings()
+
+    assert settings.poll_deadline_seconds == 20.0
+    assert settings.aws.connect_timeout == 5.0
+    assert settings.aws.read_timeout == 10.0
+    assert settings.aws.max_attempts == 3
+
+
+def test_deadline_and_aws_timeouts_from_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "poll_deadline_seconds = 45\n[aws]\nconnect_timeout = 2\nread_timeout = 30.5\n"
+        "max_attempts = 1\n",
+    )
+
+    settings = load_settings(path)
+
+    assert settings.poll_deadline_seconds == 45.0
+    assert (settings.aws.connect_timeout, settings.aws.read_timeout) == (2.0, 30.5)
+    assert settings.aws.max_attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "bound"),
+    [
+        ("poll_deadline_seconds = 1\n", 1, "'poll_deadline_seconds'", "greater than or equal to 2"),
+        (
+            "poll_deadline_seconds = 601\n",
+            1,
+            "'poll_deadline_seconds'",
+            "less than or equal to 600",
+        ),
+        (
+            "[aws]\nconnect_timeout = 0.5\n",
+            2,
+            "'aws.connect_timeout'",
+            "greater than or equal to 1",
+        ),
+        ("[aws]\nconnect_timeout = 61\n", 2, "'aws.connect_timeout'", "less than or equal to 60"),
+        ("[aws]\nread_timeout = 121\n", 2, "'aws.read_timeout'", "less than or equal to 120"),
+        ("[aws]\nmax_attempts = 0\n", 2, "'aws.max_attempts'", "greater than or equal to 1"),
+        ("[aws]\nmax_attempts = 11\n", 2, "'aws.max_attempts'", "less than or equal to 10"),
+        ("[aws]\nmax_attempts = 2.5\n", 2, "'aws.max_attempts'", "integer"),
+    ],
+)
+def test_deadline_and_aws_timeouts_are_bounded(
+    tmp_path: Path, text: str, line: int, key: str, bound: str
+) -> None:
+    path = write(tmp_path, text)
+
+    message = config_error(path)
+
+    assert message.startswith(f"{path}:{line}: key {key}: ")
+    assert bound in message
+
+
+def test_aws_timeouts_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNCTL_TUI_POLL_DEADLINE_SECONDS", "12")
+    monkeypatch.setenv("RUNCTL_TUI_AWS__READ_TIMEOUT", "3")
+
+    settings = load_settings()
+
+    assert (settings.poll_deadline_seconds, settings.aws.read_timeout) == (12.0, 3.0)
+
+
+def test_shipped_default_file_sets_the_new_keys_to_their_defaults() -> None:
+    text = default_config_text()
+
+    for key in ("poll_deadline_seconds", "connect_timeout", "read_timeout", "max_attempts"):
+        assert re.search(rf"^{key} = ", text, re.MULTILINE), key
+
+
+# The keymap -----------------------------------------------------------------------------------
+
+
+def test_keymap_is_stored_as_textual_key_names(tmp_path: Path) -> None:
+    path = write(tmp_path, '[keymap]\nhelp = "?"\nfilter = "f, /"\nrefresh = "shift+r"\n')
+
+    assert load_settings(path).keymap == {
+        "help": "question_mark",
+        "filter": "f,slash",
+        "refresh": "R",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ('[keymap]\nstop-instance = "x"\nrefresh = "x"\n', 3, ["'x' is already the key of"]),
+        ('[keymap]\n\nrefresh = "q"\n', 3, ["'q' is already the key of quit"]),
+        ('[keymap]\nquit = ""\n', 2, ["quit needs at least one key"]),
+        ('[keymap]\nrefresh = "s"\n', 2, ["'s' is already the key of stop-instance"]),
+        ('[keymap]\nstop-instance = "j"\n', 2, ["'j' is reserved"]),
+        ('[keymap]\nstop-instance = "ctrl+shift+alt+f13"\n', 2, ["not a key"]),
+        ('[keymap]\nstop-instance = "foo"\n', 2, ["'foo' is not a key name"]),
+        ('[keymap]\nstop-instance = "ctrl+é"\n', 2, ["'ctrl+é'"]),
+        ("[keymap]\nstop-instance = 'ctrl x'\n", 2, ["has a space"]),
+        ('[keymap]\nstop-instanse = "x"\n', 2, ["did you mean 'stop-instance'?"]),
+        ('[keymap]\n"[b]stop[/b]" = "x"\n', 2, ["unknown binding id '[b]stop[/b]'"]),
+        ("[keymap]\n'[@click=app.quit]' = 'x'\n", 2, ["unknown binding id '[@click=app.quit]'"]),
+        ('keymap.refresh = "q"\n', 1, ["'q' is already the key of quit"]),
+        ('keymap = { refresh = "q" }\n', 1, ["'q' is already the key of quit"]),
+        ('[ "keymap" ]\n"refresh" = "q"\n', 2, ["'q' is already the key of quit"]),
+        ('[keymap]\nrefresh = ["r"]\n', 2, ["valid string"]),
+    ],
+)
+def test_keymap_errors_name_the_line_and_the_entry(
+    tmp_path: Path, text: str, line: int, words: list[str]
+) -> None:
+    path = write(tmp_path, text)
+
+    message = config_error(path)
+
+    assert message.startswith(f"{path}:{line}: key 'keymap.")
+    for word in words:
+        assert word in message
+
+
+def test_keymap_error_with_control_characters_is_escaped(tmp_path: Path) -> None:
+    path = write(tmp_path, '[keymap]\n"stop\\u001b[31m\\u009b" = "x"\nrefresh = "a\\u0007"\n')
+
+    message = config_error(path)
+
+    assert message.startswith(f"{path}:2: key 'keymap.stop\\x1b[31m\\x9b': unknown binding id ")
+    assert "\x1b" not in message
+    assert "\x9b" not in message
+
+
+def test_keymap_value_with_control_characters_is_escaped(tmp_path: Path) -> None:
+    path = write(tmp_path, '[keymap]\nrefresh = "a\\u001b[2J"\n')
+
+    message = config_error(path)
+
+    assert message == (
+        f"{path}:2: key 'keymap.refresh': 'a\\x1b[2J' has a control or invisible character"
+    )
+
+
+def test_keymap_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNCTL_TUI_KEYMAP__STOP_INSTANCE", "x")
+    monkeypatch.setenv("RUNCTL_TUI_KEYMAP__HELP", "?")
+
+    assert load_settings().keymap == {"stop-instance": "x", "help": "question_mark"}
+
+
+def test_keymap_variable_overrides_the_file_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, '[keymap]\nstop-instance = "x"\nrefresh = "ctrl+r"\n')
+    monkeypatch.setenv("RUNCTL_TUI_KEYMAP__STOP_INSTANCE", "ctrl+s")
+
+    assert load_settings(path).keymap == {"stop-instance": "ctrl+s", "refresh": "ctrl+r"}
+
+
+def test_whole_keymap_as_json_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNCTL_TUI_KEYMAP", '{"terminate-instance": "ctrl+t"}')
+
+    assert load_settings().keymap == {"terminate-instance": "ctrl+t"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("RUNCTL_TUI_KEYMAP__STOP_INSTANCE", "foo", ["key 'keymap.stop-instance'", "'foo'"]),
+        ("RUNCTL_TUI_KEYMAP__STOP_INSTANCE", "q", ["'q' is already the key of quit"]),
+        ("RUNCTL_TUI_KEYMAP__STOPP", "x", ["unknown binding id 'stopp'"]),
+        ("RUNCTL_TUI_KEYMAP__QUIT", "", ["quit needs at least one key"]),
+        ("RUNCTL_TUI_KEYMAP__REFRESH", "a\x1bb", ["'a\\x1bb'"]),
+    ],
+)
+def test_bad_keymap_variable_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, words: list[str]
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+
+    assert message.startswith(f"environment variable {variable}: ")
+    for word in words:
+        assert word in message
+    assert "\x1b" not in message
+
+
+def test_variable_for_a_table_that_does_not_exist_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RUNCTL_TUI_KEYMAPS__STOP_INSTANCE", "x")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+
+    assert str(caught.value).startswith(
+        "environment variable RUNCTL_TUI_KEYMAPS__STOP_INSTANCE: unknown key 'keymaps'"
+    )
+    assert "did you mean 'keymap'?" in str(caught.value)
+
+
+def test_keymap_in_settings_built_in_code_is_checked() -> None:
+    with pytest.raises(ValueError, match="'s' is already the key of stop-instance"):
+        Settings(keymap={"refresh": "s"})
+
+
+# Files that are no config file ----------------------------------------------------------------
+
+
+def load_in_a_thread(path: Path) -> str:
+    """``load_settings(path)``'s error, failing the test (not hanging it) if it blocks."""
+    outcome: list[BaseException | Settings] = []
+
+    def load() -> None:
+        try:
+            outcome.append(load_settings(path))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=load, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), f"load_settings({path}) blocked"
+    assert time.monotonic() - started < 5
+    (result,) = outcome
+    assert isinstance(result, ConfigError), result
+    message = str(result)
+    assert "\n" not in message
+    return message
+
+
+def test_a_fifo_is_refused_without_being_opened(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+
+    assert load_in_a_thread(fifo) == f"{fifo}: is a named pipe (FIFO), not a config file"
+
+
+def test_a_fifo_named_by_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    monkeypatch.setenv(CONFIG_ENV, str(fifo))
+
+    with pytest.raises(ConfigError, match="named pipe"):
+        load_settings()
+
+
+def test_a_fifo_at_the_default_path_is_refused_too(isolated_environment: Path) -> None:
+    default_config_path().parent.mkdir(parents=True)
+    os.mkfifo(default_config_path())
+
+    with pytest.raises(ConfigError, match="named pipe"):
+        load_settings()
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null", "/dev/urandom"])
+def test_a_device_is_refused(device: str) -> None:
+    if not os.path.exists(device):
+        pytest.skip(f"no {device} here")
+
+    assert load_in_a_thread(Path(device)) == f"{device}: is a character device, not a config file"
+
+
+def test_a_directory_is_refused(tmp_path: Path) -> None:
+    assert load_in_a_thread(tmp_path) == f"{tmp_path}: is a directory, not a config file"
+
+
+def test_a_symlink_to_a_device_is_refused(tmp_path: Path) -> None:
+    link = tmp_path / "config.toml"
+    link.symlink_to("/dev/zero")
+
+    assert "character device" in load_in_a_thread(link)
+
+
+def test_a_huge_file_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"# " + b"x" * 2_000_000 + b"\n")
+
+    message = load_in_a_thread(path)
+
+    assert message.startswith(f"{path}: is too large (2,000,003 bytes; ")
+    assert "at most 1 MB" in message
+
+
+def test_a_file_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    body = b"poll_seconds = 12\n"
+    path.write_bytes(body + b"#" * (MAX_CONFIG_BYTES - len(body) - 1) + b"\n")
+
+    assert load_settings(path).poll_seconds == 12.0
+
+
+def test_a_file_that_grows_after_the_check_is_not_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"# " + b"x" * 3_000_000 + b"\n")
+    real_stat = os.stat
+
+    def stat_before_it_grew(target: object, *args: object, **kwargs: object) -> os.stat_result:
+        found = real_stat(target, *args, **kwargs)  # type: ignore[arg-type]
+        if Path(str(target)) != path:
+            return found
+        fields = list(found)
+        fields[6] = 100  # st_size
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "stat", stat_before_it_grew)
+    read: list[int] = []
+    real_read = os.read
+
+    def counting_read(fd: int, size: int) -> bytes:
+        chunk = real_read(fd, size)
+        read.append(len(chunk))
+        return chunk
+
+    monkeypatch.setattr(os, "read", counting_read)
+
+    message = config_error(path)
+
+    assert message == f"{path}: is too large (over 1 MB; a config file is at most 1 MB)"
+    assert sum(read) == MAX_CONFIG_BYTES + 1
+
+
+def test_path_with_control_characters_is_shown_escaped(tmp_path: Path) -> None:
+    path = write(tmp_path, "colour = 1\n", name="bad\x1b[31m\nname.toml")
+
+    message = config_error(path)
+
+    assert "\x1b" not in message
+    assert message.startswith(str(tmp_path / "bad␛[31m␤name.toml:1: unknown key 'colour'"))
+
+
+def test_markup_in_a_value_is_shown_as_written(tmp_path: Path) -> None:
+    path = write(tmp_path, '[aws]\nregions = ["[b]us-east-1[/b]"]\n')
+
+    message = config_error(path)
+
+    assert message.startswith(f"{path}:2: key 'aws.regions': '[b]us-east-1[/b]' is not")
+
+
+def test_not_utf8_says_where(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"protect_tag = '\xe9'\n")
+
+    assert config_error(path) == f"{path}: cannot read: not UTF-8 (byte 0xe9 at offset 15)"

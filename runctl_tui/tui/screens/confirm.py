@@ -421,13 +421,14 @@ class ConfirmScreen(ModalScreen[Decision]):
         rates = [self.prices.rate(t) for t in self.actionable]
         bound = any(r is not None and r.upper_bound for r in rates)
         estimate = any(r is not None and r.estimate for r in rates)
-        figure = ("≤" if bound else "") + format_usd(total, per_hour=True)
+        figure = format_usd(total, per_hour=True)
+        about = "at most" if bound else "about"
         if self.action is Action.START:
-            line = f"Starting bills about {figure} from now (on-demand list prices"
+            line = f"Starting bills {about} {figure} from now (on-demand list prices"
         elif total == 0 and not unknown:
             return Text("Saves nothing now: none of these is billed for compute.")
         else:
-            line = f"Saves about {figure} (on-demand list prices"
+            line = f"Saves {about} {figure} (on-demand list prices"
         if estimate:
             line += "; some estimated from another region's prices"
         line += ")"
