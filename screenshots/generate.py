@@ -48,8 +48,12 @@ async def capture(out: Path) -> list[Path]:
         await pilot.press("enter")
         await shot("details")
         await pilot.press("escape")
-        table.move_to_key(by_name("eval-harness"))
-        await pilot.press("T", *"i-0")
+        # The persistent spot request's lookup fills in the dialog; then the confirmation's
+        # type-ahead guard has to pass before typed keys count.
+        table.move_to_key(by_name("dpo-sweep-lr3e-6"))
+        await pilot.press("T")
+        await pilot.pause(1.0)
+        await pilot.press(*"i-0")
         await shot("confirm-terminate")
     return saved
 

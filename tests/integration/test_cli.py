@@ -19,7 +19,8 @@ from runctl_tui.cli import log_path, setup_logging
 from runctl_tui.config import Settings, default_config_path, default_config_text, load_settings
 from runctl_tui.models import FleetSnapshot
 from runctl_tui.services.fleet import Fleet
-from tests.integration.conftest import Ec2Admin
+from runctl_tui.text import clean
+from tests.integration.conftest import Ec2Admin, HostileFleet
 
 pytestmark = pytest.mark.integration
 
@@ -560,3 +561,23 @@ def test_status_polls_with_the_configured_deadline(
 
     assert cli.main(["--config", str(config), "--demo", "status", "--json"]) == 0
     assert seen == [("fleet", 7.0), ("poll", 7.0)]
+
+
+def test_status_over_a_hostile_fleet(hostile_fleet: HostileFleet, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[aws]\nregions = ["{hostile_fleet.region}"]\n', encoding="utf-8")
+    env = {"AWS_ENDPOINT_URL": hostile_fleet.url}
+
+    text = run("--config", str(config), "status", env=env)
+    as_json = run("--config", str(config), "status", "--json", env=env)
+
+    assert_no_traceback(text)
+    assert_no_traceback(as_json)
+    lines = text.stdout.splitlines()
+    # Header, one line per instance, a blank line, the provider line and the total.
+    assert len(lines) == 1 + len(hostile_fleet.ids) + 3
+    assert all(clean(line) == line for line in lines)
+    report = json.loads(as_json.stdout)
+    raw = {i["id"]: i["name"] for i in report["instances"]}
+    for label, name in hostile_fleet.names.items():
+        assert raw[hostile_fleet.ids[label]] == name

@@ -12,11 +12,12 @@ from runctl_tui.audit import Journal
 from runctl_tui.config import Settings
 from runctl_tui.providers.aws import AwsProvider
 from runctl_tui.services.fleet import Fleet
+from runctl_tui.text import clean
 from runctl_tui.tui.app import RunctlApp
 from runctl_tui.tui.screens.confirm import ConfirmAction, ConfirmScreen, ConfirmTerminate
 from runctl_tui.tui.widgets.instance_table import InstanceTable
 
-from .conftest import Ec2Admin
+from .conftest import Ec2Admin, HostileFleet
 
 PAST_GUARD = ConfirmScreen.GUARD_SECONDS + 0.2
 """Confirmations ignore keys until they have been on screen this long."""
@@ -106,3 +107,32 @@ async def test_protection_tag_added_in_ec2_refuses_terminate(
     entry = json.loads((tmp_path / "journal.jsonl").read_text().splitlines()[0])
     assert entry["result"] == "refused"
     assert "protected" in entry["detail"]
+
+
+def screen_text(app: RunctlApp) -> list[str]:
+    """Every line the app would paint now, as the terminal would receive it."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+async def test_hostile_fleet_through_boto3_is_shown_literally(
+    hostile_fleet: HostileFleet, tmp_path: Path
+) -> None:
+    app = build(hostile_fleet.provider(), tmp_path / "journal.jsonl")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(InstanceTable)
+        assert table.row_count == len(hostile_fleet.ids)
+        await pilot.press("enter")
+        for _ in range(table.row_count):
+            await pilot.press("down")
+            await pilot.pause()
+            for line in screen_text(app):
+                assert clean(line) == line, repr(line)
+        await pilot.press("s")
+        await pilot.pause()
+        for line in screen_text(app):
+            assert clean(line) == line, repr(line)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.is_running
+    assert not (tmp_path / "screenshot.svg").exists()

@@ -11,7 +11,8 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from runctl_tui.audit import Journal
-from runctl_tui.providers.base import ProviderError
+from runctl_tui.providers.base import ProviderError, SpotRequest
+from runctl_tui.tui.screens.confirm import ConfirmScreen
 from runctl_tui.tui.widgets.instance_table import InstanceTable
 from tests.fakes import FakeProvider
 
@@ -46,10 +47,16 @@ def test_details_panel(snap_compare: SnapCompare, make_app: AppFactory) -> None:
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=then("enter", key="aws:i-0f66"))
 
 
+@pytest.fixture(autouse=True)
+def no_confirmation_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys typed into a confirmation count at once, so a snapshot never depends on speed."""
+    monkeypatch.setattr(ConfirmScreen, "GUARD_SECONDS", 0.0)
+
+
 def test_stop_modal(snap_compare: SnapCompare, make_app: AppFactory) -> None:
     app = make_app()
     assert snap_compare(
-        app, terminal_size=SIZE, run_before=then("space", "space", "s", key="aws:i-0c33")
+        app, terminal_size=SIZE, run_before=then("space", "space", "s", key="aws:i-0b22")
     )
 
 
@@ -57,6 +64,13 @@ def test_terminate_modal(snap_compare: SnapCompare, make_app: AppFactory) -> Non
     assert snap_compare(
         make_app(), terminal_size=SIZE, run_before=then("T", *"i-0d", key="aws:i-0d44")
     )
+
+
+def test_terminate_persistent_spot_modal(
+    snap_compare: SnapCompare, make_app: AppFactory, provider: FakeProvider
+) -> None:
+    provider.spot_requests["i-0b22"] = SpotRequest("sir-4f2b8c1d", "persistent", "active")
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=then("T", key="aws:i-0b22"))
 
 
 def test_provider_failure(
