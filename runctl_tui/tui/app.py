@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 from textual.app import App, SystemCommand
 from textual.content import Content
@@ -14,7 +15,7 @@ from runctl_tui.keys import BINDINGS as KEY_BINDINGS
 from runctl_tui.keys import QUIT_ID, KeymapError, resolve_keymap
 from runctl_tui.services.fleet import Clock, Fleet, utc_now
 from runctl_tui.text import clean
-from runctl_tui.tui.screens.dashboard import DashboardScreen
+from runctl_tui.tui.screens.dashboard import ACTIONS, DashboardScreen
 from runctl_tui.tui.widgets.footer import textual_binding
 from runctl_tui.tui.widgets.provider_bar import header_sub_title, header_warning
 
@@ -103,7 +104,12 @@ class RunctlApp(App[None]):
         """The fleet commands, then those of Textual's own that ours do not duplicate."""
         if isinstance(screen, DashboardScreen):
             for title, help_text, action in PALETTE:
-                yield SystemCommand(title, help_text, lambda a=action: screen.run_action(a))
+                if action in ACTIONS:
+                    # Through ask(), so that an action that cannot run says why, as its key does.
+                    ask = partial(screen.ask, ACTIONS[action])
+                    yield SystemCommand(title, help_text, ask)
+                else:
+                    yield SystemCommand(title, help_text, lambda a=action: screen.run_action(a))
         shadowed = SHADOWED_SYSTEM_COMMANDS if isinstance(screen, DashboardScreen) else ()
         for command in super().get_system_commands(screen):
             if command.title not in shadowed:

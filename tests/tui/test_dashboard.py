@@ -812,3 +812,21 @@ async def test_help_follows_the_keymap(make_app: AppFactory) -> None:
         assert keys[HELP["filter"]] == "?"
         notes = dict(screen.notes)
         assert notes["Marks"].startswith("space marks rows; s, u, T")
+
+
+async def test_palette_action_that_cannot_run_says_why(
+    make_app: AppFactory, journal_path: Path
+) -> None:
+    app = make_app(readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Stop instance")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmScreen)
+        messages = [str(n.message) for n in app._notifications]
+        assert any("read-only" in m for m in messages), messages
+    assert [(e["action"], e["result"]) for e in journal(journal_path)] == [("stop", "refused")]
