@@ -9,15 +9,12 @@ to the child's exit.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import select
 import signal
 import socket
-import struct
 import sys
 import tempfile
-import termios
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,7 +31,7 @@ from bench.common import (
     spread,
     write_figures,
 )
-from bench.startup import COLUMNS, ROWS, Launch, tail
+from bench.startup import Launch, spawn_in_pty, tail
 
 RUNS, QUICK_RUNS = 5, 2
 GOAL_MS = 1000.0
@@ -53,17 +50,7 @@ def hung_endpoint() -> socket.socket:
 
 def quit_seconds(launch: Launch, key: bytes, env: Mapping[str, str]) -> float:
     """Seconds from writing ``key`` (after the first frame) until the child has exited."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(master)
-            os.login_tty(slave)
-            os.execve(launch.argv[0], list(launch.argv), dict(env))
-        finally:
-            os._exit(127)
-    os.close(slave)
+    pid, master = spawn_in_pty(launch.argv, env)
     seen = bytearray()
     exited = False
     try:

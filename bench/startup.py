@@ -66,22 +66,28 @@ def launches() -> dict[str, Launch]:
     }
 
 
-def first_frame_seconds(launch: Launch, env: Mapping[str, str], timeout: float = TIMEOUT) -> float:
-    """Seconds from fork until the first frame's markers reach the pty; then kill the group."""
+def spawn_in_pty(argv: Sequence[str], env: Mapping[str, str]) -> tuple[int, int]:
+    """Start ``argv`` on a new 160x45 pseudo-terminal; its pid and the pty's master end."""
     master, slave = os.openpty()
     # Set before the child exists, so its very first size query sees 160x45.
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-    start = time.perf_counter()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(master)
             # New session with the pty as controlling terminal, like a real terminal emulator.
             os.login_tty(slave)
-            os.execve(launch.argv[0], list(launch.argv), dict(env))
+            os.execve(argv[0], list(argv), dict(env))
         finally:
             os._exit(127)
     os.close(slave)
+    return pid, master
+
+
+def first_frame_seconds(launch: Launch, env: Mapping[str, str], timeout: float = TIMEOUT) -> float:
+    """Seconds from fork until the first frame's markers reach the pty; then kill the group."""
+    start = time.perf_counter()
+    pid, master = spawn_in_pty(launch.argv, env)
     seen = bytearray()
     try:
         deadline = start + timeout
