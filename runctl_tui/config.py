@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import tomllib
+import typing
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -207,20 +208,41 @@ def _key_parts(dotted: str) -> list[str]:
 
 
 def _key_line(text: str, loc: Sequence[str | int]) -> int | None:
-    """Best-effort line number of the key at ``loc`` in TOML ``text``."""
-    names = [str(part) for part in loc if isinstance(part, str)]
+    """Best-effort line number of the key at ``loc`` in TOML ``text``.
+
+    ``loc`` is a pydantic error location: an integer after a name picks that entry of an
+    array of tables (``["ssh", "hosts", 1, "label"]`` is ``label`` in the second
+    ``[[ssh.hosts]]``), so an error in one entry points at that entry's line.
+    """
+    names: list[str] = []
+    entries: dict[int, int] = {}
+    """Position in ``names`` of an array-of-tables name -> the entry the error is in."""
+    for part in loc:
+        if isinstance(part, int):
+            if names:
+                entries[len(names)] = part
+        else:
+            names.append(str(part))
     if not names:
         return None
     table: list[str] = []
+    seen: dict[tuple[str, ...], int] = {}
+    in_entry = True
     for number, line in enumerate(text.splitlines(), start=1):
         header = _HEADER.match(line)
         if header:
             table = _key_parts(header.group(1))
-            if table == names:
+            in_entry = True
+            if line.lstrip().startswith("[["):
+                count = seen.get(tuple(table), -1) + 1
+                seen[tuple(table)] = count
+                wanted = entries.get(len(table))
+                in_entry = wanted is None or wanted == count
+            if in_entry and table == names:
                 return number
             continue
         assignment = _ASSIGNMENT.match(line)
-        if assignment:
+        if assignment and in_entry:
             path = table + _key_parts(assignment.group(1))
             if len(path) > len(table) and path == names[: len(path)]:
                 return number
@@ -239,9 +261,30 @@ def _describe(error: Mapping[str, Any], known: Sequence[str]) -> str:
 
 
 def _known_keys(loc: Sequence[Any]) -> list[str]:
-    if len(loc) > 1 and loc[0] == "aws":
-        return list(AwsSettings.model_fields)
-    return list(Settings.model_fields)
+    """The keys allowed where the error at ``loc`` is, read from the settings models."""
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        if not isinstance(part, str):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            break
+        nested = _model_in(field.annotation)
+        if nested is None:
+            break
+        model = nested
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The settings model a field holds, directly or as the items of a list or dict."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
 
 
 _FILE_KINDS = (

@@ -666,3 +666,33 @@ def test_not_utf8_says_where(tmp_path: Path) -> None:
     path.write_bytes(b"protect_tag = '\xe9'\n")
 
     assert config_error(path) == f"{path}: cannot read: not UTF-8 (byte 0xe9 at offset 15)"
+
+
+def test_key_line_finds_the_entry_of_an_array_of_tables() -> None:
+    from runctl_tui.config import _key_line
+
+    text = "\n".join(
+        [
+            "[[ssh.hosts]]",  # 1
+            'host = "a"',  # 2
+            'label = "first"',  # 3
+            "",  # 4
+            "[[ssh.hosts]]",  # 5
+            'host = "b"',  # 6
+            'label = "second"',  # 7
+            "[aws]",  # 8
+            "regions = []",  # 9
+        ]
+    )
+
+    assert _key_line(text, ["ssh", "hosts", 1, "label"]) == 7
+    assert _key_line(text, ["ssh", "hosts", 0, "label"]) == 3
+    assert _key_line(text, ["ssh", "hosts", 1]) == 5
+    assert _key_line(text, ["aws", "regions"]) == 9
+
+
+def test_known_keys_come_from_the_settings_models() -> None:
+    from runctl_tui.config import AwsSettings, Settings, _known_keys
+
+    assert _known_keys(["aws", "regoins"]) == list(AwsSettings.model_fields)
+    assert _known_keys(["pol_seconds"]) == list(Settings.model_fields)
