@@ -144,6 +144,8 @@ class ProviderStatus(BaseModel):
     """One line: how to fix it."""
     failed_at: datetime | None = None
     instance_count: int = 0
+    configured: bool = True
+    """``False`` when the provider was never set up: ``error`` then says so, ``hint`` how."""
     warnings: tuple[str, ...] = ()
     """Problems that did not fail the poll, e.g. a missing permission; one line each."""
     identity: str | None = None
@@ -166,7 +168,7 @@ class FleetSnapshot(BaseModel):
     @property
     def all_ok(self) -> bool:
         """Every configured provider answered on this poll."""
-        return all(s.ok for s in self.statuses)
+        return all(s.ok or not s.configured for s in self.statuses)
 
 
 class Outcome(StrEnum):

@@ -206,6 +206,10 @@ def status_line(status: ProviderStatus, now: datetime) -> str:
     if status.ok:
         count = status.instance_count
         text = f"{provider}: {count} instances, refreshed {format_duration(age)} ago"
+    elif not status.configured:
+        text = f"{provider}: {clean(status.error)}"
+        if status.hint:
+            text += f". Set up: {clean(status.hint)}"
     else:
         stale = "no data yet" if age is None else f"data {format_duration(age)} old"
         text = f"{provider}: {clean(status.error)} ({stale})"
@@ -314,6 +318,7 @@ def json_report(snapshot: FleetSnapshot, prices: PriceTable) -> dict[str, Any]:
             {
                 "name": s.provider,
                 "ok": s.ok,
+                "configured": s.configured,
                 "refreshed_at": s.refreshed_at.isoformat() if s.refreshed_at else None,
                 "error": s.error,
                 "hint": s.hint,

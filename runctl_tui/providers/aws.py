@@ -17,7 +17,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from runctl_tui.models import GpuSpec, Instance, InstanceState, Lifecycle, Volume
-from runctl_tui.providers.base import Capabilities, NotFoundError, ProviderError, SpotRequest
+from runctl_tui.providers.base import (
+    Capabilities,
+    NotConfiguredError,
+    NotFoundError,
+    ProviderError,
+    SpotRequest,
+)
 from runctl_tui.text import clean, one_line
 from runctl_tui.threads import map_all
 
@@ -29,6 +35,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ALL_REGIONS = "all"
+NOT_CONFIGURED = "not configured: no AWS credentials found"
+SET_UP_HINT = (
+    "set AWS_PROFILE or run `aws configure` (or `aws sso login`); "
+    "set enabled = false under [aws] to hide it"
+)
 TYPE_BATCH = 100
 """describe_instance_types accepts at most 100 names per call."""
 DENIED_RETRY_SECONDS = 300.0
@@ -110,6 +121,11 @@ class Ec2Clients:
                 user_agent_extra="runctl-tui",
             )
         return self._config
+
+    def has_credentials(self) -> bool:
+        """Whether the credential chain finds any credentials at all (may ask IMDS)."""
+        with self._lock:
+            return self._get_session().get_credentials() is not None
 
     def default_region(self) -> str | None:
         """The region the profile or environment names, if any."""
@@ -457,6 +473,8 @@ class AwsProvider:
             else:
                 default = self._clients.default_region()
                 if not default:
+                    if self._unset():
+                        raise NotConfiguredError(self.name, NOT_CONFIGURED, hint=SET_UP_HINT)
                     import botocore.exceptions
 
                     raise botocore.exceptions.NoRegionError()
@@ -467,6 +485,18 @@ class AwsProvider:
             raise self._error(exc) from exc
         self._resolved = resolved
         return resolved
+
+    def _unset(self) -> bool:
+        """No profile was asked for and the credential chain finds nothing: AWS is not set up."""
+        return not self._clients.profile and not self._clients.has_credentials()
+
+    def _nothing_but_missing_credentials(self, failed: Mapping[str, BaseException]) -> bool:
+        import botocore.exceptions
+
+        missing = all(
+            isinstance(e, botocore.exceptions.NoCredentialsError) for e in failed.values()
+        )
+        return missing and not self._clients.profile
 
     def poll_warnings(self) -> tuple[str, ...]:
         """Problems the last :meth:`list_instances` met without failing, one line each."""
@@ -490,6 +520,8 @@ class AwsProvider:
             warnings.update(dict.fromkeys(region_warnings))
         self._warnings = tuple(warnings)
         instances = [i for region in regions for i in found.get(region, [])]
+        if failed and len(failed) == len(regions) and self._nothing_but_missing_credentials(failed):
+            raise NotConfiguredError(self.name, NOT_CONFIGURED, hint=SET_UP_HINT)
         if failed:
             explained = {r: explain(e, self._clients.profile) for r, e in failed.items()}
             messages = {m for m, _ in explained.values()}

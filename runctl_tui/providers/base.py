@@ -30,6 +30,14 @@ class ProviderError(Exception):
         self.failed_regions = tuple(failed_regions)
 
 
+class NotConfiguredError(ProviderError):
+    """The provider has nothing to show because it was never set up (no credentials at all).
+
+    Not a failure: the status line says ``not configured`` and how to set it up, and
+    ``status`` does not count it against its exit code.
+    """
+
+
 class NotFoundError(ProviderError):
     """The instance no longer exists at the provider."""
 

@@ -22,6 +22,7 @@ from runctl_tui.models import (
 from runctl_tui.providers.base import (
     HasIdentity,
     HasSpotRequests,
+    NotConfiguredError,
     NotFoundError,
     Provider,
     ProviderError,
@@ -215,6 +216,7 @@ class Fleet:
                 hint=one_line(exc.hint, 300) if exc.hint else None,
                 failed_at=now,
                 instance_count=len(instances),
+                configured=not isinstance(exc, NotConfiguredError),
                 warnings=previous.warnings,
                 identity=previous.identity,
             )

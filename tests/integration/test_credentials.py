@@ -9,7 +9,7 @@ import pytest
 
 from runctl_tui.audit import Journal
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
-from runctl_tui.providers.base import ProviderError
+from runctl_tui.providers.base import NotConfiguredError, ProviderError
 from runctl_tui.services.fleet import Fleet
 
 pytestmark = pytest.mark.integration
@@ -54,13 +54,29 @@ def test_no_credentials_at_all(moto_url: str, tmp_path: Path) -> None:
 
     error = failure(provider)
 
-    assert error.message == "no AWS credentials found"
+    # Nothing set up at all is "not configured", which is no failure of the fleet.
+    assert isinstance(error, NotConfiguredError)
+    assert error.message == "not configured: no AWS credentials found"
     assert error.hint is not None
     assert "aws configure" in error.hint
     assert "aws sso login" in error.hint
-    assert sorted(error.failed_regions) == ["eu-west-1", "us-east-1"]
-    ok, message, hint = poll_status(provider, tmp_path)
-    assert (ok, message, hint) == (False, error.message, error.hint)
+    snapshot = Fleet([provider], journal=Journal(tmp_path / "journal.jsonl")).poll()
+    (status,) = snapshot.statuses
+    assert (status.ok, status.configured, status.error) == (False, False, error.message)
+    assert snapshot.all_ok
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_no_credentials_and_no_region_is_not_configured(
+    moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    provider = AwsProvider(Ec2Clients(endpoint_url=moto_url), [])
+
+    error = failure(provider)
+
+    assert isinstance(error, NotConfiguredError)
 
 
 @pytest.mark.usefixtures("no_credentials")

@@ -250,3 +250,23 @@ def test_a_slow_poll_is_mentioned_beside_data_already_shown() -> None:
     )
     assert status_text(waiting, NOW, polling_since=quick).plain == "◌ runpod  polling… 1s"
     assert status_text(waiting, NOW).plain == "◌ runpod  waiting for the first poll"
+
+
+def test_a_provider_never_set_up_reads_as_a_note_not_an_error() -> None:
+    from runctl_tui.models import ProviderStatus
+    from runctl_tui.tui.widgets.provider_bar import status_text
+
+    status = ProviderStatus(
+        provider="aws",
+        ok=False,
+        configured=False,
+        error="not configured: no AWS credentials found",
+        hint="set AWS_PROFILE or run `aws configure`",
+        failed_at=NOW,
+    )
+
+    line = status_text(status, NOW).plain
+
+    assert line.startswith("○ aws  not configured: no AWS credentials found")
+    assert "no data yet" not in line
+    assert "✖" not in line

@@ -212,6 +212,7 @@ def test_json_report_schema() -> None:
         {
             "name": "aws",
             "ok": True,
+            "configured": True,
             "refreshed_at": T0.isoformat(),
             "error": None,
             "hint": None,

@@ -65,6 +65,12 @@ def status_text(
         parts.append(f"  {status.instance_count} instances · refreshed {format_duration(age)} ago")
         if slow:
             parts.append(f" · {polling}")
+    elif not status.configured:
+        # Never set up: nothing is wrong, so it reads as a note, not as an error.
+        parts = [("○ ", "bold $text-muted"), name]
+        parts.append((f"  {clean(status.error or 'not configured')}", "$text-muted"))
+        if status.hint:
+            parts.append((f"  → {clean(status.hint)}", "$text-muted"))
     elif status.failed_at is None:
         # Never polled to an end yet: say that it is under way, not that something is wrong.
         parts = [("◌ ", "bold $text-warning"), name, identity]
