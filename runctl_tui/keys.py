@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import combinations
 
+from runctl_tui.actions import CATALOG
 from runctl_tui.text import clean, is_safe
 
 
@@ -57,26 +58,9 @@ BINDINGS: tuple[KeyBinding, ...] = (
     ),
     KeyBinding("refresh", ("r",), "refresh", "poll every provider now", "Refresh"),
     KeyBinding("mark", ("space",), "mark", "mark or unmark the row, then move down", "Mark"),
-    KeyBinding(
-        "stop-instance",
-        ("s",),
-        "stop_instance",
-        "stop the cursor row, or every marked row (asks y/n)",
-        "Stop",
-    ),
-    KeyBinding(
-        "start-instance",
-        ("u",),
-        "start_instance",
-        "start a stopped instance, or every marked one (asks y/n)",
-        "Start",
-    ),
-    KeyBinding(
-        "terminate-instance",
-        ("T",),
-        "terminate_instance",
-        "terminate: type the id (or 'terminate' for several)",
-        "Terminate",
+    *(
+        KeyBinding(spec.binding_id, spec.keys, spec.screen_action, spec.description, spec.verb)
+        for spec in CATALOG
     ),
     KeyBinding(
         "clear",

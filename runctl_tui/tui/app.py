@@ -9,6 +9,7 @@ from textual.app import App, SystemCommand
 from textual.content import Content
 from textual.screen import Screen
 
+from runctl_tui.actions import CATALOG
 from runctl_tui.config import Settings
 from runctl_tui.costs.rates import PriceTable, bundled_prices
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
@@ -21,9 +22,7 @@ from runctl_tui.tui.widgets.provider_bar import header_sub_title, header_warning
 
 PALETTE = (
     ("Refresh now", "Poll every provider now", "refresh"),
-    ("Stop instance(s)", "Stop the cursor row or the marked rows", "stop_instance"),
-    ("Start instance(s)", "Start the cursor row or the marked rows", "start_instance"),
-    ("Terminate instance(s)", "Terminate after typing the id", "terminate_instance"),
+    *((spec.palette_title, spec.palette_help, spec.screen_action) for spec in CATALOG),
     ("Toggle details", "Show or hide the details panel", "toggle_details"),
     ("Filter rows", "Filter the table by any text", "filter"),
     ("Show keys", "The help screen", "help"),

@@ -330,8 +330,8 @@ async def test_readonly_disables_every_action(
             assert "read-only mode" in notices(app)[-1]
         screen = dashboard(app)
         # Greyed out in the footer, yet each key said why it did nothing.
-        for action in ("stop_instance", "start_instance", "terminate_instance"):
-            assert screen.check_action(action, ()) is None
+        for name in ("stop", "start", "terminate"):
+            assert screen.check_action("act", (name,)) is None
     assert provider.acted() == []
     assert [(e["action"], e["result"]) for e in journal(journal_path)] == [
         ("stop", "refused"),

@@ -19,10 +19,13 @@ CORE = [
     "runctl_tui.providers.registry",
     "runctl_tui.services.fleet",
     "runctl_tui.views",
+    "runctl_tui.actions",
+    "runctl_tui.keys",
+    "runctl_tui.text",
     "runctl_tui.demo",
     "runctl_tui.cli",
 ]
-HEAVY_SDKS = ["boto3", "botocore", "moto", "asyncssh"]
+HEAVY_SDKS = ["boto3", "botocore", "moto", "asyncssh", "runpod"]
 
 
 def imported_after(module: str, watched: list[str]) -> list[str]:

@@ -27,6 +27,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
+from runctl_tui.actions import VERBS
 from runctl_tui.costs.rates import PriceTable, billed, format_rate, hourly_cost
 from runctl_tui.models import (
     Action,
@@ -42,7 +43,7 @@ from runctl_tui.services.fleet import refusal
 from runctl_tui.text import one_line
 from runctl_tui.threads import run_blocking
 
-VERB = {Action.STOP: "Stop", Action.START: "Start", Action.TERMINATE: "Terminate"}
+VERB = VERBS
 
 LIVE_STATES = frozenset({InstanceState.RUNNING, InstanceState.PENDING})
 """States in which the instance store still holds data: stopping or terminating wipes it."""

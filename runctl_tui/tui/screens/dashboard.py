@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Header, Input
 from textual.worker import Worker, WorkerState
 
+from runctl_tui.actions import BY_ACTION, CATALOG, Confirmation, spec_for
 from runctl_tui.costs.rates import PriceTable
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
 from runctl_tui.keys import QUIT_ID
@@ -43,11 +44,8 @@ from runctl_tui.views import burn_summary
 HELP = {binding.id: binding.description for binding in KEY_BINDINGS}
 """What each rebindable binding does, in the order the help screen lists them."""
 
-ACTIONS = {
-    "stop_instance": Action.STOP,
-    "start_instance": Action.START,
-    "terminate_instance": Action.TERMINATE,
-}
+ACTIONS = {spec.screen_action: spec.action for spec in CATALOG}
+"""The fleet actions by the screen action their bindings run (``act('stop')``)."""
 
 
 class DashboardScreen(Screen[None]):
@@ -266,7 +264,7 @@ class DashboardScreen(Screen[None]):
 
         The keys still answer: :meth:`on_key` says why the action cannot run.
         """
-        if action in ACTIONS:
+        if action == "act":
             if self.fleet.readonly or not (self.is_mounted and self.table.targets()):
                 return None
         elif action == "mark" and not (self.is_mounted and self.table.row_count):
@@ -368,17 +366,11 @@ class DashboardScreen(Screen[None]):
         """(keys, description) for each binding of the catalog, honouring the keymap."""
         return [(keys, HELP[i]) for i, keys in self.mapped_keys().items()]
 
-    def action_stop_instance(self) -> None:
-        """Ask, then stop the targets."""
-        self.ask(Action.STOP)
-
-    def action_start_instance(self) -> None:
-        """Ask, then start the targets."""
-        self.ask(Action.START)
-
-    def action_terminate_instance(self) -> None:
-        """Ask for the typed id, then terminate the targets."""
-        self.ask(Action.TERMINATE)
+    def action_act(self, name: str) -> None:
+        """A fleet action from the catalog (``act('stop')``): check, ask, then act."""
+        spec = spec_for(name)
+        if spec is not None:
+            self.ask(spec.action)
 
     def ask(self, action: Action) -> None:
         """Capture the targets now and confirm; the decision applies to exactly these.
@@ -401,7 +393,8 @@ class DashboardScreen(Screen[None]):
             self.perform_action(action, (), targets, reasons, CANCELLED)
             return
         hidden = sum(1 for t in targets if self.table.instance(t.key) is None)
-        modal_type = ConfirmTerminate if action is Action.TERMINATE else ConfirmAction
+        typed = BY_ACTION[action].confirmation is Confirmation.TYPED
+        modal_type = ConfirmTerminate if typed else ConfirmAction
         modal = modal_type(
             action,
             targets,
