@@ -130,3 +130,30 @@ class HasSpotRequests(Protocol):
     def cancel_spot_request(self, instance: Instance, request_id: str) -> str:
         """Cancel the request; returns its state right after (e.g. ``cancelled``)."""
         ...
+
+
+@runtime_checkable
+class AsyncProvider(Protocol):
+    """A source of machines whose calls are coroutines, run on the app's loop (e.g. over SSH)."""
+
+    @property
+    def name(self) -> str:
+        """Unique name shown in the UI."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Actions this provider can perform."""
+        ...
+
+    async def list_instances(self) -> list[Instance]:
+        """Every instance, freshly described. Raises :class:`ProviderError`."""
+        ...
+
+    async def describe(self, instance: Instance) -> Instance:
+        """The current state of one instance. Raises :class:`NotFoundError` if gone."""
+        ...
+
+
+AnyProvider = Provider | AsyncProvider
+"""What the fleet service accepts: blocking providers and coroutine ones alike."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from runctl_tui.audit import Journal, JournalError
 from runctl_tui.models import (
@@ -20,6 +23,7 @@ from runctl_tui.models import (
     ProviderStatus,
 )
 from runctl_tui.providers.base import (
+    AnyProvider,
     HasIdentity,
     HasSpotRequests,
     NotConfiguredError,
@@ -95,12 +99,30 @@ def _poll_provider(provider: Provider) -> PollOutcome:
     return PollOutcome(instances, warnings, one_line(identity, 300) if identity else None)
 
 
+def is_async(provider: AnyProvider) -> bool:
+    """Whether ``provider``'s calls are coroutines, to be awaited on the app's loop."""
+    return inspect.iscoroutinefunction(provider.list_instances)
+
+
+async def _poll_async_provider(provider: Any) -> PollOutcome:
+    """List one provider whose calls are coroutines (e.g. over the SSH hub), on this loop."""
+    instances = tuple(await provider.list_instances())
+    warnings: tuple[str, ...] = ()
+    if isinstance(provider, ReportsWarnings):
+        warnings = tuple(one_line(w, 300) for w in provider.poll_warnings())
+    return PollOutcome(instances, warnings, None)
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
 class Fleet:
     """Every provider behind one poll and one guarded, journaled way to act."""
 
     def __init__(
         self,
-        providers: Sequence[Provider],
+        providers: Sequence[AnyProvider],
         *,
         journal: Journal,
         readonly: bool = False,
@@ -120,7 +142,7 @@ class Fleet:
             name: ProviderStatus(provider=name, ok=False, error="waiting for the first poll")
             for name in self.providers
         }
-        self._in_flight: dict[str, Future[PollOutcome]] = {}
+        self._in_flight: dict[str, Future[PollOutcome] | asyncio.Future[PollOutcome]] = {}
         self._polling_since: datetime | None = None
 
     @property
@@ -136,29 +158,30 @@ class Fleet:
         return FleetSnapshot(instances=instances, statuses=statuses, taken_at=self.clock())
 
     def poll(self, deadline: float | None = None) -> FleetSnapshot:
+        """:meth:`poll_async` for callers without an event loop (``status``, scripts)."""
+        return asyncio.run(self.poll_async(deadline))
+
+    async def poll_async(self, deadline: float | None = None) -> FleetSnapshot:
         """Poll every provider at once, waiting at most ``deadline`` seconds in all.
 
+        Blocking providers run on daemon threads; providers whose ``list_instances`` is a
+        coroutine function run as tasks on the caller's loop (where their connections live).
         A provider that has not answered by then is reported as timed out and keeps its last
-        good data, marked stale; its call goes on in a daemon thread that nobody waits for,
-        and the next poll waits for that same call rather than starting another.
+        good data, marked stale; its call goes on unwaited for, and the next poll waits for
+        that same call rather than starting another. Cancelling this coroutine (quitting)
+        abandons every call at once.
         """
         limit = self.poll_deadline if deadline is None else deadline
         self._polling_since = self.clock()
         try:
-            futures: dict[str, Future[PollOutcome]] = {}
-            for name, provider in self.providers.items():
-                future = self._in_flight.get(name)
-                if future is None or future.done():
-                    future = submit(
-                        lambda p=provider: _poll_provider(p),  # type: ignore[misc]
-                        name=f"poll-{name}",
-                    )
-                    self._in_flight[name] = future
-                futures[name] = future
-            if futures:
-                wait(futures.values(), timeout=limit)
-            for name, future in futures.items():
-                if not future.done():
+            waits: dict[str, asyncio.Future[PollOutcome]] = {
+                name: self._poll_started(name, provider)
+                for name, provider in self.providers.items()
+            }
+            if waits:
+                await asyncio.wait(waits.values(), timeout=limit)
+            for name, waiting in waits.items():
+                if not waiting.done():
                     self._record_failure(
                         name,
                         ProviderError(
@@ -170,12 +193,30 @@ class Fleet:
                     )
                     continue
                 self._in_flight.pop(name, None)
-                self._record(name, future)
+                self._record(name, waiting)
         finally:
             self._polling_since = None
         return self.snapshot()
 
-    def _record(self, name: str, future: Future[PollOutcome]) -> None:
+    def _poll_started(self, name: str, provider: AnyProvider) -> asyncio.Future[PollOutcome]:
+        """The call in flight for ``provider``, started now unless one still runs."""
+        running = self._in_flight.get(name)
+        if isinstance(running, asyncio.Future) and running.get_loop() is not _loop():
+            # A task of a loop that is gone (an earlier ``poll``) can never finish here.
+            running = None
+        # A call that finished since the last poll gave up on it is still the freshest answer.
+        if running is None:
+            if isinstance(provider, Provider) and not is_async(provider):
+                blocking = provider
+                running = submit(lambda: _poll_provider(blocking), name=f"poll-{name}")
+            else:
+                running = asyncio.ensure_future(_poll_async_provider(provider))
+            self._in_flight[name] = running
+        if isinstance(running, asyncio.Future):
+            return running
+        return asyncio.wrap_future(running)
+
+    def _record(self, name: str, future: Future[PollOutcome] | asyncio.Future[PollOutcome]) -> None:
         exc = future.exception()
         if isinstance(exc, ProviderError):
             self._record_failure(name, exc)
@@ -246,6 +287,8 @@ class Fleet:
             return f"no provider named {clean(seen.provider)!r}"
         if not provider.capabilities.allows(action):
             return f"{provider.name} cannot {action}"
+        if is_async(provider):
+            return f"{provider.name}: {action} is not available from here yet"
         return None
 
     def record_refused(
@@ -331,6 +374,9 @@ class Fleet:
         if reason is not None:
             return [self._finish(result(Outcome.REFUSED, reason))]
         provider = self.providers[seen.provider]
+        if not isinstance(provider, Provider) or is_async(provider):
+            detail = f"{provider.name}: {action} is not available from here yet"
+            return [self._finish(result(Outcome.REFUSED, detail))]
         try:
             self.journal.check()
         except JournalError as exc:

@@ -750,16 +750,16 @@ async def test_a_failing_poll_is_reported_and_polling_goes_on(
     failures = 2
     async with app.run_test(size=SIZE) as pilot:
         screen = dashboard(app)
-        poll = screen.fleet.poll
+        poll = screen.fleet.poll_async
 
-        def flaky(deadline: float | None = None) -> FleetSnapshot:
+        async def flaky(deadline: float | None = None) -> FleetSnapshot:
             nonlocal failures
             if failures:
                 failures -= 1
                 raise RuntimeError("the poll broke")
-            return poll(deadline)
+            return await poll(deadline)
 
-        screen.fleet.poll = flaky  # type: ignore[method-assign]
+        screen.fleet.poll_async = flaky  # type: ignore[method-assign]
         for _ in range(20):
             await pilot.pause(0.05)
             if "the poll broke" in bar_text(app):

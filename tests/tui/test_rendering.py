@@ -229,10 +229,10 @@ async def test_poll_crash_with_markup_in_its_message(
         await settle(pilot)
         screen = dashboard(app)
 
-        def explode() -> None:
+        async def explode() -> None:
             raise RuntimeError("[/] [@click=app.quit]boom\x1b[2J")
 
-        screen.fleet.poll = explode  # type: ignore[assignment,method-assign]
+        screen.fleet.poll_async = explode  # type: ignore[assignment,method-assign]
         screen.poll_now()
         await settle(pilot)
         assert app.is_running

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -722,3 +723,58 @@ def test_terminate_is_refused_when_the_spot_request_cannot_be_cancelled(
         (Action.TERMINATE, Outcome.REFUSED),
     ]
     assert ("terminate", "i-spot") not in provider.acted()
+
+
+# Providers whose calls are coroutines ------------------------------------------------------------
+
+
+class AsyncFakeProvider:
+    """A provider whose listing is a coroutine, like one built on the SSH hub."""
+
+    capabilities = Capabilities(stop=False, start=False, terminate=False)
+
+    def __init__(self, instances: list[Instance], *, name: str = "hosts") -> None:
+        self.name = name
+        self.instances = instances
+        self.gate: asyncio.Event | None = None
+        self.loops: list[asyncio.AbstractEventLoop] = []
+
+    async def list_instances(self) -> list[Instance]:
+        self.loops.append(asyncio.get_running_loop())
+        if self.gate is not None:
+            await self.gate.wait()
+        return list(self.instances)
+
+    async def describe(self, instance: Instance) -> Instance:
+        return instance
+
+
+async def test_async_providers_are_polled_on_the_callers_loop(
+    journal: Journal, clock: FakeClock
+) -> None:
+    hosts = AsyncFakeProvider([make_instance("gpu-box", provider="hosts")])
+    cloud = FakeProvider([make_instance("i-1")])
+    fleet = Fleet([hosts, cloud], journal=journal, clock=clock)
+
+    snapshot = await fleet.poll_async()
+
+    assert [s.ok for s in snapshot.statuses] == [True, True]
+    assert sorted(i.id for i in snapshot.instances) == ["gpu-box", "i-1"]
+    assert hosts.loops == [asyncio.get_running_loop()]
+
+
+async def test_a_hung_async_provider_is_abandoned_at_the_deadline(
+    journal: Journal, clock: FakeClock
+) -> None:
+    hosts = AsyncFakeProvider([make_instance("gpu-box", provider="hosts")])
+    hosts.gate = asyncio.Event()
+    fleet = Fleet([hosts], journal=journal, clock=clock)
+
+    (status,) = (await fleet.poll_async(deadline=0.1)).statuses
+    assert (status.ok, status.error) == (False, "no answer within 0.1 s")
+
+    hosts.gate.set()
+    (status,) = (await fleet.poll_async(deadline=5)).statuses
+    assert status.ok
+    # The second poll took the answer of the first call instead of starting another.
+    assert len(hosts.loops) == 1

@@ -118,9 +118,10 @@ class DashboardScreen(Screen[None]):
     @work(exclusive=False, group="poll", exit_on_error=False)
     async def poll_fleet(self) -> None:
         """Ask every provider for its instances and render the rows, off the event loop."""
-        # Daemon threads, not a thread worker: the executor of thread workers is joined on
-        # exit, so a poll stuck on a hung endpoint would hold up quitting.
-        snapshot = await run_blocking(self.fleet.poll, name="runctl-poll")
+        # Blocking providers run on daemon threads, not in a thread worker: the executor of
+        # thread workers is joined on exit, so a poll stuck on a hung endpoint would hold up
+        # quitting. Cancelling this worker abandons them.
+        snapshot = await self.fleet.poll_async()
         rows = partial(prepare, snapshot.instances, self.clock(), self.prices)
         table = await run_blocking(rows, name="runctl-rows")
         self.post_message(FleetPolled(snapshot, table))
