@@ -20,6 +20,7 @@ from runctl_tui.text import cell_width, clean, clip
 
 COLUMNS: tuple[str, ...] = (
     "",
+    "PROVIDER",
     "NAME",
     "ID",
     "ZONE",
@@ -88,6 +89,7 @@ def row_cells(instance: Instance, now: datetime, prices: PriceTable) -> tuple[st
 
     return (
         "P" if instance.protected else "",
+        cell(instance.provider),
         cell(instance.name) if instance.name else "-",
         cell(instance.id),
         cell(instance.zone or instance.region),
@@ -131,8 +133,8 @@ def _instance_fields(instance: Instance, cells: Sequence[str]) -> dict[str, list
 class RowFilter:
     """A parsed filter: every term must hold for a row to be shown.
 
-    Terms are separated by spaces: ``word`` occurs anywhere (cells, region, IPs, AMI, tags as
-    ``key=value``); ``!word`` occurs nowhere; ``field=value`` occurs in that column (``state``,
+    Terms are separated by spaces: ``:aws`` shows one provider; ``word`` occurs anywhere
+    (cells, region, IPs, AMI, tags as ``key=value``); ``!word`` occurs nowhere; ``field=value`` occurs in that column (``state``,
     ``region``, ``zone``, ``type``, ``name``, ``id``, ``market``, ``gpus``, ``provider``, ``ip``)
     or, for any other field, in the tag of that name. Matching ignores case.
     """
@@ -144,6 +146,10 @@ class RowFilter:
         for word in self.text.split():
             negated = word.startswith("!")
             word = word[1:] if negated else word
+            if word.startswith(":") and len(word) > 1:
+                # k9s style: ``:aws`` shows one provider's rows.
+                self.terms.append((negated, "provider", word[1:].lower()))
+                continue
             if not word:
                 continue
             field, sep, value = word.partition("=")
@@ -243,11 +249,11 @@ def text_report(snapshot: FleetSnapshot, prices: PriceTable) -> str:
     """The fleet as a plain-text table for ``runctl-tui status``."""
     now = snapshot.taken_at
     instances = sorted(snapshot.instances, key=sort_key)
-    headers = ("PROVIDER", "REGION", *COLUMNS[1:], "PROTECTED")
+    headers = ("PROVIDER", "REGION", *COLUMNS[2:], "PROTECTED")
     name_column = headers.index("NAME")
     rows = []
     for i in instances:
-        row = [clean(i.provider), clean(i.region), *row_cells(i, now, prices)[1:]]
+        row = [clean(i.provider), clean(i.region), *row_cells(i, now, prices)[2:]]
         row.append("yes" if i.protected else "")
         row[name_column] = clip(row[name_column], TEXT_NAME_WIDTH)
         rows.append(row)

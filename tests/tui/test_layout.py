@@ -21,6 +21,7 @@ from runctl_tui.tui.screens.dashboard import DashboardScreen
 from runctl_tui.tui.widgets.instance_table import (
     ID,
     PRICE,
+    PROVIDER,
     PUBLIC_IP,
     ZONE,
     InstanceTable,
@@ -73,15 +74,18 @@ def bar(app: RunctlApp) -> ProviderBar:
 
 
 def test_narrow_widths_keep_state_and_price() -> None:
-    widths = [2, 28, len(REAL_ID), 10, 12, 16, 13, 13, 6, 15, 8]
+    widths = [2, 8, 28, len(REAL_ID), 10, 12, 16, 13, 13, 6, 15, 8]
     for available in (60, 78, 98, 118):
         fitted = layout(widths, available)
         assert STATE_COLUMN in fitted.columns
         assert PRICE in fitted.columns
         assert fitted.total <= available or available < 70
-    # IP and zone go before anything else; the full ID before UPTIME and MARKET.
+    # PROVIDER only when rows come from several providers.
     wide = layout(widths, 200)
-    assert wide.columns == tuple(range(len(COLUMNS)))
+    assert wide.columns == tuple(n for n in range(len(COLUMNS)) if n != PROVIDER)
+    assert layout(widths, 200, providers=3).columns == tuple(range(len(COLUMNS)))
+    assert PROVIDER not in layout(widths, 98, providers=3).columns
+    # IP and zone go before anything else; the full ID before UPTIME and MARKET.
     assert not wide.short_ids
     medium = layout(widths, 118)
     assert PUBLIC_IP not in medium.columns

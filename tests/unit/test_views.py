@@ -63,6 +63,7 @@ def test_row_cells_of_a_running_protected_gpu_instance() -> None:
 
     assert row_cells(instance, T0, PRICES) == (
         "P",
+        "fake",
         "llama3-70b-sft",
         "i-0a11",
         "us-east-1a",
@@ -459,3 +460,12 @@ FILTER_FLEET = (
 )
 def test_filter_terms(text: str, ids: list[str]) -> None:
     assert shown(text, *FILTER_FLEET) == ids
+
+
+def test_colon_narrows_to_one_provider() -> None:
+    aws = make_instance("i-a", provider="aws")
+    pod = make_instance("pod-1", provider="runpod")
+
+    assert shown(":aws", aws, pod) == ["i-a"]
+    assert shown(":runpod", aws, pod) == ["pod-1"]
+    assert shown("!:aws", aws, pod) == ["pod-1"]

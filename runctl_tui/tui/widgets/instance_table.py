@@ -34,6 +34,7 @@ GAP = 2
 NARROW_GAP = 1
 DIMMED_STATES = frozenset({InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN})
 
+PROVIDER = COLUMNS.index("PROVIDER")
 NAME = COLUMNS.index("NAME")
 ID = COLUMNS.index("ID")
 ZONE = COLUMNS.index("ZONE")
@@ -91,14 +92,15 @@ class Layout:
         return sum(self.widths) + self.gap * max(len(self.widths) - 1, 0)
 
 
-def layout(widths: Sequence[int], available: int) -> Layout:
+def layout(widths: Sequence[int], available: int, *, providers: int = 1) -> Layout:
     """Fit the columns into ``available`` cells, giving up the least useful first.
 
-    PUBLIC IP and ZONE go first, then the ID collapses to its tail, UPTIME goes, NAME
+    PROVIDER is shown only when rows come from more than one provider. PUBLIC IP and ZONE
+    go first, then the ID collapses to its tail, UPTIME goes, PROVIDER goes, NAME
     narrows, the gaps narrow, MARKET goes, NAME narrows further, then GPUS, TYPE and ID go.
     NAME, STATE and $/H always stay; what is still too wide scrolls sideways.
     """
-    shown = list(range(len(COLUMNS)))
+    shown = [n for n in range(len(COLUMNS)) if n != PROVIDER or providers > 1]
     current = list(widths)
     gap = GAP
     short_ids = False
@@ -126,6 +128,7 @@ def layout(widths: Sequence[int], available: int) -> Layout:
         lambda: drop(ZONE),
         shorten_ids,
         lambda: drop(UPTIME),
+        lambda: drop(PROVIDER) if PROVIDER in shown else None,
         lambda: narrow_name(20),
         narrow_gaps,
         lambda: drop(MARKET),
@@ -157,6 +160,8 @@ class TableData:
 
     rows: tuple[Row, ...]
     widths: tuple[int, ...]
+    providers: int = 1
+    """How many providers the rows come from."""
 
 
 def prepare(instances: Sequence[Instance], now: datetime, prices: PriceTable) -> TableData:
@@ -173,7 +178,7 @@ def prepare(instances: Sequence[Instance], now: datetime, prices: PriceTable) ->
     capped = [min(w, MAX_WIDTH.get(n, w)) for n, w in enumerate(widths)]
     # The first column carries the mark as well as the protection flag.
     capped[0] = 2
-    return TableData(rows, tuple(capped))
+    return TableData(rows, tuple(capped), len({row.instance.provider for row in rows}))
 
 
 class InstanceTable(ScrollView, can_focus=True):
@@ -258,7 +263,8 @@ class InstanceTable(ScrollView, can_focus=True):
         self._widths: tuple[int, ...] = tuple(
             max(cell_len(c), MIN_WIDTH.get(n, 0)) for n, c in enumerate(COLUMNS)
         )
-        self._layout = Layout(tuple(range(len(COLUMNS))), self._widths)
+        self._providers = 1
+        self._layout = layout(self._widths, sum(self._widths) * 2)
         self._cursor = 0
         self._cursor_key: str | None = None
         self._filter = ""
@@ -273,6 +279,7 @@ class InstanceTable(ScrollView, can_focus=True):
         self._stale = frozenset(stale)
         self._all = list(data.rows)
         self._widths = data.widths
+        self._providers = data.providers
         present = {row.instance.key for row in self._all}
         if self.marked - present:
             self.marked &= present
@@ -313,7 +320,8 @@ class InstanceTable(ScrollView, can_focus=True):
 
     def _relayout(self) -> None:
         available = self.scrollable_content_region.width if self.is_mounted else 0
-        self._layout = layout(self._widths, available) if available else self._layout
+        if available:
+            self._layout = layout(self._widths, available, providers=self._providers)
         self.virtual_size = Size(self._layout.total, len(self._rows) + 1)
 
     def on_resize(self, event: events.Resize) -> None:
