@@ -134,9 +134,10 @@ class RowFilter:
     """A parsed filter: every term must hold for a row to be shown.
 
     Terms are separated by spaces: ``:aws`` shows one provider; ``word`` occurs anywhere
-    (cells, region, IPs, AMI, tags as ``key=value``); ``!word`` occurs nowhere; ``field=value`` occurs in that column (``state``,
-    ``region``, ``zone``, ``type``, ``name``, ``id``, ``market``, ``gpus``, ``provider``, ``ip``)
-    or, for any other field, in the tag of that name. Matching ignores case.
+    (cells, region, IPs, AMI, tags as ``key=value``); ``!word`` occurs nowhere;
+    ``field=value`` occurs in that column (``state``, ``region``, ``zone``, ``type``, ``name``,
+    ``id``, ``market``, ``gpus``, ``provider``, ``ip``) or, for any other field, in the tag of
+    that name. Matching ignores case.
     """
 
     def __init__(self, text: str) -> None:
