@@ -63,6 +63,15 @@ BINDINGS: tuple[KeyBinding, ...] = (
         for spec in CATALOG
     ),
     KeyBinding(
+        "sort",
+        ("o",),
+        "sort_next",
+        "sort by the next column (after the last: the default order); click a title too",
+        "Sort",
+        show=False,
+    ),
+    KeyBinding("sort-reverse", ("O",), "sort_reverse", "reverse the order", "Reverse", show=False),
+    KeyBinding(
         "clear",
         ("escape",),
         "clear",

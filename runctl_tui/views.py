@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from runctl_tui.costs.rates import PriceTable, billed, burn_rate, hourly_cost, money
@@ -204,6 +205,41 @@ def sort_key(instance: Instance) -> tuple[Any, ...]:
         instance.name or "~",
         instance.id,
     )
+
+
+def _money_order(cell: str) -> Decimal:
+    """``$1,234.50``, ``~$1.01`` or ``≤$0.805`` as a number; ``-`` is 0, ``?`` sorts first."""
+    digits = cell.lstrip("~≤$").replace(",", "")
+    if cell == "?":
+        return Decimal(-1)
+    try:
+        return Decimal(digits)
+    except ArithmeticError:
+        return Decimal(0)
+
+
+def column_order(column: int, instance: Instance, cells: Sequence[str]) -> tuple[Any, ...]:
+    """How rows sort by ``column``: numbers as numbers, states in lifecycle order, text by case.
+
+    Ties keep the default order (:func:`sort_key`).
+    """
+    name = COLUMNS[column]
+    value: Any
+    if name == "$/H":
+        value = _money_order(cells[column])
+    elif name == "UPTIME":
+        # Up longest = launched earliest; what is not up (no uptime shown) sorts first.
+        up = instance.launched_at is not None and cells[column] != "-"
+        value = -instance.launched_at.timestamp() if up and instance.launched_at else float("-inf")
+    elif name == "STATE":
+        value = STATE_ORDER[instance.state]
+    elif name == "GPUS":
+        value = (instance.gpus.count, instance.gpus.model) if instance.gpus else (0, "")
+    elif name == "":
+        value = not instance.protected
+    else:
+        value = cells[column].lower()
+    return (value, *sort_key(instance))
 
 
 def status_line(status: ProviderStatus, now: datetime) -> str:

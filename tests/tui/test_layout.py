@@ -274,3 +274,34 @@ def test_a_provider_never_set_up_reads_as_a_note_not_an_error() -> None:
     assert line.startswith("○ aws  not configured: no AWS credentials found")
     assert "no data yet" not in line
     assert "✖" not in line
+
+
+async def test_sort_keys_and_header_clicks(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        for _ in range(3):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        grid = app.screen.query_one(InstanceTable)
+        default = list(grid.keys)
+        grid.sort_by(COLUMNS.index("$/H"))
+        ordered = [grid.instance(k) for k in grid.keys]
+        # Stopped rows cost nothing now: they sort first, the p5 last.
+        assert ordered[-1] is not None
+        assert ordered[-1].instance_type == "p5.48xlarge"
+        assert "$/H ▲" in grid.render_line(0).text
+        await pilot.press("O")
+        assert [grid.instance(k) for k in grid.keys][0] == ordered[-1]
+        assert "$/H ▼" in grid.render_line(0).text
+        grid.sort_by(None)
+        assert list(grid.keys) == default
+        await pilot.press("o")
+        assert grid.sort_column == COLUMNS.index("NAME")
+        names = [i.name for i in (grid.instance(k) for k in grid.keys) if i is not None]
+        assert names == sorted(names, key=str.lower)
+        # A click on a title sorts by it; a second click reverses.
+        x = grid.render_line(0).text.index("STATE")
+        await pilot.click(InstanceTable, offset=(x + 1, 0))
+        assert (grid.sort_column, grid.sort_reverse) == (STATE_COLUMN, False)
+        await pilot.click(InstanceTable, offset=(x + 1, 0))
+        assert (grid.sort_column, grid.sort_reverse) == (STATE_COLUMN, True)

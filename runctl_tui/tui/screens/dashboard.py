@@ -367,6 +367,14 @@ class DashboardScreen(Screen[None]):
         """(keys, description) for each binding of the catalog, honouring the keymap."""
         return [(keys, HELP[i]) for i, keys in self.mapped_keys().items()]
 
+    def action_sort_next(self) -> None:
+        """Sort the table by its next column."""
+        self.table.action_sort_next()
+
+    def action_sort_reverse(self) -> None:
+        """Reverse the table's order."""
+        self.table.action_sort_reverse()
+
     def action_act(self, name: str) -> None:
         """A fleet action from the catalog (``act('stop')``): check, ask, then act."""
         spec = spec_for(name)

@@ -25,6 +25,7 @@ from runctl_tui.views import (
     RIGHT_ALIGNED,
     STATE_COLUMN,
     RowFilter,
+    column_order,
     parse_filter,
     row_cells,
     sort_key,
@@ -269,6 +270,9 @@ class InstanceTable(ScrollView, can_focus=True):
         self._cursor_key: str | None = None
         self._filter = ""
         self._row_filter: RowFilter | None = None
+        self.sort_column: int | None = None
+        """The column rows are sorted by; ``None`` for the default order."""
+        self.sort_reverse = False
         self._stale: frozenset[str] = frozenset()
         self._notified: Instance | None = None
 
@@ -297,13 +301,40 @@ class InstanceTable(ScrollView, can_focus=True):
         """The filter in force, as typed (stripped)."""
         return self._filter
 
+    def sort_by(self, column: int | None, reverse: bool = False) -> None:
+        """Sort the rows by ``column`` (``None``: provider, region, live first, name)."""
+        self.sort_column = column
+        self.sort_reverse = reverse
+        self._apply()
+
+    def action_sort_next(self) -> None:
+        """Sort by the next shown column; after the last, back to the default order."""
+        shown = [n for n in self._layout.columns if COLUMNS[n]]
+        if self.sort_column not in shown:
+            column: int | None = shown[0] if shown else None
+        else:
+            position = shown.index(self.sort_column)
+            column = shown[position + 1] if position + 1 < len(shown) else None
+        self.sort_by(column, self.sort_reverse)
+
+    def action_sort_reverse(self) -> None:
+        """Reverse the order of the rows."""
+        self.sort_by(self.sort_column, not self.sort_reverse)
+
     def _apply(self) -> None:
         row_filter = self._row_filter
         rows = (
             [r for r in self._all if row_filter.matches(r.instance, r.cells)]
             if row_filter is not None
-            else self._all
+            else list(self._all)
         )
+        column = self.sort_column
+        if column is not None:
+            rows.sort(
+                key=lambda r: column_order(column, r.instance, r.cells), reverse=self.sort_reverse
+            )
+        elif self.sort_reverse:
+            rows.reverse()
         self._rows = rows
         self._index = {row.instance.key: n for n, row in enumerate(rows)}
         if self._cursor_key in self._index:
@@ -446,11 +477,38 @@ class InstanceTable(ScrollView, can_focus=True):
         """Move to the last row."""
         self.move_cursor(len(self._rows) - 1)
 
+    def header_cells(self) -> tuple[str, ...]:
+        """The column titles, the sorted one marked ``▲`` (ascending) or ``▼``."""
+        if self.sort_column is None:
+            return COLUMNS
+        titles = list(COLUMNS)
+        titles[self.sort_column] += " ▼" if self.sort_reverse else " ▲"
+        return tuple(titles)
+
+    def column_at(self, x: int) -> int | None:
+        """The column under content offset ``x`` (scrolling included), if any."""
+        position = x + round(self.scroll_offset.x)
+        shown = self._layout
+        for n, width in zip(shown.columns, shown.widths, strict=True):
+            if position < width:
+                return n
+            position -= width + shown.gap
+            if position < 0:
+                return None
+        return None
+
     def on_click(self, event: events.Click) -> None:
-        """Clicking a row puts the cursor on it."""
+        """Clicking a row puts the cursor on it; clicking a title sorts by it (again: reversed)."""
         offset = event.get_content_offset(self)
-        if offset is not None and offset.y >= 1:
+        if offset is None:
+            return
+        if offset.y >= 1:
             self.move_cursor(round(self.scroll_offset.y) + offset.y - 1)
+            return
+        column = self.column_at(offset.x)
+        if column is not None and COLUMNS[column]:
+            reverse = column == self.sort_column and not self.sort_reverse
+            self.sort_by(column, reverse)
 
     # Rendering -----------------------------------------------------------------------------
 
@@ -477,7 +535,7 @@ class InstanceTable(ScrollView, can_focus=True):
         base = self.rich_style
         if y == 0:
             header = base + self._style("header")
-            segments = self._line(COLUMNS, [header] * len(COLUMNS), header)
+            segments = self._line(self.header_cells(), [header] * len(COLUMNS), header)
         else:
             index = scroll_y + y - 1
             if not self._rows:
