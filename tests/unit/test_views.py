@@ -22,6 +22,7 @@ from runctl_tui.views import (
     COLUMNS,
     STATUS_SCHEMA,
     burn_summary,
+    column_order,
     json_report,
     market_label,
     parse_filter,
@@ -469,3 +470,23 @@ def test_colon_narrows_to_one_provider() -> None:
     assert shown(":aws", aws, pod) == ["i-a"]
     assert shown(":runpod", aws, pod) == ["pod-1"]
     assert shown("!:aws", aws, pod) == ["pod-1"]
+
+
+def test_column_order_sorts_money_and_uptime_as_numbers() -> None:
+    price = COLUMNS.index("$/H")
+    uptime = COLUMNS.index("UPTIME")
+    fleet = [
+        make_instance("i-big", instance_type="p5.48xlarge", launched_at=T0 - timedelta(days=2)),
+        make_instance("i-small", instance_type="g5.xlarge", launched_at=T0 - timedelta(hours=1)),
+        make_instance("i-stopped", instance_type="p5.48xlarge", state=InstanceState.STOPPED),
+        make_instance("i-odd", instance_type="x.unknown"),
+        make_instance("i-est", instance_type="g5.xlarge", region="ap-south-1"),
+    ]
+
+    def order(column: int) -> list[str]:
+        rows = [(i, row_cells(i, T0, PRICES)) for i in fleet]
+        return [i.id for i, c in sorted(rows, key=lambda r: column_order(column, *r))]
+
+    assert order(price) == ["i-odd", "i-stopped", "i-est", "i-small", "i-big"]
+    assert order(uptime)[0] == "i-stopped"
+    assert order(uptime)[-1] == "i-big"
