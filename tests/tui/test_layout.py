@@ -305,3 +305,47 @@ async def test_sort_keys_and_header_clicks(make_app: AppFactory) -> None:
         assert (grid.sort_column, grid.sort_reverse) == (STATE_COLUMN, False)
         await pilot.click(InstanceTable, offset=(x + 1, 0))
         assert (grid.sort_column, grid.sort_reverse) == (STATE_COLUMN, True)
+
+
+def test_more_than_three_providers_share_one_summary_line() -> None:
+    from runctl_tui.models import ProviderStatus
+    from runctl_tui.tui.widgets.provider_bar import summary_text
+
+    statuses = [
+        ProviderStatus(provider="aws", ok=True, refreshed_at=NOW, instance_count=11),
+        ProviderStatus(provider="runpod", ok=True, refreshed_at=NOW, instance_count=3),
+        ProviderStatus(
+            provider="local", ok=False, configured=False, error="not configured", failed_at=NOW
+        ),
+        ProviderStatus(
+            provider="ssh", ok=False, error="gpu-box: connection refused", failed_at=NOW
+        ),
+    ]
+
+    line = summary_text(statuses).plain
+
+    assert line == "✖ 4 providers: aws 11 · runpod 3 · local not configured · ✖ ssh"
+
+
+async def test_many_providers_in_the_bar_and_the_table(tmp_path: Path) -> None:
+    providers = [
+        FakeProvider(
+            [machine(f"{name}-1", f"{name}-job").model_copy(update={"provider": name})], name=name
+        )
+        for name in ("aws", "runpod", "local", "ssh")
+    ]
+    providers[3].list_error = ProviderError("ssh", "gpu-box: connection refused", hint="is it up?")
+    fleet = Fleet(providers, journal=Journal(tmp_path / "journal.jsonl"), clock=lambda: NOW)
+    app = RunctlApp(Settings(poll_seconds=3600), fleet, clock=lambda: NOW)
+    async with app.run_test(size=(160, 45)) as pilot:
+        for _ in range(3):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        lines = app.screen.query_one(ProviderBar).text.plain.splitlines()
+        assert lines[0].startswith("✖ 4 providers: aws 1 · runpod 1 · local 1 · ✖ ssh")
+        assert lines[1].startswith("✖ ssh  gpu-box: connection refused")
+        assert len(lines) == 2
+        grid = app.screen.query_one(InstanceTable)
+        assert "PROVIDER" in grid.render_line(0).text
+        await pilot.press("slash", *":runpod", "enter")
+        assert [k.split(":")[0] for k in grid.keys] == ["runpod"]

@@ -89,6 +89,31 @@ def status_text(
     return Content.assemble(*parts)
 
 
+MAX_STATUS_LINES = 3
+"""More providers than this share one summary line; those in trouble keep a line each."""
+
+
+def summary_text(statuses: Sequence[ProviderStatus]) -> Content:
+    """``● 4 providers: aws 11 · runpod 3 · local 2 · ✖ ssh`` for a bar with many providers."""
+    healthy = all(s.ok or not s.configured for s in statuses)
+    parts: list[str | tuple[str, str]] = [
+        ("● " if healthy else "✖ ", "bold $text-success" if healthy else "bold $text-error"),
+        (f"{len(statuses)} providers:", "bold"),
+    ]
+    for n, status in enumerate(statuses):
+        parts.append(" ·" if n else "")
+        name = clean(status.provider)
+        if status.ok:
+            parts.append(f" {name} {status.instance_count}")
+        elif not status.configured:
+            parts.append((f" {name} not configured", "$text-muted"))
+        elif status.failed_at is None:
+            parts.append((f" {name} …", "$text-warning"))
+        else:
+            parts.append((f" ✖ {name}", "$text-error"))
+    return Content.assemble(*parts)
+
+
 class ProviderBar(Widget):
     """Freshness and failures of every provider, with the fleet's burn rate."""
 
@@ -144,10 +169,18 @@ class ProviderBar(Widget):
 
     def _build(self, now: datetime) -> Content:
         inline = self.is_mounted and not self.identity_in_header()
-        lines = [
+        statuses = self._statuses
+        lines: list[Content] = []
+        if len(statuses) > MAX_STATUS_LINES:
+            # Many providers: one line for all, and a line of its own for each one in trouble.
+            lines.append(summary_text(statuses))
+            statuses = [s for s in statuses if s.configured and (not s.ok or s.warnings)]
+        lines += [
             status_text(s, now, polling_since=self._polling_since, show_identity=inline)
-            for s in self._statuses
-        ] or [Content.styled(NO_PROVIDERS, "$text-warning")]
+            for s in statuses
+        ]
+        if not lines:
+            lines = [Content.styled(NO_PROVIDERS, "$text-warning")]
         if self._summary:
             lines[0] = Content.assemble(lines[0], "   ", (clean(self._summary), "bold"))
         if self._notice:
