@@ -24,7 +24,7 @@ from runctl_tui.config import (
     default_config_text,
     load_settings,
 )
-from runctl_tui.providers.base import Provider
+from runctl_tui.providers.base import AnyProvider
 from runctl_tui.services.fleet import Fleet
 from runctl_tui.text import clean
 
@@ -164,7 +164,7 @@ def _build_fleet(settings: Settings, demo: bool) -> tuple[Fleet, list[str]]:
     from runctl_tui.audit import Journal
 
     warnings: list[str] = []
-    providers: list[Provider]
+    providers: list[AnyProvider]
     if demo:
         from runctl_tui.demo import DemoBackend, demo_providers
 

@@ -11,6 +11,7 @@ import stat
 import tomllib
 import typing
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,38 @@ class AwsSettings(BaseModel):
         return regions
 
 
+class SshHostSettings(BaseModel):
+    """One ``[[ssh.hosts]]`` table: a machine reached over SSH."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str
+    """A ``~/.ssh/config`` alias, ``user@host[:port]`` or ``ssh://user@host:port``."""
+    label: str | None = None
+    """Shown instead of the host, e.g. ``lab-a100``."""
+    hourly_usd: Decimal | None = Field(default=None, ge=0)
+    """What the machine costs per hour, if anything."""
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, host: str) -> str:
+        from runctl_tui.remote.ssh import parse_target
+
+        parse_target(host)
+        return host
+
+
+class SshSettings(BaseModel):
+    """The ``[ssh]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hosts: list[SshHostSettings] = Field(default_factory=list)
+    """The machines to watch, one ``[[ssh.hosts]]`` table each."""
+    connect_timeout: float = Field(default=10.0, ge=1.0, le=120.0)
+    """Seconds to wait for a host to accept a connection."""
+
+
 class Settings(BaseModel):
     """Everything the user can configure."""
 
@@ -75,6 +108,7 @@ class Settings(BaseModel):
     protect_tag: str = Field(default="runctl:protect", min_length=1)
     """Tag key that, set to ``true``, refuses terminate."""
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    ssh: SshSettings = Field(default_factory=SshSettings)
     keymap: dict[str, str] = Field(default_factory=dict)
     """Binding id to keys, e.g. ``stop-instance = "x"``; stored as Textual key names."""
 

@@ -102,6 +102,10 @@ class Instance(BaseModel):
     volumes: tuple[Volume, ...] = ()
     protected: bool = False
     """Carries the configured protection tag: never terminated from here."""
+    hourly_usd: Decimal | None = None
+    """The provider's own hourly price, when it has one (a pod's rate, a host's config)."""
+    rate_source: str | None = None
+    """Where :attr:`hourly_usd` comes from, e.g. ``[[ssh.hosts]] hourly_usd``."""
 
     @property
     def key(self) -> str:

@@ -42,7 +42,12 @@ class PriceTable:
     prices: dict[str, dict[str, Decimal]]
 
     def rate(self, instance: Instance) -> Rate | None:
-        """The list price for ``instance``'s type; ``None`` when the table lacks it."""
+        """The list price for ``instance``'s type; ``None`` when the table lacks it.
+
+        A price the provider set on the instance itself wins over the table.
+        """
+        if instance.hourly_usd is not None:
+            return Rate(instance.hourly_usd, instance.rate_source or f"set by {instance.provider}")
         regional = self.prices.get(instance.region, {})
         price = regional.get(instance.instance_type)
         basis = f"on-demand list price of {self.as_of}"

@@ -7,17 +7,17 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from runctl_tui.config import Settings
-from runctl_tui.providers.base import Provider
+from runctl_tui.providers.base import AnyProvider
 
 log = logging.getLogger(__name__)
 
 GROUP = "runctl.providers"
-ProviderFactory = Callable[[Settings], Sequence[Provider]]
+ProviderFactory = Callable[[Settings], Sequence[AnyProvider]]
 
 
-def load_providers(settings: Settings) -> tuple[list[Provider], list[str]]:
+def load_providers(settings: Settings) -> tuple[list[AnyProvider], list[str]]:
     """Every configured provider, and one warning per plugin that failed to load."""
-    providers: list[Provider] = []
+    providers: list[AnyProvider] = []
     warnings: list[str] = []
     for entry in sorted(entry_points(group=GROUP), key=lambda e: e.name):
         try:
