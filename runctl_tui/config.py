@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from runctl_tui.keys import KeymapError, resolve_keymap
+from runctl_tui.providers.local import DEFAULT_GRACE_SECONDS, DEFAULT_PATTERNS
 from runctl_tui.text import clean
 
 APP_NAME = "runctl-tui"
@@ -60,6 +61,20 @@ class AwsSettings(BaseModel):
         if "all" in regions and len(regions) > 1:
             raise ValueError('"all" cannot be combined with named regions')
         return regions
+
+
+class LocalSettings(BaseModel):
+    """The ``[local]`` table: this machine and the training runs on it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    """Show this machine and its training processes."""
+    patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_PATTERNS), min_length=1)
+    """Launch patterns of training runs, matched against the program and script, not the whole
+    command line: ``train*.py``, ``torchrun``, ``accelerate launch``, ``python -m *.train``."""
+    grace_seconds: float = Field(default=DEFAULT_GRACE_SECONDS, ge=0, le=3600)
+    """After ``s`` sends SIGINT, how long a run has to save and exit before SIGTERM."""
 
 
 class SshHostSettings(BaseModel):
@@ -108,6 +123,7 @@ class Settings(BaseModel):
     protect_tag: str = Field(default="runctl:protect", min_length=1)
     """Tag key that, set to ``true``, refuses terminate."""
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    local: LocalSettings = Field(default_factory=LocalSettings)
     ssh: SshSettings = Field(default_factory=SshSettings)
     keymap: dict[str, str] = Field(default_factory=dict)
     """Binding id to keys, e.g. ``stop-instance = "x"``; stored as Textual key names."""

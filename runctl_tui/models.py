@@ -81,7 +81,8 @@ class Instance(BaseModel):
     """The ``Name`` tag, or empty."""
     instance_type: str
     state: InstanceState
-    lifecycle: Lifecycle = Lifecycle.ON_DEMAND
+    lifecycle: Lifecycle | None = Lifecycle.ON_DEMAND
+    """``None`` for machines not bought by the hour from a market (this machine, a lab box)."""
     spot_request_type: str | None = None
     """``one-time`` or ``persistent`` for spot instances, when the provider tells."""
     spot_request_id: str | None = None

@@ -51,6 +51,8 @@ STATE_ORDER = {
 
 def market_label(instance: Instance) -> str:
     """``on-demand``, ``spot``, ``spot one-time`` or ``spot persist``."""
+    if instance.lifecycle is None:
+        return "-"
     if instance.lifecycle is Lifecycle.ON_DEMAND:
         return "on-demand"
     if instance.spot_request_type == "one-time":
@@ -337,7 +339,7 @@ def json_report(snapshot: FleetSnapshot, prices: PriceTable) -> dict[str, Any]:
             "gpus": instance.gpus.model_dump() if instance.gpus else None,
             "instance_store_gb": instance.instance_store_gb,
             "type_facts_missing": instance.type_facts_missing,
-            "lifecycle": instance.lifecycle.value,
+            "lifecycle": instance.lifecycle.value if instance.lifecycle else None,
             "spot_request_type": instance.spot_request_type,
             "spot_request_id": instance.spot_request_id,
             "state": instance.state.value,

@@ -12,6 +12,9 @@ ISOLATED_ENV = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
     "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
+    # The machine running the tests is not part of any test's fleet (tests of the local
+    # provider build it themselves).
+    "RUNCTL_TUI_LOCAL__ENABLED": "false",
 }
 
 

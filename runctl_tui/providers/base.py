@@ -111,6 +111,15 @@ class ReportsWarnings(Protocol):
 
 
 @runtime_checkable
+class NamesLosses(Protocol):
+    """A provider that says, for a confirmation, what an action on an instance does and loses."""
+
+    def losses(self, action: Action, instance: Instance) -> list[str]:
+        """Short lines such as ``SIGINT to process group 4242 (3 processes)``; quick, local."""
+        ...
+
+
+@runtime_checkable
 class HasIdentity(Protocol):
     """A provider that can say which account, profile, regions and endpoint it shows."""
 

@@ -23,18 +23,21 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from runctl_tui.models import GpuSpec, Instance, InstanceState
+from runctl_tui.models import Action, GpuSpec, Instance, InstanceState
 from runctl_tui.providers.base import Capabilities, NotFoundError, ProviderError
 from runctl_tui.threads import submit
 
 if TYPE_CHECKING:
     import psutil
+
+    from runctl_tui.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -663,6 +666,7 @@ class LocalProvider:
             name=host.hostname,
             instance_type="host",
             state=InstanceState.RUNNING,
+            lifecycle=None,
             gpus=gpu_spec(host.gpus),
             launched_at=host.booted_at,
         )
@@ -678,7 +682,11 @@ class LocalProvider:
             name=" ".join(process.cmdline),
             instance_type=process.program,
             state=state,
+            lifecycle=None,
             launched_at=process.started_at,
+            # A run costs nothing beyond the machine it runs on, which has its own row.
+            hourly_usd=Decimal(0),
+            rate_source="runs on this machine",
         )
 
     def _escalating(self, key: str) -> bool:
@@ -725,6 +733,29 @@ class LocalProvider:
                 return InstanceState.SHUTTING_DOWN
             time.sleep(0.01)
         return InstanceState.TERMINATED
+
+    def losses(self, action: Action, instance: Instance) -> list[str]:
+        """What stop (interrupt) and terminate (kill) would do to ``instance``, for the dialog."""
+        if action not in (Action.STOP, Action.TERMINATE):
+            return []
+        try:
+            scope = self.signal_scope(instance)
+        except ProviderError as exc:
+            return [exc.message]
+        if scope.pgid is None:
+            reach = f"process {scope.pid} alone"
+        else:
+            count = len(scope.members)
+            reach = f"process group {scope.pgid} ({count} process{'es' * (count != 1)})"
+        if action is Action.STOP:
+            return [
+                f"SIGINT to {reach}: the run may save a checkpoint and exit",
+                f"SIGTERM after {self.grace_seconds:g} s if it is still running",
+            ]
+        return [
+            f"SIGKILL to {reach}: the run ends at once, unsaved progress is lost",
+            "this cannot be undone",
+        ]
 
     def signal_scope(self, instance: Instance) -> SignalScope:
         """What ``stop`` or ``terminate`` on ``instance`` would signal right now."""
@@ -893,3 +924,14 @@ def _pidfd(pid: int) -> Iterator[int | None]:
         yield handle
     finally:
         os.close(handle)
+
+
+def from_settings(settings: Settings) -> list[LocalProvider]:
+    """The ``local`` provider as the ``[local]`` table configures it."""
+    if not settings.local.enabled:
+        return []
+    return [
+        LocalProvider(
+            patterns=tuple(settings.local.patterns), grace_seconds=settings.local.grace_seconds
+        )
+    ]

@@ -160,6 +160,7 @@ class SshHostsProvider:
             name=facts.hostname,
             instance_type=f"{facts.cpus} CPU · load {facts.load_1m:.2f}",
             state=InstanceState.RUNNING,
+            lifecycle=None,
             gpus=gpu_spec(facts.gpus),
             launched_at=now - timedelta(seconds=facts.up_seconds) if facts.up_seconds else None,
             public_ip=host.target.host,

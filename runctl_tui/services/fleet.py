@@ -26,6 +26,7 @@ from runctl_tui.providers.base import (
     AnyProvider,
     HasIdentity,
     HasSpotRequests,
+    NamesLosses,
     NotConfiguredError,
     NotFoundError,
     Provider,
@@ -313,6 +314,25 @@ class Fleet:
             self.journal.record(result, at=self.clock())
         except JournalError as exc:
             log.error("%s", exc)
+
+    def losses(self, action: Action, targets: Sequence[Instance]) -> dict[str, list[str]]:
+        """What each target's provider says the action does and loses, by key, where it says.
+
+        Targets of providers that do not say are left out: the confirmation then lists what
+        EC2 loses. A provider that fails to say is logged and left out too.
+        """
+        said: dict[str, list[str]] = {}
+        for seen in targets:
+            provider = self.providers.get(seen.provider)
+            if not isinstance(provider, NamesLosses):
+                continue
+            try:
+                said[seen.key] = [one_line(line, 200) for line in provider.losses(action, seen)]
+            except Exception as exc:
+                log.warning(
+                    "%s: cannot say what %s does to %s: %s", seen.provider, action, seen.id, exc
+                )
+        return said
 
     def spot_requests(self, targets: Sequence[Instance]) -> dict[str, SpotRequest]:
         """The live persistent spot requests behind ``targets``, by instance key (blocking).

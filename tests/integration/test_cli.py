@@ -16,7 +16,13 @@ import pytest
 
 from runctl_tui import __version__, cli
 from runctl_tui.cli import log_path, setup_logging
-from runctl_tui.config import Settings, default_config_path, default_config_text, load_settings
+from runctl_tui.config import (
+    LocalSettings,
+    Settings,
+    default_config_path,
+    default_config_text,
+    load_settings,
+)
 from runctl_tui.models import FleetSnapshot
 from runctl_tui.services.fleet import Fleet
 from runctl_tui.text import clean
@@ -230,7 +236,8 @@ def test_config_init_writes_a_loadable_file_and_refuses_to_overwrite() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"wrote {target}"
     assert target.read_text("utf-8") == default_config_text()
-    assert load_settings() == Settings()
+    # The test environment turns the local provider off; the file itself holds the defaults.
+    assert load_settings() == Settings(local=LocalSettings(enabled=False))
 
     target.write_text("poll_seconds = 30\n", encoding="utf-8")
     again = run("config", "init")
@@ -252,7 +259,7 @@ def test_config_init_at_an_explicit_path(tmp_path: Path) -> None:
     done = run("config", "init", "--config", str(target))
 
     assert done.returncode == 0, done.stderr
-    assert load_settings(target) == Settings()
+    assert load_settings(target) == Settings(local=LocalSettings(enabled=False))
     assert not default_config_path().exists()
 
 

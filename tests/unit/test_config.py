@@ -90,12 +90,15 @@ def test_the_default_file_is_read_when_present(isolated_environment: Path) -> No
     assert load_settings().poll_seconds == 42.0
 
 
-def test_shipped_default_file_validates_to_the_defaults(tmp_path: Path) -> None:
+def test_shipped_default_file_validates_to_the_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RUNCTL_TUI_LOCAL__ENABLED")
     path = write(tmp_path, default_config_text())
 
     assert load_settings(path) == Settings()
     # It documents every top-level key it configures.
-    for key in ("poll_seconds", "readonly", "protect_tag", "[aws]", "[keymap]"):
+    for key in ("poll_seconds", "readonly", "protect_tag", "[aws]", "[local]", "[[ssh.hosts]]"):
         assert key in default_config_text()
 
 

@@ -6,7 +6,7 @@ from importlib.metadata import EntryPoint, EntryPoints, entry_points
 
 import pytest
 
-from runctl_tui.config import AwsSettings, Settings
+from runctl_tui.config import AwsSettings, LocalSettings, Settings, SshHostSettings, SshSettings
 from runctl_tui.providers import registry
 from runctl_tui.providers.aws import AwsProvider
 from runctl_tui.providers.base import Provider
@@ -14,7 +14,9 @@ from runctl_tui.providers.base import Provider
 
 def test_aws_is_registered_and_built_from_settings() -> None:
     settings = Settings(
-        protect_tag="team:keep", aws=AwsSettings(regions=["eu-west-1"], profile="ml")
+        protect_tag="team:keep",
+        aws=AwsSettings(regions=["eu-west-1"], profile="ml"),
+        local=LocalSettings(enabled=False),
     )
 
     providers, warnings = registry.load_providers(settings)
@@ -30,9 +32,20 @@ def test_aws_is_registered_and_built_from_settings() -> None:
 
 
 def test_disabled_aws_gives_no_provider() -> None:
-    providers, warnings = registry.load_providers(Settings(aws=AwsSettings(enabled=False)))
+    providers, warnings = registry.load_providers(
+        Settings(aws=AwsSettings(enabled=False), local=LocalSettings(enabled=False))
+    )
 
     assert (providers, warnings) == ([], [])
+
+
+def test_every_bundled_provider_is_registered() -> None:
+    settings = Settings(ssh=SshSettings(hosts=[SshHostSettings(host="ml@gpu-box")]))
+
+    providers, warnings = registry.load_providers(settings)
+
+    assert warnings == []
+    assert [p.name for p in providers] == ["aws", "local", "ssh"]
 
 
 def test_a_broken_plugin_warns_and_the_others_load(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,7 +59,7 @@ def test_a_broken_plugin_warns_and_the_others_load(monkeypatch: pytest.MonkeyPat
 
     providers, warnings = registry.load_providers(Settings())
 
-    assert [p.name for p in providers] == ["aws"]
+    assert [p.name for p in providers] == ["aws", "local"]
     (warning,) = warnings
     assert warning.startswith("provider plugin 'broken' failed to load: ")
     assert "runctl_tui_no_such_module" in warning

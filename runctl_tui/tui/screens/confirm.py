@@ -209,11 +209,12 @@ def target_text(
     prices: PriceTable,
     protect_tag: str,
     reason: str | None = None,
+    said: Sequence[str] | None = None,
 ) -> Text:
     """One target: who it is, what it costs, what is lost, or why it will be refused."""
     text = identity(instance)
     text.append("\n")
-    text.append_text(details_text(action, instance, prices, protect_tag, reason))
+    text.append_text(details_text(action, instance, prices, protect_tag, reason, said))
     return text
 
 
@@ -223,6 +224,7 @@ def details_text(
     prices: PriceTable,
     protect_tag: str,
     reason: str | None = None,
+    said: Sequence[str] | None = None,
 ) -> Text:
     """The lines under a target's identity: cost, then losses or why it will be refused."""
     text = cost_text(action, instance, prices)
@@ -234,8 +236,9 @@ def details_text(
         text.append("\n   ! protected (", "yellow")
         text.append(one_line(protect_tag, 60), "yellow")
         text.append("=true)", "yellow")
-    for line in losses(action, instance):
-        text.append(f"\n   • {line}", "yellow" if action is not Action.START else "")
+    # A provider that says what its action does (a process's signals) is taken at its word.
+    for line in losses(action, instance) if said is None else said:
+        text.append(f"\n   • {one_line(line, 200)}", "yellow" if action is not Action.START else "")
     return text
 
 
@@ -377,8 +380,11 @@ class ConfirmScreen(ModalScreen[Decision]):
         refused: Mapping[str, str] | None = None,
         hidden: int = 0,
         spot_lookup: SpotLookup | None = None,
+        losses_by_key: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         super().__init__()
+        self.losses_by_key = dict(losses_by_key or {})
+        """What the providers say each target's action does, by key (else EC2's losses)."""
         self.action = action
         self.targets = tuple(targets)
         """The instances captured when the modal opened: the only ones it can act on."""
@@ -445,7 +451,12 @@ class ConfirmScreen(ModalScreen[Decision]):
     def describe(self, target: Instance) -> Text:
         """The lines under one target's identity, its spot request included once known."""
         text = details_text(
-            self.action, target, self.prices, self.protect_tag, self.refused.get(target.key)
+            self.action,
+            target,
+            self.prices,
+            self.protect_tag,
+            self.refused.get(target.key),
+            self.losses_by_key.get(target.key),
         )
         if not self.needs_spot_lookup(target):
             return text

@@ -412,6 +412,7 @@ class DashboardScreen(Screen[None]):
             refused=reasons,
             hidden=hidden,
             spot_lookup=self.fleet.spot_requests if action is Action.TERMINATE else None,
+            losses_by_key=self.fleet.losses(action, targets),
         )
         self.app.push_screen(modal, callback=partial(self.decided, action, targets, reasons))
 
