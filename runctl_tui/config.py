@@ -77,6 +77,21 @@ class LocalSettings(BaseModel):
     """After ``s`` sends SIGINT, how long a run has to save and exit before SIGTERM."""
 
 
+class RunPodSettings(BaseModel):
+    """The ``[runpod]`` table. The API key itself is never read from this file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    """Poll RunPod at all (without a key it shows as not configured)."""
+    api_key_env: str = Field(default="RUNPOD_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The environment variable holding the key; else runpodctl's ~/.runpod/config.toml."""
+    protect_marker: str = Field(default="[protect]", min_length=1)
+    """A pod whose name contains this is never terminated from here."""
+    timeout: float = Field(default=15.0, ge=1.0, le=120.0)
+    """Seconds one call to RunPod's API may take."""
+
+
 class SshHostSettings(BaseModel):
     """One ``[[ssh.hosts]]`` table: a machine reached over SSH."""
 
@@ -123,6 +138,7 @@ class Settings(BaseModel):
     protect_tag: str = Field(default="runctl:protect", min_length=1)
     """Tag key that, set to ``true``, refuses terminate."""
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    runpod: RunPodSettings = Field(default_factory=RunPodSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
     ssh: SshSettings = Field(default_factory=SshSettings)
     keymap: dict[str, str] = Field(default_factory=dict)

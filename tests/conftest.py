@@ -15,6 +15,8 @@ ISOLATED_ENV = {
     # The machine running the tests is not part of any test's fleet (tests of the local
     # provider build it themselves).
     "RUNCTL_TUI_LOCAL__ENABLED": "false",
+    # Each test that wants RunPod turns it on and points it at the local stand-in.
+    "RUNCTL_TUI_RUNPOD__ENABLED": "false",
 }
 
 
@@ -28,7 +30,14 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
         monkeypatch.setenv(name, str(home / name.lower()))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "RUNCTL_TUI_CONFIG"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_EC2",
+        "RUNCTL_TUI_CONFIG",
+        "RUNPOD_API_KEY",
+        "RUNPOD_API_BASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in ISOLATED_ENV.items():
         monkeypatch.setenv(name, value)

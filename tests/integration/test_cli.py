@@ -18,6 +18,7 @@ from runctl_tui import __version__, cli
 from runctl_tui.cli import log_path, setup_logging
 from runctl_tui.config import (
     LocalSettings,
+    RunPodSettings,
     Settings,
     default_config_path,
     default_config_text,
@@ -228,6 +229,10 @@ def test_missing_config_file_given_explicitly(tmp_path: Path) -> None:
     assert done.stderr.strip().endswith("absent.toml: no such config file")
 
 
+QUIET = Settings(local=LocalSettings(enabled=False), runpod=RunPodSettings(enabled=False))
+"""The defaults as the test environment changes them."""
+
+
 def test_config_init_writes_a_loadable_file_and_refuses_to_overwrite() -> None:
     target = default_config_path()
 
@@ -237,7 +242,7 @@ def test_config_init_writes_a_loadable_file_and_refuses_to_overwrite() -> None:
     assert done.stdout.strip() == f"wrote {target}"
     assert target.read_text("utf-8") == default_config_text()
     # The test environment turns the local provider off; the file itself holds the defaults.
-    assert load_settings() == Settings(local=LocalSettings(enabled=False))
+    assert load_settings() == QUIET
 
     target.write_text("poll_seconds = 30\n", encoding="utf-8")
     again = run("config", "init")
@@ -259,7 +264,7 @@ def test_config_init_at_an_explicit_path(tmp_path: Path) -> None:
     done = run("config", "init", "--config", str(target))
 
     assert done.returncode == 0, done.stderr
-    assert load_settings(target) == Settings(local=LocalSettings(enabled=False))
+    assert load_settings(target) == QUIET
     assert not default_config_path().exists()
 
 
@@ -594,3 +599,30 @@ def test_status_over_a_hostile_fleet(hostile_fleet: HostileFleet, tmp_path: Path
     raw = {i["id"]: i["name"] for i in report["instances"]}
     for label, name in hostile_fleet.names.items():
         assert raw[hostile_fleet.ids[label]] == name
+
+
+def test_status_lists_runpod_pods_from_the_stand_in() -> None:
+    from runctl_tui.runpod_standin import RunPodStandIn, demo_pods
+
+    with RunPodStandIn(demo_pods()) as stand_in:
+        done = run(
+            "status",
+            "--json",
+            env={
+                "RUNPOD_API_KEY": stand_in.api_key,
+                "RUNPOD_API_BASE_URL": stand_in.url,
+                "RUNCTL_TUI_AWS__ENABLED": "false",
+                "RUNCTL_TUI_RUNPOD__ENABLED": "true",
+            },
+        )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    (runpod,) = report["providers"]
+    assert (runpod["name"], runpod["ok"]) == ("runpod", True)
+    pods = [i for i in report["instances"] if i["provider"] == "runpod"]
+    assert len(pods) == len(demo_pods())
+    running = [p for p in pods if p["state"] == "running"]
+    assert running
+    assert all(p["hourly_usd"] != "0.00" for p in running)
+    assert stand_in.api_key not in done.stdout + done.stderr

@@ -94,11 +94,12 @@ def test_shipped_default_file_validates_to_the_defaults(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("RUNCTL_TUI_LOCAL__ENABLED")
+    monkeypatch.delenv("RUNCTL_TUI_RUNPOD__ENABLED")
     path = write(tmp_path, default_config_text())
 
     assert load_settings(path) == Settings()
     # It documents every top-level key it configures.
-    for key in ("poll_seconds", "readonly", "protect_tag", "[aws]", "[local]", "[[ssh.hosts]]"):
+    for key in ("poll_seconds", "protect_tag", "[aws]", "[runpod]", "[local]", "[[ssh.hosts]]"):
         assert key in default_config_text()
 
 

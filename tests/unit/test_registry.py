@@ -6,7 +6,14 @@ from importlib.metadata import EntryPoint, EntryPoints, entry_points
 
 import pytest
 
-from runctl_tui.config import AwsSettings, LocalSettings, Settings, SshHostSettings, SshSettings
+from runctl_tui.config import (
+    AwsSettings,
+    LocalSettings,
+    RunPodSettings,
+    Settings,
+    SshHostSettings,
+    SshSettings,
+)
 from runctl_tui.providers import registry
 from runctl_tui.providers.aws import AwsProvider
 from runctl_tui.providers.base import Provider
@@ -17,6 +24,7 @@ def test_aws_is_registered_and_built_from_settings() -> None:
         protect_tag="team:keep",
         aws=AwsSettings(regions=["eu-west-1"], profile="ml"),
         local=LocalSettings(enabled=False),
+        runpod=RunPodSettings(enabled=False),
     )
 
     providers, warnings = registry.load_providers(settings)
@@ -33,7 +41,11 @@ def test_aws_is_registered_and_built_from_settings() -> None:
 
 def test_disabled_aws_gives_no_provider() -> None:
     providers, warnings = registry.load_providers(
-        Settings(aws=AwsSettings(enabled=False), local=LocalSettings(enabled=False))
+        Settings(
+            aws=AwsSettings(enabled=False),
+            local=LocalSettings(enabled=False),
+            runpod=RunPodSettings(enabled=False),
+        )
     )
 
     assert (providers, warnings) == ([], [])
@@ -45,7 +57,7 @@ def test_every_bundled_provider_is_registered() -> None:
     providers, warnings = registry.load_providers(settings)
 
     assert warnings == []
-    assert [p.name for p in providers] == ["aws", "local", "ssh"]
+    assert [p.name for p in providers] == ["aws", "local", "runpod", "ssh"]
 
 
 def test_a_broken_plugin_warns_and_the_others_load(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,7 +71,7 @@ def test_a_broken_plugin_warns_and_the_others_load(monkeypatch: pytest.MonkeyPat
 
     providers, warnings = registry.load_providers(Settings())
 
-    assert [p.name for p in providers] == ["aws", "local"]
+    assert [p.name for p in providers] == ["aws", "local", "runpod"]
     (warning,) = warnings
     assert warning.startswith("provider plugin 'broken' failed to load: ")
     assert "runctl_tui_no_such_module" in warning
