@@ -679,7 +679,10 @@ class LocalProvider:
             provider=self.name,
             id=process.key,
             region=hostname,
-            name=" ".join(process.cmdline),
+            # The interpreter's path says nothing about the run: its name and the arguments do.
+            name=" ".join([os.path.basename(process.cmdline[0]), *process.cmdline[1:]])
+            if process.cmdline
+            else process.program,
             instance_type=process.program,
             state=state,
             lifecycle=None,

@@ -182,7 +182,13 @@ class ProviderBar(Widget):
         if not lines:
             lines = [Content.styled(NO_PROVIDERS, "$text-warning")]
         if self._summary:
-            lines[0] = Content.assemble(lines[0], "   ", (clean(self._summary), "bold"))
+            # Beside the first provider that is set up, not after a "not configured" note.
+            first = next(
+                (n for n, s in enumerate(statuses) if s.configured),
+                0,
+            )
+            first = first + (len(lines) - len(statuses)) if statuses else 0
+            lines[first] = Content.assemble(lines[first], "   ", (clean(self._summary), "bold"))
         if self._notice:
             lines.insert(0, Content.styled(f"✖ {clean(self._notice)}", "bold $text-error"))
         return Content("\n").join(lines)
