@@ -160,6 +160,9 @@ def _config_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+DEMO_POLL_DEADLINE = 90.0
+
+
 def _build_fleet(settings: Settings, demo: bool) -> tuple[Fleet, list[str]]:
     from runctl_tui.audit import Journal
 
@@ -179,7 +182,11 @@ def _build_fleet(settings: Settings, demo: bool) -> tuple[Fleet, list[str]]:
         journal=Journal(),
         readonly=settings.readonly,
         protect_tag=settings.protect_tag,
-        poll_deadline=settings.poll_deadline_seconds,
+        # The demo's first poll starts and seeds its servers: on a busy machine that alone can
+        # take longer than any real endpoint should.
+        poll_deadline=max(settings.poll_deadline_seconds, DEMO_POLL_DEADLINE)
+        if demo
+        else settings.poll_deadline_seconds,
     )
     return fleet, warnings
 
@@ -208,7 +215,7 @@ def _status_command(settings: Settings, args: argparse.Namespace) -> int:
     fleet, warnings = _build_fleet(settings, args.demo)
     for warning in warnings:
         print(f"{APP_NAME}: warning: {warning}", file=sys.stderr)
-    snapshot = fleet.poll(deadline=settings.poll_deadline_seconds)
+    snapshot = fleet.poll(deadline=fleet.poll_deadline)
     code = EXIT_OK if snapshot.all_ok else EXIT_PROVIDER_FAILED
     if args.json:
         report = json.dumps(json_report(snapshot, bundled_prices()), indent=2)

@@ -6,15 +6,27 @@ The app talks to it with exactly the boto3 code a real account uses; only the en
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runctl_tui.models import Instance
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
-from runctl_tui.providers.base import ProviderError
+from runctl_tui.providers.base import AnyProvider, ProviderError
+from runctl_tui.providers.local import LocalProvider
+from runctl_tui.providers.runpod import RunPodProvider
+from runctl_tui.runpod_standin import RunPodStandIn
+from runctl_tui.threads import import_sdk
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.client import EC2Client
@@ -207,6 +219,7 @@ class DemoBackend:
                 os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
                 logging.getLogger("werkzeug").setLevel(logging.ERROR)
                 try:
+                    import_sdk("moto.server", "moto.core", "moto.ec2.models")
                     from moto.server import ThreadedMotoServer
                 except ImportError:
                     raise ProviderError(
@@ -240,6 +253,7 @@ class IsolatedClients(Ec2Clients):
 
     def _get_session(self) -> Any:
         if self._session is None:
+            import_sdk("boto3.session", "botocore.session")
             import boto3.session
             import botocore.session
 
@@ -278,6 +292,80 @@ class DemoClients(IsolatedClients):
         return self._backend.endpoint()
 
 
-def demo_providers(backend: DemoBackend, protect_tag: str = "runctl:protect") -> list[AwsProvider]:
-    """The providers the demo shows: EC2 in two regions, through the demo server."""
-    return [AwsProvider(DemoClients(backend), DEMO_REGIONS, protect_tag=protect_tag)]
+DEMO_RUNPOD_KEY = "demo-runpod-key"
+"""The stand-in's key: the user's own RunPod key is never sent to it."""
+
+
+class DemoRunPod(RunPodProvider):
+    """RunPod pods served by the in-process stand-in of RunPod's API, started on first poll."""
+
+    def __init__(self) -> None:
+        super().__init__(DEMO_RUNPOD_KEY, key_source="the demo")
+        self._stand_in: RunPodStandIn | None = None
+        self._start_lock = threading.Lock()
+
+    def _serving(self) -> None:
+        with self._start_lock:
+            if self._stand_in is None:
+                self._stand_in = RunPodStandIn(api_key=DEMO_RUNPOD_KEY, lifetime=None).start()
+                # The SDK reads the base URL on every call; the demo process talks to no other.
+                os.environ["RUNPOD_API_BASE_URL"] = self._stand_in.url
+
+    def list_instances(self) -> list[Instance]:
+        """The stand-in's pods."""
+        self._serving()
+        return super().list_instances()
+
+
+class DemoRun:
+    """A real training process on this machine, started on first poll, stopped at exit."""
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="runctl-demo-run-"))
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def ensure_started(self) -> None:
+        """Start the run unless it is running (or the user already stopped it)."""
+        with self._lock:
+            if self._process is not None:
+                return
+            script = Path(__file__).with_name("train_demo.py")
+            self._process = subprocess.Popen(
+                [sys.executable, str(script), str(self.directory)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """Kill the run's process group if it is still there."""
+        if self._process is not None and self._process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=2)
+
+
+class DemoLocal(LocalProvider):
+    """This machine with the demo's own training run (and no other process of the user's)."""
+
+    def __init__(self, run: DemoRun) -> None:
+        super().__init__(patterns=("train_demo.py",))
+        self.run = run
+
+    def list_instances(self) -> list[Instance]:
+        """The host and the demo run."""
+        self.run.ensure_started()
+        return super().list_instances()
+
+
+def demo_providers(backend: DemoBackend, protect_tag: str = "runctl:protect") -> list[AnyProvider]:
+    """The providers the demo shows: EC2 in two regions, RunPod pods, this machine's run."""
+    return [
+        AwsProvider(DemoClients(backend), DEMO_REGIONS, protect_tag=protect_tag),
+        DemoRunPod(),
+        DemoLocal(DemoRun()),
+    ]

@@ -8,10 +8,16 @@ process alive. These helpers run each call on its own daemon thread instead and 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import TypeVar
+
+_IMPORTS = threading.RLock()
+"""Held while an SDK is imported. Providers poll on threads of their own, and two threads
+importing packages that share dependencies (boto3, moto and runpod all use botocore or
+requests) can each see the other's half-initialised module and fail with ImportError."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -50,3 +56,10 @@ async def run_blocking(fn: Callable[[], R], *, name: str = "runctl-call") -> R:
 def results(futures: Sequence[Future[R]]) -> list[R]:
     """Every future's result, in order (re-raising the first failure)."""
     return [f.result() for f in futures]
+
+
+def import_sdk(*names: str) -> None:
+    """Import ``names`` one thread at a time; later ``import`` statements then find them whole."""
+    with _IMPORTS:
+        for name in names:
+            importlib.import_module(name)

@@ -25,7 +25,7 @@ from runctl_tui.providers.base import (
     SpotRequest,
 )
 from runctl_tui.text import clean, one_line
-from runctl_tui.threads import map_all
+from runctl_tui.threads import import_sdk, map_all
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.client import EC2Client
@@ -98,6 +98,9 @@ class Ec2Clients:
 
     def _get_session(self) -> Any:
         if self._session is None:
+            import_sdk(
+                "boto3.session", "botocore.config", "botocore.exceptions", "botocore.parsers"
+            )
             import boto3.session
 
             kwargs: dict[str, Any] = {"profile_name": self.profile}

@@ -38,7 +38,7 @@ from runctl_tui.providers.base import (
     ProviderError,
 )
 from runctl_tui.text import one_line
-from runctl_tui.threads import submit
+from runctl_tui.threads import import_sdk, submit
 
 if TYPE_CHECKING:
     from runctl_tui.config import Settings
@@ -721,6 +721,7 @@ class RunPodProvider:
 
     def _sdk(self) -> Any:
         try:
+            import_sdk("runpod", "runpod.error")
             import runpod
         except ImportError:
             raise NotConfiguredError(

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -78,13 +79,16 @@ def test_status_demo_json() -> None:
     report = json.loads(done.stdout)
     assert report["schema"] == "runctl-tui/status/v1"
     assert report["ok"] is True
-    assert [p["name"] for p in report["providers"]] == ["aws"]
-    assert report["providers"][0]["ok"] is True
-    assert len(report["instances"]) == 11
-    assert {i["region"] for i in report["instances"]} == {"us-east-1", "eu-west-1"}
-    assert sum(i["protected"] for i in report["instances"]) == 1
-    assert report["totals"]["instances"] == 11
-    assert report["totals"]["running"] == 9
+    assert [p["name"] for p in report["providers"]] == ["aws", "runpod", "local"]
+    assert all(p["ok"] for p in report["providers"])
+    by_provider = Counter(i["provider"] for i in report["instances"])
+    # EC2 in two regions, the stand-in's pods, this machine and the demo's training run.
+    assert by_provider == {"aws": 11, "runpod": 5, "local": 2}
+    ec2 = [i for i in report["instances"] if i["provider"] == "aws"]
+    assert {i["region"] for i in ec2} == {"us-east-1", "eu-west-1"}
+    assert sum(i["protected"] for i in ec2) == 1
+    assert report["totals"]["instances"] == 18
+    assert report["totals"]["running"] == sum(i["state"] == "running" for i in report["instances"])
     assert float(report["totals"]["hourly_usd"]) > 0
     assert done.stderr == ""
 
@@ -576,8 +580,9 @@ def test_status_polls_with_the_configured_deadline(
 
     monkeypatch.setattr(cli, "_build_fleet", build)
     monkeypatch.setattr(cli, "setup_logging", lambda debug, to_stderr_on_failure: None)
+    monkeypatch.setenv("RUNCTL_TUI_AWS__ENABLED", "false")
 
-    assert cli.main(["--config", str(config), "--demo", "status", "--json"]) == 0
+    assert cli.main(["--config", str(config), "status", "--json"]) == 0
     assert seen == [("fleet", 7.0), ("poll", 7.0)]
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from runctl_tui.demo import DEMO_FLEET, DEMO_REGIONS, DemoBackend, demo_providers
 from runctl_tui.models import InstanceState, Lifecycle
+from runctl_tui.providers.aws import AwsProvider
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,8 @@ def backend(moto_url: str) -> Iterator[DemoBackend]:
 
 
 def test_demo_starts_and_seeds_the_fleet(backend: DemoBackend) -> None:
-    (provider,) = demo_providers(backend)
+    provider = demo_providers(backend)[0]
+    assert isinstance(provider, AwsProvider)
     now = datetime.now(UTC)
 
     instances = provider.list_instances()
@@ -56,6 +58,10 @@ def test_demo_starts_and_seeds_the_fleet(backend: DemoBackend) -> None:
     assert by_name["llama3-70b-sft"].tags["project"] == "llm-sft"
 
 
+def test_demo_shows_ec2_runpod_and_this_machine(backend: DemoBackend) -> None:
+    assert [p.name for p in demo_providers(backend)] == ["aws", "runpod", "local"]
+
+
 def test_endpoint_is_started_once(backend: DemoBackend) -> None:
     assert backend.endpoint() == backend.endpoint()
 
@@ -68,7 +74,8 @@ def test_demo_uses_fake_credentials_only(
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_PROFILE", "does-not-exist")
 
-    (provider,) = demo_providers(backend)
+    provider = demo_providers(backend)[0]
+    assert isinstance(provider, AwsProvider)
 
     assert len(provider.list_instances()) == 11
 

@@ -13,7 +13,7 @@ from runctl_tui import __version__
 from runctl_tui.models import ProviderStatus, format_duration
 from runctl_tui.text import clean
 
-DEMO_WARNING = "DEMO · simulated EC2, not your account"
+DEMO_WARNING = "DEMO · simulated clouds, not your accounts"
 READONLY_WARNING = "READ-ONLY"
 NO_PROVIDERS = "no providers configured: enable [aws] in the config, or try --demo"
 
