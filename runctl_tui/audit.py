@@ -80,8 +80,11 @@ class Journal:
                     handle.flush()
                     os.fsync(handle.fileno())
             except OSError as exc:
-                reason = exc.strerror or type(exc).__name__
-                raise JournalError(f"cannot write the audit journal {self.path}: {reason}") from exc
+                raise self._unwritable(exc) from exc
+
+    def _unwritable(self, exc: OSError) -> JournalError:
+        reason = exc.strerror or type(exc).__name__
+        return JournalError(f"cannot write the audit journal {self.path}: {reason}")
 
     def check(self) -> None:
         """Raise :class:`JournalError` unless the journal can be appended to right now."""
@@ -91,8 +94,7 @@ class Journal:
                 with self.path.open("a", encoding="utf-8"):
                     pass
             except OSError as exc:
-                reason = exc.strerror or type(exc).__name__
-                raise JournalError(f"cannot write the audit journal {self.path}: {reason}") from exc
+                raise self._unwritable(exc) from exc
 
     def attempted(
         self, action: Action, instance: Instance, *, at: datetime | None = None, detail: str = ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import TypeVar
 
@@ -51,11 +51,6 @@ def map_all(
 async def run_blocking(fn: Callable[[], R], *, name: str = "runctl-call") -> R:
     """Await ``fn`` run on a daemon thread; cancelling the await abandons the thread."""
     return await asyncio.wrap_future(submit(fn, name=name))
-
-
-def results(futures: Sequence[Future[R]]) -> list[R]:
-    """Every future's result, in order (re-raising the first failure)."""
-    return [f.result() for f in futures]
 
 
 def import_sdk(*names: str) -> None:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from functools import cache
 from importlib import resources
 
-from runctl_tui.models import Instance, InstanceState, Lifecycle
+from runctl_tui.models import Instance, InstanceState, Lifecycle, format_usd
 
 FALLBACK_REGION = "us-east-1"
 
@@ -125,8 +125,6 @@ def format_rate(instance: Instance, table: PriceTable, *, basis: bool = False) -
 
     With ``basis`` the provenance follows in parentheses, so an estimate says so in words.
     """
-    from runctl_tui.models import format_usd
-
     rate = table.rate(instance)
     if rate is None:
         return "price unknown"

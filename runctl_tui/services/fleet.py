@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from runctl_tui.audit import Journal, JournalError
 from runctl_tui.models import (
@@ -114,10 +114,6 @@ async def _poll_async_provider(provider: Any) -> PollOutcome:
     return PollOutcome(instances, warnings, None)
 
 
-def _loop() -> asyncio.AbstractEventLoop:
-    return asyncio.get_running_loop()
-
-
 class Fleet:
     """Every provider behind one poll and one guarded, journaled way to act."""
 
@@ -202,7 +198,10 @@ class Fleet:
     def _poll_started(self, name: str, provider: AnyProvider) -> asyncio.Future[PollOutcome]:
         """The call in flight for ``provider``, started now unless one still runs."""
         running = self._in_flight.get(name)
-        if isinstance(running, asyncio.Future) and running.get_loop() is not _loop():
+        if (
+            isinstance(running, asyncio.Future)
+            and running.get_loop() is not asyncio.get_running_loop()
+        ):
             # A task of a loop that is gone (an earlier ``poll``) can never finish here.
             running = None
         # A call that finished since the last poll gave up on it is still the freshest answer.
@@ -288,7 +287,7 @@ class Fleet:
             return f"no provider named {clean(seen.provider)!r}"
         if not provider.capabilities.allows(action):
             return f"{provider.name} cannot {action}"
-        if is_async(provider):
+        if is_async(provider) or not isinstance(provider, Provider):
             return f"{provider.name}: {action} is not available from here yet"
         return None
 
@@ -393,10 +392,8 @@ class Fleet:
         reason = self._static_refusal(action, seen)
         if reason is not None:
             return [self._finish(result(Outcome.REFUSED, reason))]
-        provider = self.providers[seen.provider]
-        if not isinstance(provider, Provider) or is_async(provider):
-            detail = f"{provider.name}: {action} is not available from here yet"
-            return [self._finish(result(Outcome.REFUSED, detail))]
+        # _static_refusal has turned away every provider that cannot act through blocking calls.
+        provider = cast(Provider, self.providers[seen.provider])
         try:
             self.journal.check()
         except JournalError as exc:

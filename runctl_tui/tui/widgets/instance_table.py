@@ -167,11 +167,8 @@ class TableData:
 
 def prepare(instances: Sequence[Instance], now: datetime, prices: PriceTable) -> TableData:
     """Sort ``instances`` and render their cells; pure, so a worker thread can do it."""
-    # Cells are written to the terminal as they are: nothing a provider sets may control it.
-    rows = tuple(
-        Row(i, tuple(clean(c) for c in row_cells(i, now, prices)))
-        for i in sorted(instances, key=sort_key)
-    )
+    # row_cells escapes whatever a provider set: the cells go to the terminal as they are.
+    rows = tuple(Row(i, row_cells(i, now, prices)) for i in sorted(instances, key=sort_key))
     widths = [max(cell_len(c), MIN_WIDTH.get(n, 0)) for n, c in enumerate(COLUMNS)]
     for row in rows:
         for n, cell in enumerate(row.cells):

@@ -183,11 +183,10 @@ class ProviderBar(Widget):
             lines = [Content.styled(NO_PROVIDERS, "$text-warning")]
         if self._summary:
             # Beside the first provider that is set up, not after a "not configured" note.
-            first = next(
-                (n for n, s in enumerate(statuses) if s.configured),
-                0,
-            )
-            first = first + (len(lines) - len(statuses)) if statuses else 0
+            # Lines above the statuses' own: the many-providers summary, if shown.
+            above = len(lines) - len(statuses)
+            first = next((n for n, s in enumerate(statuses) if s.configured), 0)
+            first = above + first if statuses else 0
             lines[first] = Content.assemble(lines[first], "   ", (clean(self._summary), "bold"))
         if self._notice:
             lines.insert(0, Content.styled(f"✖ {clean(self._notice)}", "bold $text-error"))
