@@ -1,4 +1,4 @@
-"""``python -m bench [startup] [scale] [ui] [--quick]``: run benchmarks and summarise their ratios.
+"""``python -m bench [NAME...] [--quick]``: run benchmarks and summarise their figures.
 
 Each benchmark runs in a fresh interpreter, so one's imports, threads and garbage cannot slow
 another down; each prints its own section, and this prints the figures against their goals.
@@ -24,12 +24,14 @@ BENCHMARKS = {
     "scale": "bench.scale",
     "ui": "bench.ui_stall",
     "quit": "bench.quit",
+    "first-row": "bench.first_row",
+    "mixed": "bench.mixed_fleet",
 }
 
 
 def versions() -> str:
     """The interpreter and the dependencies whose speed is being measured."""
-    names = ("textual", "pydantic", "boto3", "moto")
+    names = ("textual", "pydantic", "boto3", "moto", "runpod", "asyncssh")
     found = []
     for name in names:
         try:

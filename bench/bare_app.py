@@ -14,13 +14,13 @@ COLUMNS: tuple[str, ...] = (
     "",
     "NAME",
     "ID",
-    "ZONE",
+    "WHERE",
     "TYPE",
     "GPUS",
     "MARKET",
     "STATE",
     "UPTIME",
-    "PUBLIC IP",
+    "ADDRESS",
     "$/H",
 )
 """Copied from ``runctl_tui.views.COLUMNS``: importing it would add pydantic to the baseline."""

@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LOOPBACK = "127.0.0.1"
 
-SCRUBBED_PREFIXES = ("RUNCTL_TUI_", "TEXTUAL", "AWS_")
-"""Variables that would change what the apps read or where boto3 connects."""
-SCRUBBED_NAMES = frozenset({"COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR"})
+SCRUBBED_PREFIXES = ("RUNCTL_TUI_", "TEXTUAL", "AWS_", "RUNPOD_")
+"""Variables that would change what the apps read or where boto3 and the runpod SDK connect."""
+SCRUBBED_NAMES = frozenset({"COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "SSH_AUTH_SOCK"})
 
 
 @dataclass(frozen=True)
@@ -28,21 +28,24 @@ class Figure:
     value: float
     unit: str
     """``x`` for a ratio, ``ms`` for a duration."""
-    goal: float
-    """The figure must be at most this."""
+    goal: float | None
+    """The figure must be at most this; ``None`` for a figure reported without a goal."""
     detail: str = ""
     """Context for the summary line, e.g. the two medians behind a ratio."""
 
     @property
     def met(self) -> bool:
-        """Whether the figure is within its goal."""
-        return self.value <= self.goal
+        """Whether the figure is within its goal (always, when it has none)."""
+        return self.goal is None or self.value <= self.goal
 
     def line(self) -> str:
         """The figure, its goal and the verdict on one line."""
-        value, goal = fmt_value(self.value, self.unit), fmt_value(self.goal, self.unit)
-        verdict = "met" if self.met else "MISSED"
+        value = fmt_value(self.value, self.unit)
         detail = f"  ({self.detail})" if self.detail else ""
+        if self.goal is None:
+            return f"{self.name:<42} {value:>9}  {'no goal':<20}{detail}"
+        goal = fmt_value(self.goal, self.unit)
+        verdict = "met" if self.met else "MISSED"
         return f"{self.name:<42} {value:>9}  goal <= {goal:<8} {verdict}{detail}"
 
 
@@ -79,12 +82,18 @@ def alternate(round_index: int, first: str, second: str) -> tuple[str, str]:
 
 
 def isolated_env(base: Mapping[str, str], home: Path) -> dict[str, str]:
-    """``base`` without user config, AWS settings or Textual dev flags; XDG dirs in ``home``."""
+    """``base`` without user config, cloud settings or Textual dev flags; HOME and XDG in ``home``.
+
+    HOME moves too: runpodctl's ``~/.runpod``, ``~/.aws`` and ``~/.ssh`` (keys, known_hosts,
+    config) of the person running the benchmark must never be read.
+    """
     env = {
         k: v
         for k, v in base.items()
         if not k.startswith(SCRUBBED_PREFIXES) and k not in SCRUBBED_NAMES
     }
+    env["HOME"] = str(home)
+    home.mkdir(parents=True, exist_ok=True)
     for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
         path = home / name.lower()
         path.mkdir(parents=True, exist_ok=True)

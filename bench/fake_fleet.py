@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from runctl_tui.models import GpuSpec, Instance, InstanceState, Lifecycle
-from runctl_tui.providers.base import Capabilities, NotFoundError
+from runctl_tui.models import Action, Ec2Details, GpuSpec, Instance, InstanceState, Lifecycle
+from runctl_tui.providers.base import NotFoundError
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1")
 TYPES: dict[str, GpuSpec | None] = {
@@ -40,20 +40,23 @@ def synthetic_fleet(count: int, now: datetime, generation: int = 0) -> list[Inst
             Instance(
                 provider="aws",
                 id=f"i-{n:017x}",
-                region=region,
-                zone=f"{region}{'abc'[n % 3]}",
                 name=tags["Name"],
-                instance_type=instance_type,
+                location=region,
                 state=InstanceState.STOPPED if stopped else InstanceState.RUNNING,
-                lifecycle=Lifecycle.SPOT if spot else Lifecycle.ON_DEMAND,
-                spot_request_type="persistent" if spot else None,
                 gpus=TYPES[instance_type],
                 launched_at=now - timedelta(minutes=7 * n + 1, hours=generation),
-                public_ip=None if stopped else f"3.{generation % 250}.{n // 250}.{n % 250}",
-                private_ip=f"10.0.{n // 250}.{n % 250}",
-                image_id="ami-0b1e2c3d4e5f60718",
                 tags=tags,
                 protected="runctl:protect" in tags,
+                protected_by="tag runctl:protect=true" if "runctl:protect" in tags else "",
+                details=Ec2Details(
+                    instance_type=instance_type,
+                    zone=f"{region}{'abc'[n % 3]}",
+                    lifecycle=Lifecycle.SPOT if spot else Lifecycle.ON_DEMAND,
+                    spot_request_type="persistent" if spot else None,
+                    public_ip=None if stopped else f"3.{generation % 250}.{n // 250}.{n % 250}",
+                    private_ip=f"10.0.{n // 250}.{n % 250}",
+                    image_id="ami-0b1e2c3d4e5f60718",
+                ),
             )
         )
     return fleet
@@ -71,10 +74,16 @@ def with_changes(fleet: Sequence[Instance], changed: int) -> list[Instance]:
     return result
 
 
+RESULTS = {
+    Action.STOP: InstanceState.STOPPING,
+    Action.START: InstanceState.PENDING,
+    Action.TERMINATE: InstanceState.SHUTTING_DOWN,
+}
+"""The state each pretended action reports, as EC2 would right after the call."""
+
+
 class MemoryProvider:
     """A Provider that serves whatever instances it was last given, instantly."""
-
-    capabilities = Capabilities()
 
     def __init__(self, instances: Sequence[Instance] = ()) -> None:
         self.instances = list(instances)
@@ -95,14 +104,14 @@ class MemoryProvider:
                 return candidate
         raise NotFoundError(self.name, f"{instance.id} no longer exists")
 
-    def stop(self, instance: Instance) -> InstanceState:
-        """Pretend to stop."""
-        return InstanceState.STOPPING
+    def actions(self, instance: Instance) -> frozenset[Action]:
+        """What an EC2 instance takes."""
+        return frozenset(RESULTS)
 
-    def start(self, instance: Instance) -> InstanceState:
-        """Pretend to start."""
-        return InstanceState.PENDING
+    def refusal(self, action: Action, instance: Instance) -> str | None:
+        """Nothing is refused: the benchmarks measure the interface, not the rules."""
+        return None
 
-    def terminate(self, instance: Instance) -> InstanceState:
-        """Pretend to terminate."""
-        return InstanceState.SHUTTING_DOWN
+    def perform(self, action: Action, instance: Instance) -> InstanceState:
+        """Pretend to act."""
+        return RESULTS[action]

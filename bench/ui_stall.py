@@ -20,6 +20,7 @@ from pathlib import Path
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
+from bench.bare_app import COLUMNS as BARE_COLUMNS
 from bench.bare_app import BareTableApp
 from bench.common import (
     Figure,
@@ -37,8 +38,8 @@ from runctl_tui.costs.rates import bundled_prices
 from runctl_tui.models import Instance
 from runctl_tui.services.fleet import Fleet
 from runctl_tui.tui.app import RunctlApp
-from runctl_tui.tui.screens.dashboard import DashboardScreen
-from runctl_tui.views import row_cells, sort_key
+from runctl_tui.tui.screens.main import MainScreen
+from runctl_tui.views import COLUMNS, row_cells, sort_key
 
 SIZE = (160, 45)
 ROWS = 1000
@@ -135,7 +136,7 @@ async def idle_gap(meter: StallMeter) -> float:
     return meter.take()
 
 
-async def poll_and_show(screen: DashboardScreen, pilot: Pilot[None]) -> None:
+async def poll_and_show(screen: MainScreen, pilot: Pilot[None]) -> None:
     """Poll through the real worker and wait for the screen to take the new snapshot and paint."""
     before = screen.snapshot
     screen.poll_now()
@@ -152,7 +153,7 @@ async def run_ours(fleets: Generations, journal: Path) -> dict[str, float]:
     stalls: dict[str, float] = {}
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
-        assert isinstance(screen, DashboardScreen)
+        assert isinstance(screen, MainScreen)
         # The screen polls once on mount; that (empty) poll is not measured.
         await wait_until(lambda: screen.snapshot is not None, "the first poll")
         await settle(pilot)
@@ -178,9 +179,17 @@ async def run_ours(fleets: Generations, journal: Path) -> dict[str, float]:
 
 
 def table_cells(instances: Sequence[Instance], now: datetime) -> dict[str, tuple[str, ...]]:
-    """Instance key to the strings the stock table shows, in runctl-tui's display order."""
+    """Instance key to the strings the stock table shows, in runctl-tui's display order.
+
+    Only the bare app's columns: one provider's rows have no PROVIDER column in ours either.
+    """
     prices = bundled_prices()
-    return {i.key: row_cells(i, now, prices) for i in sorted(instances, key=sort_key)}
+    picked = [COLUMNS.index(column) for column in BARE_COLUMNS]
+    shown = {}
+    for instance in sorted(instances, key=sort_key):
+        cells = row_cells(instance, now, prices)
+        shown[instance.key] = tuple(cells[n] for n in picked)
+    return shown
 
 
 async def run_stock(fleets: Generations) -> dict[str, float]:

@@ -40,6 +40,14 @@ class ActionSpec:
     """One line for the help screen."""
     palette_title: str
     palette_help: str
+    slot: Action | None = None
+    """The key this action shares (``interrupt`` is what ``stop``'s key does to a training
+    run); ``None`` when it has keys of its own."""
+
+    @property
+    def key_action(self) -> Action:
+        """The action whose binding asks for this one."""
+        return self.slot or self.action
 
     @property
     def screen_action(self) -> str:
@@ -81,8 +89,41 @@ CATALOG: tuple[ActionSpec, ...] = (
         palette_title="Terminate instance(s)",
         palette_help="Terminate after typing the id",
     ),
+    ActionSpec(
+        Action.INTERRUPT,
+        "stop-instance",
+        (),
+        "Interrupt",
+        Confirmation.YES_NO,
+        destroys=False,
+        description="interrupt a training run: SIGINT, then SIGTERM after the grace period",
+        palette_title="Interrupt run(s)",
+        palette_help="SIGINT the training run, so it can save a checkpoint",
+        slot=Action.STOP,
+    ),
+    ActionSpec(
+        Action.KILL,
+        "terminate-instance",
+        (),
+        "Kill",
+        Confirmation.TYPED,
+        destroys=True,
+        description="kill a training run with SIGKILL: type its pid",
+        palette_title="Kill run(s)",
+        palette_help="SIGKILL the training run after typing its pid",
+        slot=Action.TERMINATE,
+    ),
 )
 """Every action a key can ask for, in the order the footer and help list them."""
+
+KEYED: tuple[ActionSpec, ...] = tuple(spec for spec in CATALOG if spec.slot is None)
+"""The actions with bindings of their own; the others share one of these keys."""
+
+SHARING: dict[Action, tuple[ActionSpec, ...]] = {
+    keyed.action: tuple(spec for spec in CATALOG if spec.key_action is keyed.action)
+    for keyed in KEYED
+}
+"""For each keyed action, every action its key can ask for, itself first."""
 
 BY_ACTION: dict[Action, ActionSpec] = {spec.action: spec for spec in CATALOG}
 """The catalog entry of each action."""

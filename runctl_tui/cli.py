@@ -181,7 +181,6 @@ def _build_fleet(settings: Settings, demo: bool) -> tuple[Fleet, list[str]]:
         providers,
         journal=Journal(),
         readonly=settings.readonly,
-        protect_tag=settings.protect_tag,
         # The demo's first poll starts and seeds its servers: on a busy machine that alone can
         # take longer than any real endpoint should.
         poll_deadline=max(settings.poll_deadline_seconds, DEMO_POLL_DEADLINE)
@@ -215,7 +214,7 @@ def _status_command(settings: Settings, args: argparse.Namespace) -> int:
     fleet, warnings = _build_fleet(settings, args.demo)
     for warning in warnings:
         print(f"{APP_NAME}: warning: {warning}", file=sys.stderr)
-    snapshot = fleet.poll(deadline=fleet.poll_deadline)
+    snapshot = fleet.poll(deadline=fleet.poll_deadline, close=True)
     code = EXIT_OK if snapshot.all_ok else EXIT_PROVIDER_FAILED
     if args.json:
         report = json.dumps(json_report(snapshot, bundled_prices()), indent=2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import logging
 import os
 import re
 import stat
@@ -13,16 +14,27 @@ import typing
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from importlib import resources
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from runctl_tui.keys import KeymapError, resolve_keymap
 from runctl_tui.providers.local import DEFAULT_GRACE_SECONDS, DEFAULT_PATTERNS
+from runctl_tui.providers.plugins import PluginLoadError, load_plugin, plugin_tables
 from runctl_tui.text import clean
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "runctl-tui"
 CONFIG_ENV = "RUNCTL_TUI_CONFIG"
@@ -143,6 +155,19 @@ class Settings(BaseModel):
     ssh: SshSettings = Field(default_factory=SshSettings)
     keymap: dict[str, str] = Field(default_factory=dict)
     """Binding id to keys, e.g. ``stop-instance = "x"``; stored as Textual key names."""
+    _plugin_tables: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+    """The tables provider plugins claim, as the file and environment set them."""
+
+    def plugin_table(self, name: str) -> dict[str, Any] | None:
+        """The ``[name]`` table a provider plugin claims, as written; ``None`` when absent."""
+        table = self._plugin_tables.get(name)
+        return dict(table) if table is not None else None
+
+    def with_plugin_tables(self, tables: Mapping[str, Mapping[str, Any]]) -> Settings:
+        """A copy holding ``tables`` (plugin table name -> its keys), e.g. for a test."""
+        copy = self.model_copy()
+        copy._plugin_tables = {name: dict(table) for name, table in tables.items()}
+        return copy
 
     @field_validator("keymap")
     @classmethod
@@ -315,20 +340,80 @@ def _key_line(text: str, loc: Sequence[str | int]) -> int | None:
     return None
 
 
-def _describe(error: Mapping[str, Any], known: Sequence[str]) -> str:
+def _is_table(value: Any) -> bool:
+    """A TOML table, or an array of tables."""
+    return isinstance(value, dict) or (
+        isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+    )
+
+
+def _describe(
+    error: Mapping[str, Any],
+    known: Sequence[str],
+    tables: Sequence[str] = (),
+    holds: type[BaseModel] | None = None,
+) -> str:
+    """One error as ``unknown key 'x' (did you mean 'y'?)`` or ``key 'x': problem``.
+
+    ``tables`` are the top-level tables there are, named when a top-level table is unknown;
+    ``holds`` is the settings model the key at the error holds (as items too), if any.
+    """
     loc = [str(p) for p in error["loc"]]
     dotted = ".".join(loc)
+    value = error.get("input")
     if error["type"] == "extra_forbidden":
+        if len(loc) == 1 and tables and _is_table(value):
+            close = difflib.get_close_matches(loc[-1], tables, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"unknown table {dotted!r}{hint}; the tables are: {', '.join(tables)}"
         close = difflib.get_close_matches(loc[-1], known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"unknown key {dotted!r}{hint}"
+    if (
+        error["type"] in {"model_type", "dict_type"}
+        and isinstance(value, list)
+        and _is_table(value)
+    ):
+        return f"key {dotted!r}: is an array of tables ([[{dotted}]]); write [{dotted}] once"
+    if error["type"] == "list_type" and isinstance(value, dict) and holds is not None:
+        return f"key {dotted!r}: is a single table ([{dotted}]); write [[{dotted}]] for each entry"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"key {dotted!r}: {message}"
 
 
-def _known_keys(loc: Sequence[Any]) -> list[str]:
-    """The keys allowed where the error at ``loc`` is, read from the settings models."""
-    model: type[BaseModel] = Settings
+def builtin_tables() -> list[str]:
+    """The top-level tables of :class:`Settings` (``aws``, ``keymap``...), read from the model."""
+    return [
+        name
+        for name, info in Settings.model_fields.items()
+        if _model_in(info.annotation) is not None or typing.get_origin(info.annotation) is dict
+    ]
+
+
+def known_tables() -> list[str]:
+    """Every top-level table a config may hold: the built-in ones and those plugins claim."""
+    builtin = builtin_tables()
+    claimed = plugin_tables(list(Settings.model_fields))
+    return sorted({*builtin, *claimed})
+
+
+def _model_at(path: Sequence[str], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The settings model the field at ``path`` holds (directly or as items), if any."""
+    model: type[BaseModel] | None = root
+    for part in path:
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return None
+        model = _model_in(field.annotation)
+    return model
+
+
+def _known_keys(loc: Sequence[Any], root: type[BaseModel] | None = None) -> list[str]:
+    """The keys allowed where the error at ``loc`` is, read from the settings models.
+
+    ``loc`` starts at ``root``, :class:`Settings` unless given (a plugin's model).
+    """
+    model: type[BaseModel] = root or Settings
     for part in loc[:-1]:
         if not isinstance(part, str):
             continue
@@ -453,21 +538,103 @@ def _load_settings(path: str | os.PathLike[str] | None, overrides: Mapping[str, 
     explicit = path is not None or bool(os.environ.get(CONFIG_ENV))
     text = _read_config(source, explicit)
     data = _parse(source, text) if text else {}
-    from_env = environment_overrides(os.environ)
+    merged = _merge(data, environment_overrides(os.environ))
+    builtin = list(Settings.model_fields)
+    # Reading plugin metadata costs a little: only a config with other tables pays for it.
+    others = [key for key in merged if key not in builtin]
+    claimed = plugin_tables(builtin) if others else {}
+    plugin_data = {key: merged.pop(key) for key in others if key in claimed}
     try:
-        settings = Settings.model_validate(_merge(data, from_env))
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        line = _key_line(text, first["loc"])
-        where = f"{source}:{line}" if line else str(source)
-        # The environment wins over the file, so a bad value set in both came from the variable.
-        # List indexes in ``loc`` are not part of a variable's name; a whole table may be one.
-        names = [p for p in first["loc"] if isinstance(p, str)]
-        variable = _variable_for(names, os.environ)
-        if variable is not None:
-            where = f"environment variable {variable}"
-        more = len(exc.errors()) - 1
-        tail = f" (+{more} more)" if more else ""
-        raise ConfigError(f"{where}: {_describe(first, _known_keys(first['loc']))}{tail}") from None
+        raise _config_error(source, text, exc.errors(), Settings) from None
+    tables: dict[str, dict[str, Any]] = {}
+    for name in sorted(plugin_data):
+        tables[name] = _plugin_table(source, text, name, plugin_data[name], claimed[name])
+    if tables:
+        settings = settings.with_plugin_tables(tables)
     # Command-line flags are trusted values and win over both file and environment.
     return settings.model_copy(update=dict(overrides)) if overrides else settings
+
+
+def _config_error(
+    source: Path,
+    text: str,
+    errors: Sequence[Mapping[str, Any]],
+    root: type[BaseModel],
+    table: str | None = None,
+) -> ConfigError:
+    """The first of ``errors`` as one line naming the file and line, or the variable.
+
+    ``root`` is the model that reported them; for a plugin's model, ``table`` is its table,
+    which the locations are given without.
+    """
+    first = dict(errors[0])
+    inner = list(first["loc"])
+    first["loc"] = (table, *inner) if table else tuple(inner)
+    line = None
+    # A missing key has no line of its own: the table it belongs in has.
+    for depth in range(len(first["loc"]), 0, -1):
+        line = _key_line(text, first["loc"][:depth])
+        if line is not None:
+            break
+    where = f"{source}:{line}" if line else str(source)
+    # The environment wins over the file, so a bad value set in both came from the variable.
+    # List indexes in ``loc`` are not part of a variable's name; a whole table may be one.
+    names = [p for p in first["loc"] if isinstance(p, str)]
+    variable = _variable_for(names, os.environ)
+    if variable is not None:
+        where = f"environment variable {variable}"
+    more = len(errors) - 1
+    tail = f" (+{more} more)" if more else ""
+    unknown_table = table is None and len(inner) == 1 and first["type"] == "extra_forbidden"
+    path = [p for p in inner if isinstance(p, str)]
+    described = _describe(
+        first,
+        _known_keys(inner, root),
+        tables=known_tables() if unknown_table else (),
+        holds=_model_at(path, root) if path else None,
+    )
+    return ConfigError(f"{where}: {described}{tail}")
+
+
+def _plugin_table(
+    source: Path, text: str, name: str, raw: Any, entry: EntryPoint
+) -> dict[str, Any]:
+    """The ``[name]`` table, checked by the settings model of the plugin that claims it.
+
+    A plugin that cannot be loaded is not the config's fault: its table is kept as written,
+    and building its providers reports the problem on its status line.
+    """
+    try:
+        plugin = load_plugin(entry)
+    except PluginLoadError as exc:
+        log.warning("provider plugin %s: %s", name, exc)
+        return raw if isinstance(raw, dict) else {}
+    model = plugin.settings_model
+    try:
+        model.model_validate(raw)
+    except ValidationError as exc:
+        raise _config_error(source, text, exc.errors(), model, table=name) from None
+    except Exception as exc:
+        # A bug in the plugin's validators, not in the config: its status line will say so.
+        log.warning("provider plugin %s: its settings model failed: %r", name, exc)
+        return raw if isinstance(raw, dict) else {}
+    # A model that ignores unknown keys would let a misspelt one pass silently.
+    if model.model_config.get("extra") not in {"forbid", "allow"}:
+        accepted = _accepted_keys(model)
+        unknown = [key for key in raw if key not in accepted]
+        if unknown:
+            error = {"type": "extra_forbidden", "loc": (unknown[0],), "msg": "", "input": None}
+            raise _config_error(source, text, [error], model, table=name)
+    return dict(raw)
+
+
+def _accepted_keys(model: type[BaseModel]) -> set[str]:
+    """The keys ``model`` reads: its field names and their string aliases."""
+    keys = set(model.model_fields)
+    for info in model.model_fields.values():
+        for alias in (info.alias, info.validation_alias):
+            if isinstance(alias, str):
+                keys.add(alias)
+    return keys

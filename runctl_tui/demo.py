@@ -1,7 +1,9 @@
-"""The built-in demo backend: moto's EC2 server in-process on 127.0.0.1, seeded with a GPU fleet.
+"""The built-in demo backend: moto's EC2 server in-process on 127.0.0.1, seeded with a GPU fleet,
+a stand-in of RunPod's API, a real training run on this machine, and a lab box reached over SSH
+(asyncssh's server on 127.0.0.1, see :mod:`runctl_tui.demo_ssh`).
 
-The app talks to it with exactly the boto3 code a real account uses; only the endpoint and the
-(fake) credentials differ. Nothing here is imported until the first poll needs it.
+The app talks to each with exactly the code a real account or host uses; only the endpoints and
+the (fake, generated) credentials differ. No server starts until the first poll needs it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import atexit
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,14 +20,18 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runctl_tui.models import Instance
+from runctl_tui.demo_ssh import DemoSshServer
+from runctl_tui.models import Instance, ProcessDetails
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
 from runctl_tui.providers.base import AnyProvider, ProviderError
 from runctl_tui.providers.local import LocalProvider
 from runctl_tui.providers.runpod import RunPodProvider
+from runctl_tui.providers.ssh_hosts import SshHost, SshHostsProvider
+from runctl_tui.remote.ssh import SshHub
 from runctl_tui.runpod_standin import RunPodStandIn
 from runctl_tui.threads import import_sdk
 
@@ -318,12 +325,23 @@ class DemoRunPod(RunPodProvider):
 
 
 class DemoRun:
-    """A real training process on this machine, started on first poll, stopped at exit."""
+    """A real training process on this machine, started on first poll, stopped at exit.
 
-    def __init__(self) -> None:
+    It also ends by itself when the process that started it is gone (killed, say), so that no
+    demo run outlives its dashboard.
+    """
+
+    def __init__(self, seed: int = 7) -> None:
+        self.seed = seed
         self.directory = Path(tempfile.mkdtemp(prefix="runctl-demo-run-"))
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        atexit.register(self.stop)
+
+    @property
+    def pid(self) -> int | None:
+        """The run's pid once started."""
+        return None if self._process is None else self._process.pid
 
     def ensure_started(self) -> None:
         """Start the run unless it is running (or the user already stopped it)."""
@@ -332,21 +350,34 @@ class DemoRun:
                 return
             script = Path(__file__).with_name("train_demo.py")
             self._process = subprocess.Popen(
-                [sys.executable, str(script), str(self.directory)],
+                [
+                    sys.executable,
+                    str(script),
+                    str(self.directory),
+                    "--seed",
+                    str(self.seed),
+                    "--parent",
+                    str(os.getpid()),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
-            atexit.register(self.stop)
 
     def stop(self) -> None:
-        """Kill the run's process group if it is still there."""
+        """Kill the run's process group if it is still there, and remove its directory."""
         if self._process is not None and self._process.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=2)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def owns(self, instance: Instance) -> bool:
+        """Whether ``instance`` is a machine's row or this run's, not another demo's run."""
+        details = instance.details
+        return not isinstance(details, ProcessDetails) or details.pid == self.pid
 
 
 class DemoLocal(LocalProvider):
@@ -359,13 +390,46 @@ class DemoLocal(LocalProvider):
     def list_instances(self) -> list[Instance]:
         """The host and the demo run."""
         self.run.ensure_started()
-        return super().list_instances()
+        return [i for i in super().list_instances() if self.run.owns(i)]
 
 
-def demo_providers(backend: DemoBackend, protect_tag: str = "runctl:protect") -> list[AnyProvider]:
-    """The providers the demo shows: EC2 in two regions, RunPod pods, this machine's run."""
+class DemoLabBox(SshHostsProvider):
+    """The lab box over SSH, with a run of its own (the demo's other run on this machine)."""
+
+    def __init__(self, hosts: list[SshHost], hub: SshHub, run: DemoRun) -> None:
+        super().__init__(hosts, hub, patterns=("train_demo.py",))
+        self.run = run
+
+    async def list_instances(self) -> list[Instance]:
+        """The host and its run."""
+        self.run.ensure_started()
+        return [i for i in await super().list_instances() if self.run.owns(i)]
+
+
+DEMO_LAB_BOX = "lab-box"
+"""The label of the demo's SSH host, as a ``[[ssh.hosts]]`` entry would name it."""
+DEMO_LAB_BOX_HOURLY_USD = Decimal("0.00")
+"""A box the lab owns: no hourly bill. A real host's entry may set an amortised figure."""
+
+
+def demo_lab_box(server: DemoSshServer) -> DemoLabBox:
+    """The lab box: ``server`` as one ``[[ssh.hosts]]`` host, over a hub of its own that trusts
+    only the server's key and logs in with the demo's generated key (never the user's)."""
+    host = SshHost(server.target, DEMO_LAB_BOX, DEMO_LAB_BOX_HOURLY_USD)
+    return DemoLabBox([host], server.hub(), DemoRun(seed=11))
+
+
+def demo_providers(
+    backend: DemoBackend,
+    protect_tag: str = "runctl:protect",
+    *,
+    ssh_server: DemoSshServer | None = None,
+) -> list[AnyProvider]:
+    """The providers the demo shows: EC2 in two regions, RunPod pods, this machine's run, and
+    the lab box over SSH (``ssh_server``, else one made here and shut down at exit)."""
     return [
         AwsProvider(DemoClients(backend), DEMO_REGIONS, protect_tag=protect_tag),
         DemoRunPod(),
         DemoLocal(DemoRun()),
+        demo_lab_box(ssh_server or DemoSshServer()),
     ]

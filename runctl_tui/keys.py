@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import combinations
 
-from runctl_tui.actions import CATALOG
+from runctl_tui.actions import KEYED
 from runctl_tui.text import clean, is_safe
 
 
@@ -39,6 +39,37 @@ class KeyBinding:
     """Whether it fires before the focused widget sees the key."""
 
 
+@dataclass(frozen=True)
+class PaneEntry:
+    """One pane of the main screen: adding a pane is its module plus one entry here."""
+
+    id: str
+    """The pane's id, and its module's name under ``runctl_tui.tui.panes``."""
+    title: str
+    """The footer's label and the palette's noun, e.g. ``Journal``."""
+    keys: tuple[str, ...]
+    """Default keys that show it, as Textual key names."""
+    description: str
+    """One line for the help screen and the palette."""
+
+    @property
+    def binding_id(self) -> str:
+        """The id a keymap names, e.g. ``pane-journal``."""
+        return f"pane-{self.id}"
+
+    @property
+    def action(self) -> str:
+        """The screen action its binding runs: ``show_pane('journal')``."""
+        return f"show_pane('{self.id}')"
+
+
+PANES: tuple[PaneEntry, ...] = (
+    PaneEntry("fleet", "Fleet", ("1",), "show the fleet: every machine and training run"),
+    PaneEntry("journal", "Journal", ("2",), "show the audit journal of actions, newest first"),
+)
+"""Every pane of the main screen, in the order of their keys; the first is shown at start."""
+
+
 BINDINGS: tuple[KeyBinding, ...] = (
     KeyBinding(
         "details",
@@ -60,7 +91,7 @@ BINDINGS: tuple[KeyBinding, ...] = (
     KeyBinding("mark", ("space",), "mark", "mark or unmark the row, then move down", "Mark"),
     *(
         KeyBinding(spec.binding_id, spec.keys, spec.screen_action, spec.description, spec.verb)
-        for spec in CATALOG
+        for spec in KEYED
     ),
     KeyBinding(
         "sort",
@@ -78,6 +109,10 @@ BINDINGS: tuple[KeyBinding, ...] = (
         "close the filter, then the details, then clear the marks",
         "Clear",
         show=False,
+    ),
+    *(
+        KeyBinding(pane.binding_id, pane.keys, pane.action, pane.description, pane.title)
+        for pane in PANES
     ),
     KeyBinding("help", ("question_mark",), "help", "this screen", "Help"),
     KeyBinding("quit", ("q",), "quit", "quit (ctrl+q always quits too)", "Quit"),

@@ -4,12 +4,15 @@ It answers, on 127.0.0.1, the requests the runpod SDK (1.12) sends for pods: ``P
 {RUNPOD_API_BASE_URL}/graphql`` with ``Authorization: Bearer <key>`` (``?api_key=`` is accepted
 too, as older clients and the RunPod docs use it) and a JSON body ``{"query": "..."}`` holding
 ``myself { pods {...} }``, ``pod(input: {podId})``, ``podStop``, ``podResume`` (with
-``gpuCount``) or ``podTerminate``. The query text is parsed and each answer carries only the
-fields selected, as a GraphQL server does; anything else gets a GraphQL ``errors`` body.
+``gpuCount``) or ``podTerminate``; pods also answer the ``runtime { uptimeInSeconds gpus { id
+gpuUtilPercent memoryUtilPercent } }`` the provider's own queries select. The query text is
+parsed and each answer carries only the fields selected, as a GraphQL server does; anything
+else gets a GraphQL ``errors`` body.
 
-Faults (401, 429 with Retry-After, 500, a GraphQL error, malformed JSON, a slow answer) are
-injected per test with :meth:`RunPodStandIn.inject`. Only the standard library is used, so
-starting it costs nothing at import time.
+Faults (401, 429 with Retry-After, 500, a GraphQL error, malformed JSON, a slow answer, an
+answer that trickles in byte by byte) are injected per test with :meth:`RunPodStandIn.inject`;
+a fault's ``status`` and ``body`` can be overridden (e.g. a 503, or a 429 with a JSON body).
+Only the standard library is used, so starting it costs nothing at import time.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ MAX_BODY = 1 << 20
 SERVER_ERROR_PAGE = b"<html><body><h1>500 Internal Server Error</h1></body></html>"
 MALFORMED_BODY = b'{"data": {"myself": {"pods": [{"id": "truncated-answer", "name": '
 GENERIC_GRAPHQL_ERROR = "Something went wrong. Please try again later or contact support."
+_TRICKLE_HEADER = "X-Stand-In-Trickle"
+"""Internal: tells the handler to send the body slowly; never sent to the client."""
 
 POD_FIELDS = frozenset(
     {
@@ -81,6 +86,8 @@ class FaultKind(StrEnum):
     """200 with a body that is cut off in the middle of the JSON."""
     SLOW = "slow"
     """The normal answer, after ``delay`` seconds."""
+    TRICKLE = "trickle"
+    """The normal answer's headers at once, then its body one byte every ``delay`` seconds."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,12 @@ class Fault:
     """Seconds a slow answer waits, at most :data:`MAX_DELAY`."""
     message: str = GENERIC_GRAPHQL_ERROR
     """The ``errors[0].message`` of a GraphQL error."""
+    status: int | None = None
+    """Sent instead of the kind's own status (e.g. 503 for a server error)."""
+    body: bytes | None = None
+    """Sent instead of the kind's own body (e.g. a JSON body on a 429)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Sent on top of the kind's own headers (e.g. a ``Retry-After`` on a 503)."""
 
 
 @dataclass(frozen=True)
@@ -603,7 +616,7 @@ class RunPodStandIn:
     def inject(self, kind: FaultKind | Fault, **options: Any) -> Fault:
         """Misbehave from now on: ``inject(FaultKind.THROTTLED, retry_after="3", times=1)``."""
         fault = kind if isinstance(kind, Fault) else Fault(kind, **options)
-        if fault.kind is FaultKind.SLOW and not 0 <= fault.delay <= MAX_DELAY:
+        if fault.kind in {FaultKind.SLOW, FaultKind.TRICKLE} and not 0 <= fault.delay <= MAX_DELAY:
             raise ValueError(f"a slow answer waits between 0 and {MAX_DELAY:g} s")
         with self._lock:
             self._faults.append(_Armed(fault, fault.times))
@@ -698,18 +711,24 @@ class RunPodStandIn:
         if not authorized:
             return 401, {}, b"401 Unauthorized"
         fault = self._fault_for(fields)
+        trickle: dict[str, str] = {}
         if fault is not None and fault.kind is FaultKind.SLOW:
             self._stopping.wait(min(max(fault.delay, 0.0), MAX_DELAY))
             fault = None
+        elif fault is not None and fault.kind is FaultKind.TRICKLE:
+            trickle = {_TRICKLE_HEADER: str(fault.delay)}
+            fault = None
         if fault is not None:
-            return _faulty(fault)
+            status, headers, body = _faulty(fault)
+            headers.update(fault.headers)
+            return fault.status or status, headers, body if fault.body is None else fault.body
         if problem is not None or operation is None:
             return 400, {}, _errors(problem or "Must provide query string.")
         try:
             data = self._execute(operation)
         except GraphQLError as exc:
-            return 200, {}, _errors(str(exc), path=list(fields[:1]))
-        return 200, {}, json.dumps({"data": data}).encode()
+            return 200, trickle, _errors(str(exc), path=list(fields[:1]))
+        return 200, trickle, json.dumps({"data": data}).encode()
 
     def _execute(self, operation: Operation) -> dict[str, Any]:
         now = time.time()
@@ -832,9 +851,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         headers = {name: value for name, value in self.headers.items()}
         status, extra, data = stand_in.answer(self.path, headers, body, method)
-        self._send(status, extra, data)
+        trickle = extra.pop(_TRICKLE_HEADER, None)
+        self._send(status, extra, data, None if trickle is None else float(trickle))
 
-    def _send(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
+    def _send(
+        self, status: int, headers: Mapping[str, str], data: bytes, trickle: float | None = None
+    ) -> None:
         self.send_response(status)
         if "Content-Type" not in headers:
             self.send_header("Content-Type", "application/json")
@@ -842,4 +864,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if trickle is None:
+            self.wfile.write(data)
+            return
+        stand_in: RunPodStandIn = self.server.stand_in  # type: ignore[attr-defined]
+        self.close_connection = True
+        try:
+            for index in range(len(data)):
+                self.wfile.write(data[index : index + 1])
+                self.wfile.flush()
+                if stand_in._stopping.wait(trickle):
+                    return
+        except OSError:
+            # The client gave up on the answer: what a trickle is there to provoke.
+            return

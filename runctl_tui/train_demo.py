@@ -6,6 +6,7 @@ interrupt path: SIGINT to the process group, a checkpoint written, a clean exit.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import random
@@ -29,8 +30,16 @@ def save(directory: Path, step: int) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    """Train ``forever`` (until interrupted), logging to ``DIR/train.log``."""
-    directory = Path(argv[1] if len(argv) > 1 else ".").resolve()
+    """Train until interrupted (or until ``--parent PID`` is gone), logging to ``DIR/train.log``.
+
+    ``DIR [--seed N] [--parent PID]``.
+    """
+    parser = argparse.ArgumentParser(prog="train_demo.py")
+    parser.add_argument("directory", nargs="?", default=".")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--parent", type=int, default=None)
+    args = parser.parse_args(argv[1:])
+    directory = Path(args.directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     step = 0
 
@@ -40,7 +49,7 @@ def main(argv: list[str]) -> int:
         raise SystemExit(0)
 
     signal.signal(signal.SIGINT, interrupted)
-    noise = random.Random(7)
+    noise = random.Random(args.seed)
     with (directory / "train.log").open("a", encoding="utf-8") as log:
         while True:
             step += 1
@@ -52,6 +61,9 @@ def main(argv: list[str]) -> int:
             if step % CHECKPOINT_EVERY == 0:
                 save(directory, step)
             time.sleep(0.5)
+            if args.parent is not None and os.getppid() != args.parent:
+                # The dashboard that started the demo is gone: so is the demo.
+                return 0
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ from typing import Any
 
 from runctl_tui.costs.rates import PriceTable, billed, burn_rate, hourly_cost, money
 from runctl_tui.models import (
+    Ec2Details,
     FleetSnapshot,
     Instance,
     InstanceState,
     Lifecycle,
+    PodDetails,
     ProviderStatus,
     format_duration,
     format_usd,
@@ -24,13 +26,13 @@ COLUMNS: tuple[str, ...] = (
     "PROVIDER",
     "NAME",
     "ID",
-    "ZONE",
+    "WHERE",
     "TYPE",
     "GPUS",
     "MARKET",
     "STATE",
     "UPTIME",
-    "PUBLIC IP",
+    "ADDRESS",
     "$/H",
 )
 """Column headers; the first is the flags column (``P`` = protected)."""
@@ -50,16 +52,8 @@ STATE_ORDER = {
 
 
 def market_label(instance: Instance) -> str:
-    """``on-demand``, ``spot``, ``spot one-time`` or ``spot persist``."""
-    if instance.lifecycle is None:
-        return "-"
-    if instance.lifecycle is Lifecycle.ON_DEMAND:
-        return "on-demand"
-    if instance.spot_request_type == "one-time":
-        return "spot one-time"
-    if instance.spot_request_type == "persistent":
-        return "spot persist"
-    return "spot"
+    """``on-demand``, ``spot``, ``spot one-time``, ``spot persist``; ``-`` if not bought."""
+    return instance.details.market
 
 
 MAX_CELL = 200
@@ -70,7 +64,8 @@ def gpu_cell(instance: Instance) -> str:
     """``8x H100 80G``, ``-`` for none, ``?`` when the type's facts are unknown."""
     if instance.gpus:
         return clean(instance.gpus.label())
-    return "?" if instance.type_facts_missing else "-"
+    missing = isinstance(instance.details, Ec2Details) and instance.details.type_facts_missing
+    return "?" if missing else "-"
 
 
 def rate_cell(instance: Instance, prices: PriceTable) -> str:
@@ -95,13 +90,13 @@ def row_cells(instance: Instance, now: datetime, prices: PriceTable) -> tuple[st
         cell(instance.provider),
         cell(instance.name) if instance.name else "-",
         cell(instance.id),
-        cell(instance.zone or instance.region),
-        cell(instance.instance_type),
+        cell(instance.details.sublocation or instance.location),
+        cell(instance.details.type_label),
         gpu_cell(instance),
-        market_label(instance),
+        cell(market_label(instance)),
         instance.state.value,
         format_duration(instance.uptime(now)),
-        cell(instance.public_ip) if instance.public_ip else "-",
+        cell(address) if (address := instance.details.address) else "-",
         rate_cell(instance, prices),
     )
 
@@ -109,14 +104,16 @@ def row_cells(instance: Instance, now: datetime, prices: PriceTable) -> tuple[st
 FILTER_FIELDS: dict[str, tuple[str, ...]] = {
     "name": ("NAME",),
     "id": ("ID",),
-    "zone": ("ZONE",),
-    "az": ("ZONE",),
+    "where": ("WHERE",),
+    "zone": ("WHERE",),
+    "az": ("WHERE",),
     "type": ("TYPE",),
     "gpu": ("GPUS",),
     "gpus": ("GPUS",),
     "market": ("MARKET",),
     "state": ("STATE",),
-    "ip": ("PUBLIC IP",),
+    "ip": ("ADDRESS",),
+    "address": ("ADDRESS",),
 }
 """``field=value`` names that match a column; ``region``, ``provider`` and ``ip`` also match
 attributes that have no column of their own."""
@@ -127,9 +124,11 @@ def _instance_fields(instance: Instance, cells: Sequence[str]) -> dict[str, list
         name: [cells[COLUMNS.index(column)] for column in columns]
         for name, columns in FILTER_FIELDS.items()
     }
-    fields["region"] = [instance.region]
+    fields["region"] = [instance.location]
+    fields["location"] = [instance.location]
+    fields["kind"] = [instance.kind]
     fields["provider"] = [instance.provider]
-    fields["ip"] += [instance.private_ip or ""]
+    fields["ip"] += [_private_ip(instance)]
     return {name: [v.lower() for v in values] for name, values in fields.items()}
 
 
@@ -177,9 +176,9 @@ class RowFilter:
                 if anywhere is None:
                     anywhere = [c.lower() for c in cells]
                     anywhere += [
-                        instance.region.lower(),
-                        (instance.private_ip or "").lower(),
-                        (instance.image_id or "").lower(),
+                        instance.location.lower(),
+                        _private_ip(instance).lower(),
+                        _image(instance).lower(),
                         instance.name.lower(),
                     ]
                     anywhere += [f"{k}={v}" for k, v in tags.items()]
@@ -198,11 +197,27 @@ def parse_filter(text: str) -> RowFilter:
     return RowFilter(text)
 
 
+def _private_ip(instance: Instance) -> str:
+    details = instance.details
+    return (details.private_ip or "") if isinstance(details, Ec2Details) else ""
+
+
+def _image(instance: Instance) -> str:
+    details = instance.details
+    if isinstance(details, Ec2Details):
+        return details.image_id or ""
+    if isinstance(details, PodDetails):
+        return details.image or ""
+    return ""
+
+
 def sort_key(instance: Instance) -> tuple[Any, ...]:
-    """Stable display order: provider, region, live before stopped, then name."""
+    """Stable display order: provider, location, a host before its runs, live before
+    stopped, then name."""
     return (
         instance.provider,
-        instance.region,
+        instance.location,
+        instance.kind != "host",
         STATE_ORDER[instance.state] >= STATE_ORDER[InstanceState.STOPPED],
         instance.name or "~",
         instance.id,
@@ -292,7 +307,7 @@ def text_report(snapshot: FleetSnapshot, prices: PriceTable) -> str:
     name_column = headers.index("NAME")
     rows = []
     for i in instances:
-        row = [clean(i.provider), clean(i.region), *row_cells(i, now, prices)[2:]]
+        row = [clean(i.provider), clean(i.location), *row_cells(i, now, prices)[2:]]
         row.append("yes" if i.protected else "")
         row[name_column] = clip(row[name_column], TEXT_NAME_WIDTH)
         rows.append(row)
@@ -314,6 +329,15 @@ def text_report(snapshot: FleetSnapshot, prices: PriceTable) -> str:
     return "\n".join(lines)
 
 
+def _lifecycle(instance: Instance) -> str | None:
+    details = instance.details
+    if isinstance(details, Ec2Details):
+        return details.lifecycle.value
+    if isinstance(details, PodDetails):
+        return (Lifecycle.SPOT if details.interruptible else Lifecycle.ON_DEMAND).value
+    return None
+
+
 TEXT_NAME_WIDTH = 40
 """Names longer than this are cut in ``status`` text output; ``--json`` has them whole."""
 
@@ -326,6 +350,7 @@ def json_report(snapshot: FleetSnapshot, prices: PriceTable) -> dict[str, Any]:
     instances = sorted(snapshot.instances, key=sort_key)
 
     def one(instance: Instance) -> dict[str, Any]:
+        ec2 = instance.details if isinstance(instance.details, Ec2Details) else None
         rate = prices.rate(instance)
         cost = hourly_cost(instance, prices)
         uptime = instance.uptime(now)
@@ -333,25 +358,30 @@ def json_report(snapshot: FleetSnapshot, prices: PriceTable) -> dict[str, Any]:
             "provider": instance.provider,
             "id": instance.id,
             "name": instance.name,
-            "region": instance.region,
-            "zone": instance.zone,
-            "instance_type": instance.instance_type,
+            "kind": instance.kind,
+            "region": instance.location,
+            "zone": ec2.zone if ec2 else None,
+            "instance_type": instance.details.type_label,
             "gpus": instance.gpus.model_dump() if instance.gpus else None,
-            "instance_store_gb": instance.instance_store_gb,
-            "type_facts_missing": instance.type_facts_missing,
-            "lifecycle": instance.lifecycle.value if instance.lifecycle else None,
-            "spot_request_type": instance.spot_request_type,
-            "spot_request_id": instance.spot_request_id,
+            "gpu_usage": [g.model_dump() for g in instance.gpu_usage],
+            "instance_store_gb": ec2.instance_store_gb if ec2 else None,
+            "type_facts_missing": ec2.type_facts_missing if ec2 else None,
+            "lifecycle": _lifecycle(instance),
+            "spot_request_type": ec2.spot_request_type if ec2 else None,
+            "spot_request_id": ec2.spot_request_id if ec2 else None,
             "state": instance.state.value,
             "launched_at": instance.launched_at.isoformat() if instance.launched_at else None,
             "uptime_seconds": int(uptime.total_seconds()) if uptime is not None else None,
-            "public_ip": instance.public_ip,
-            "private_ip": instance.private_ip,
+            "public_ip": ec2.public_ip if ec2 else None,
+            "private_ip": ec2.private_ip if ec2 else None,
+            "address": instance.details.address,
             "protected": instance.protected,
             "hourly_usd": money(cost) if cost is not None else None,
             "list_hourly_usd": money(rate.usd_per_hour) if rate else None,
             "price_basis": rate.basis if rate else None,
+            "rate_source": instance.rate_source,
             "tags": instance.tags,
+            "details": instance.details.model_dump(mode="json"),
         }
 
     total, unknown = burn_rate(instances, prices)

@@ -12,7 +12,7 @@ SIZE = (160, 45)
 
 
 async def capture(out: Path) -> list[Path]:
-    """Drive the demo dashboard headless and save an SVG of each view."""
+    """Drive the demo headless and save an SVG of each view: fleet, dialogs, journal."""
     from runctl_tui.cli import _build_fleet
     from runctl_tui.config import Settings
     from runctl_tui.tui.app import RunctlApp
@@ -55,6 +55,11 @@ async def capture(out: Path) -> list[Path]:
         await pilot.pause(1.0)
         await pilot.press(*"i-0")
         await shot("confirm-terminate")
+        # Backing out is journaled too: the journal pane lists it.
+        await pilot.press("escape")
+        await pilot.pause(0.5)
+        await pilot.press("2")
+        await shot("journal")
     return saved
 
 

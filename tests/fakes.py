@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from runctl_tui.models import GpuSpec, Instance, InstanceState, Lifecycle
-from runctl_tui.providers.base import Capabilities, NotFoundError, ProviderError, SpotRequest
+from runctl_tui.models import (
+    Action,
+    Ec2Details,
+    GpuSpec,
+    Instance,
+    InstanceState,
+    Lifecycle,
+    ProcessDetails,
+)
+from runctl_tui.providers.base import NotFoundError, ProviderError, SpotRequest
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+EC2_FIELDS = frozenset(Ec2Details.model_fields) - {"kind"}
+"""Keyword arguments of :func:`make_instance` that go into the EC2 details."""
+
+EC2_ACTIONS = frozenset({Action.STOP, Action.START, Action.TERMINATE})
+RUN_ACTIONS = frozenset({Action.INTERRUPT, Action.KILL})
+LIVE = frozenset({InstanceState.RUNNING, InstanceState.PENDING})
+GONE = frozenset({InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN})
 
 
 def make_instance(
@@ -24,19 +41,64 @@ def make_instance(
     protected: bool = False,
     **extra: Any,
 ) -> Instance:
-    """An instance with sensible defaults; ``extra`` sets any other field."""
+    """An EC2-like instance with sensible defaults; ``extra`` sets any other field, of the
+    instance or of its EC2 details (``zone``, ``public_ip``, ``volumes``...)."""
+    ec2: dict[str, Any] = {
+        "instance_type": instance_type,
+        "lifecycle": Lifecycle.SPOT if spot else Lifecycle.ON_DEMAND,
+        "spot_request_type": spot,
+    }
+    ec2.update({k: extra.pop(k) for k in list(extra) if k in EC2_FIELDS})
     fields: dict[str, Any] = {
         "provider": provider,
         "id": instance_id,
-        "region": region,
+        "location": region,
         "name": name,
-        "instance_type": instance_type,
         "state": state,
-        "lifecycle": Lifecycle.SPOT if spot else Lifecycle.ON_DEMAND,
-        "spot_request_type": spot,
         "protected": protected,
+        "protected_by": "tag runctl:protect=true" if protected else "",
         "gpus": GpuSpec(count=1, model="A10G", memory_mib=22888),
         "launched_at": T0 - timedelta(hours=1),
+        "details": Ec2Details(**ec2),
+    }
+    fields.update(extra)
+    return Instance(**fields)
+
+
+def make_run(
+    pid: int = 4242,
+    *,
+    provider: str = "fake",
+    host: str = "box",
+    name: str = "python train.py --lr 3e-4",
+    state: InstanceState = InstanceState.RUNNING,
+    own: bool = True,
+    **extra: Any,
+) -> Instance:
+    """A training run on ``host``, with the details a process has."""
+    details = ProcessDetails(
+        pid=pid,
+        start_time=1000.0 + pid,
+        host=host,
+        username="me" if own else "alice",
+        own=own,
+        cmdline=tuple(name.split()),
+        program="train.py",
+        pattern="train*.py",
+        pgid=pid,
+        group_size=1,
+    )
+    fields: dict[str, Any] = {
+        "provider": provider,
+        "id": f"{pid}@{1000 + pid}",
+        "location": host,
+        "name": name,
+        "state": state,
+        "gpus": None,
+        "launched_at": T0 - timedelta(minutes=30),
+        "hourly_usd": Decimal(0),
+        "rate_source": "runs on this machine",
+        "details": details,
     }
     fields.update(extra)
     return Instance(**fields)
@@ -64,10 +126,11 @@ class FakeProvider:
         instances: list[Instance] | None = None,
         *,
         name: str = "fake",
-        capabilities: Capabilities | None = None,
+        actions: frozenset[Action] | None = None,
     ) -> None:
         self._name = name
-        self._capabilities = capabilities or Capabilities()
+        self.allowed = actions
+        """Actions every item takes; ``None``: what its kind takes (EC2's or a run's)."""
         self.instances: dict[str, Instance] = {i.id: i for i in instances or []}
         self.list_error: BaseException | None = None
         """Raised by the next ``list_instances`` calls while set."""
@@ -89,10 +152,53 @@ class FakeProvider:
         """Provider name."""
         return self._name
 
-    @property
-    def capabilities(self) -> Capabilities:
-        """Supported actions."""
-        return self._capabilities
+    def actions(self, instance: Instance) -> frozenset[Action]:
+        """What the test allowed, else what the item's kind takes (a host: nothing)."""
+        if self.allowed is not None:
+            return self.allowed
+        if instance.kind == "host":
+            return frozenset()
+        return RUN_ACTIONS if instance.kind == "process" else EC2_ACTIONS
+
+    def refusal(self, action: Action, instance: Instance) -> str | None:
+        """EC2's and a run's rules, as the real providers word them."""
+        details = instance.details
+        if isinstance(details, ProcessDetails) and not details.own:
+            return f"belongs to {details.username}; only your own processes are acted on"
+        if action in {Action.STOP, Action.INTERRUPT}:
+            if isinstance(details, Ec2Details) and details.one_time_spot:
+                return "a one-time spot instance cannot be stopped; terminate it instead"
+            if instance.state not in LIVE:
+                return f"cannot stop an instance that is {instance.state}"
+        elif action is Action.START and instance.state is not InstanceState.STOPPED:
+            return f"only a stopped instance can be started; it is {instance.state}"
+        elif action in {Action.TERMINATE, Action.KILL} and instance.state in GONE:
+            return f"already {instance.state}"
+        return None
+
+    def losses(self, action: Action, instance: Instance) -> list[str]:
+        """What EC2 says an EC2 item loses; what a signal does to a run."""
+        from runctl_tui.providers.aws import ec2_losses
+
+        if isinstance(instance.details, ProcessDetails):
+            group = f"process group {instance.details.pgid}"
+            if action is Action.INTERRUPT:
+                return [f"SIGINT to {group}: the run may save a checkpoint and exit"]
+            if action is Action.KILL:
+                return [f"SIGKILL to {group}: unsaved progress is lost", "this cannot be undone"]
+            return []
+        return ec2_losses(action, instance)
+
+    def perform(self, action: Action, instance: Instance) -> InstanceState:
+        """Change the state as the action would."""
+        state = {
+            Action.STOP: InstanceState.STOPPING,
+            Action.START: InstanceState.PENDING,
+            Action.TERMINATE: InstanceState.SHUTTING_DOWN,
+            Action.INTERRUPT: InstanceState.STOPPING,
+            Action.KILL: InstanceState.TERMINATED,
+        }[action]
+        return self._change(action.value, instance, state)
 
     def list_instances(self) -> list[Instance]:
         """Every instance, or the configured failure."""
@@ -125,18 +231,6 @@ class FakeProvider:
                 update={"state": state}
             )
             return state
-
-    def stop(self, instance: Instance) -> InstanceState:
-        """Stop."""
-        return self._change("stop", instance, InstanceState.STOPPING)
-
-    def start(self, instance: Instance) -> InstanceState:
-        """Start."""
-        return self._change("start", instance, InstanceState.PENDING)
-
-    def terminate(self, instance: Instance) -> InstanceState:
-        """Terminate."""
-        return self._change("terminate", instance, InstanceState.SHUTTING_DOWN)
 
     def set_state(self, instance_id: str, state: InstanceState) -> None:
         """Change an instance's state behind the app's back."""
@@ -175,5 +269,5 @@ class FakeProvider:
 
     def acted(self) -> list[tuple[str, str]]:
         """Only the state-changing calls."""
-        changes = {"stop", "start", "terminate", "cancel_spot_request"}
+        changes = {"stop", "start", "terminate", "interrupt", "kill", "cancel_spot_request"}
         return [c for c in self.calls if c[0] in changes]

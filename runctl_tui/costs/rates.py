@@ -9,7 +9,7 @@ from decimal import Decimal
 from functools import cache
 from importlib import resources
 
-from runctl_tui.models import Instance, InstanceState, Lifecycle, format_usd
+from runctl_tui.models import Ec2Details, Instance, InstanceState, Lifecycle, format_usd
 
 FALLBACK_REGION = "us-east-1"
 
@@ -48,17 +48,21 @@ class PriceTable:
         """
         if instance.hourly_usd is not None:
             return Rate(instance.hourly_usd, instance.rate_source or f"set by {instance.provider}")
-        regional = self.prices.get(instance.region, {})
-        price = regional.get(instance.instance_type)
+        details = instance.details
+        if not isinstance(details, Ec2Details):
+            # Only EC2 types are in the table; other providers price their own items.
+            return None
+        regional = self.prices.get(instance.location, {})
+        price = regional.get(details.instance_type)
         basis = f"on-demand list price of {self.as_of}"
         estimate = False
         if price is None:
-            price = self.prices.get(FALLBACK_REGION, {}).get(instance.instance_type)
+            price = self.prices.get(FALLBACK_REGION, {}).get(details.instance_type)
             basis = f"estimate: {FALLBACK_REGION} on-demand list price of {self.as_of}"
             estimate = True
         if price is None:
             return None
-        spot = instance.lifecycle is Lifecycle.SPOT
+        spot = details.lifecycle is Lifecycle.SPOT
         if spot:
             basis = f"upper bound: {basis}; spot is billed at the market price"
         return Rate(price, basis, estimate=estimate, upper_bound=spot)

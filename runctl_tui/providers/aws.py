@@ -16,9 +16,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from runctl_tui.models import GpuSpec, Instance, InstanceState, Lifecycle, Volume
+from runctl_tui.models import (
+    Action,
+    Ec2Details,
+    GpuSpec,
+    Instance,
+    InstanceState,
+    Lifecycle,
+    Volume,
+)
 from runctl_tui.providers.base import (
-    Capabilities,
     NotConfiguredError,
     NotFoundError,
     ProviderError,
@@ -347,28 +354,33 @@ def instance_from_ec2(
     instance_id = raw["InstanceId"]
     spot = lifecycle is Lifecycle.SPOT
     request_id = raw.get("SpotInstanceRequestId") or (spot_request_ids or {}).get(instance_id)
-    return Instance(
-        provider=provider,
-        id=instance_id,
-        region=region,
-        zone=raw.get("Placement", {}).get("AvailabilityZone") or None,
-        name=tags.get("Name", ""),
+    protected = tags.get(protect_tag, "").strip().lower() in {"true", "yes", "1"}
+    details = Ec2Details(
         instance_type=instance_type or "?",
-        state=_state(raw),
+        zone=raw.get("Placement", {}).get("AvailabilityZone") or None,
         lifecycle=lifecycle,
         spot_request_type=(spot_types.get(instance_id) or None) if spot else None,
         spot_request_id=(request_id or None) if spot else None,
-        gpus=gpus,
         instance_store_gb=store_gb,
         type_facts_missing=missing,
-        launched_at=launched,
         public_ip=raw.get("PublicIpAddress") or None,
         private_ip=raw.get("PrivateIpAddress") or None,
         image_id=raw.get("ImageId") or None,
         key_name=raw.get("KeyName") or None,
-        tags=tags,
         volumes=volumes,
-        protected=tags.get(protect_tag, "").strip().lower() in {"true", "yes", "1"},
+    )
+    return Instance(
+        provider=provider,
+        id=instance_id,
+        name=tags.get("Name", ""),
+        location=region,
+        state=_state(raw),
+        gpus=gpus,
+        launched_at=launched,
+        protected=protected,
+        protected_by=f"tag {protect_tag}=true" if protected else "",
+        tags=tags,
+        details=details,
     )
 
 
@@ -418,10 +430,74 @@ def _problem(reason: str, warning: str, retry_seconds: float) -> _TypeProblem:
     return _TypeProblem(reason, warning, time.monotonic() + retry_seconds)
 
 
+STOPPABLE = frozenset({InstanceState.RUNNING, InstanceState.PENDING})
+"""States a stop request is accepted in."""
+GONE = frozenset({InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN})
+"""States in which terminating again would do nothing."""
+LIVE_STATES = STOPPABLE
+"""States in which the instance store still holds data: stopping or terminating wipes it."""
+EC2_ACTIONS = frozenset({Action.STOP, Action.START, Action.TERMINATE})
+"""What every EC2 instance takes, state permitting."""
+
+
+def ec2_details(instance: Instance) -> Ec2Details | None:
+    """The EC2 part of ``instance``; ``None`` for any other kind of item."""
+    details = instance.details
+    return details if isinstance(details, Ec2Details) else None
+
+
+def store_loss(instance: Instance, details: Ec2Details, verb: str) -> str | None:
+    """What happens to the instance store, when the instance has data in it now."""
+    if instance.state not in LIVE_STATES:
+        # A stopped instance's store was already wiped when it stopped.
+        return None
+    if details.instance_store_gb is None:
+        why = details.type_facts_missing or "the instance type could not be described"
+        return f"instance-store data: unknown ({one_line(why, 120)})"
+    if details.instance_store_gb:
+        return f"instance-store data ({details.instance_store_gb} GB local NVMe) {verb}"
+    return None
+
+
+def volume_list(ids: Sequence[str]) -> str:
+    """Volume ids, each made safe, the whole cut to one line."""
+    return one_line(", ".join(one_line(i, 40) for i in ids), 160)
+
+
+def ec2_losses(action: Action, instance: Instance) -> list[str]:
+    """What stopping or terminating an EC2 instance loses or keeps billing, as shown.
+
+    A persistent spot request that would relaunch it is looked up live by the dialog."""
+    details = ec2_details(instance)
+    if details is None:
+        return []
+    lost: list[str] = []
+    if action is Action.STOP:
+        store = store_loss(instance, details, "is wiped")
+        if store:
+            lost.append(store)
+        kept = "EBS volumes are kept (and still billed)"
+        if details.public_ip and instance.state in LIVE_STATES:
+            kept += "; the public IP is released"
+        lost.append(kept)
+        if details.lifecycle is Lifecycle.SPOT and not details.spot_request_type:
+            lost.append("spot: AWS refuses to stop it unless its request is persistent")
+    elif action is Action.TERMINATE:
+        deleted = [v.id for v in details.volumes if v.delete_on_termination]
+        kept_ids = [v.id for v in details.volumes if not v.delete_on_termination]
+        if deleted:
+            lost.append(f"EBS volumes deleted: {volume_list(deleted)}")
+        if kept_ids:
+            lost.append(f"EBS volumes kept (still billed): {volume_list(kept_ids)}")
+        store = store_loss(instance, details, "is gone")
+        if store:
+            lost.append(store)
+        lost.append("this cannot be undone")
+    return lost
+
+
 class AwsProvider:
     """EC2 instances across one account's regions."""
-
-    capabilities = Capabilities()
 
     def __init__(
         self,
@@ -709,7 +785,7 @@ class AwsProvider:
 
     def describe(self, instance: Instance) -> Instance:
         """Describe one instance again, right now."""
-        client = self._clients.client(instance.region)
+        client = self._clients.client(instance.location)
         try:
             answer = client.describe_instances(InstanceIds=[instance.id])
         except Exception as exc:
@@ -722,10 +798,10 @@ class AwsProvider:
         self._learn_types(client, {entries[0].get("InstanceType", "")})
         if entries[0].get("InstanceLifecycle") == "spot":
             self._learn_spot_types(client, [instance.id])
-        return self._build(entries[0], instance.region)
+        return self._build(entries[0], instance.location)
 
     def _act(self, instance: Instance, operation: str, result_key: str) -> InstanceState:
-        client = self._clients.client(instance.region)
+        client = self._clients.client(instance.location)
         try:
             answer = getattr(client, operation)(InstanceIds=[instance.id])
         except Exception as exc:
@@ -745,19 +821,55 @@ class AwsProvider:
         """Terminate the instance."""
         return self._act(instance, "terminate_instances", "TerminatingInstances")
 
+    def actions(self, instance: Instance) -> frozenset[Action]:
+        """Stop, start and terminate for an EC2 instance; nothing for any other item."""
+        return EC2_ACTIONS if ec2_details(instance) is not None else frozenset()
+
+    def refusal(self, action: Action, instance: Instance) -> str | None:
+        """Why EC2 would not take ``action`` on ``instance`` in its current state, or ``None``."""
+        details = ec2_details(instance)
+        if details is None or action not in EC2_ACTIONS:
+            return f"{action} is not something {self.name} does to this item"
+        state = instance.state
+        if action is Action.STOP:
+            if details.one_time_spot:
+                return "a one-time spot instance cannot be stopped; terminate it instead"
+            if state not in STOPPABLE:
+                return f"cannot stop an instance that is {state}"
+        elif action is Action.START:
+            if state is not InstanceState.STOPPED:
+                return f"only a stopped instance can be started; it is {state}"
+        elif state in GONE:
+            return f"already {state}"
+        return None
+
+    def perform(self, action: Action, instance: Instance) -> InstanceState:
+        """Stop, start or terminate; returns the state EC2 reports right after."""
+        if action is Action.STOP:
+            return self.stop(instance)
+        if action is Action.START:
+            return self.start(instance)
+        if action is Action.TERMINATE:
+            return self.terminate(instance)
+        raise ProviderError(self.name, f"{action} is not something {self.name} does")
+
+    def losses(self, action: Action, instance: Instance) -> list[str]:
+        """What stopping or terminating loses or keeps billing, given the state as shown."""
+        return ec2_losses(action, instance)
+
     def spot_request(self, instance: Instance) -> SpotRequest | None:
         """The spot request behind ``instance``, looked up now; ``None`` if it has none."""
-        client = self._clients.client(instance.region)
+        details = ec2_details(instance)
+        client = self._clients.client(instance.location)
         try:
             answer = client.describe_spot_instance_requests(
                 Filters=[{"Name": "instance-id", "Values": [instance.id]}]
             )
             requests = list(answer.get("SpotInstanceRequests", []))
-            if not requests and instance.spot_request_id:
+            known = details.spot_request_id if details is not None else None
+            if not requests and known:
                 # A cancelled request may no longer name its instance; its id still finds it.
-                answer = client.describe_spot_instance_requests(
-                    SpotInstanceRequestIds=[instance.spot_request_id]
-                )
+                answer = client.describe_spot_instance_requests(SpotInstanceRequestIds=[known])
                 requests = list(answer.get("SpotInstanceRequests", []))
         except Exception as exc:
             if _error_field(exc, "Code").startswith("InvalidSpotInstanceRequestID"):
@@ -775,7 +887,7 @@ class AwsProvider:
 
     def cancel_spot_request(self, instance: Instance, request_id: str) -> str:
         """Cancel the spot request ``request_id``; returns its state right after."""
-        client = self._clients.client(instance.region)
+        client = self._clients.client(instance.location)
         try:
             answer = client.cancel_spot_instance_requests(SpotInstanceRequestIds=[request_id])
         except Exception as exc:

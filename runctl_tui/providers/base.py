@@ -43,19 +43,6 @@ class NotFoundError(ProviderError):
 
 
 @dataclass(frozen=True)
-class Capabilities:
-    """Which actions a provider supports at all."""
-
-    stop: bool = True
-    start: bool = True
-    terminate: bool = True
-
-    def allows(self, action: Action) -> bool:
-        """Whether ``action`` is supported."""
-        return bool(getattr(self, action.value))
-
-
-@dataclass(frozen=True)
 class SpotRequest:
     """The spot request behind an instance."""
 
@@ -68,36 +55,36 @@ class SpotRequest:
 
 @runtime_checkable
 class Provider(Protocol):
-    """A source of machines. Calls block: run them off the UI thread."""
+    """A source of machines. Calls block: the fleet runs them off the UI loop, in threads.
+
+    What a provider offers is data: :meth:`actions` names, per item, the catalog actions
+    it takes (``runctl_tui.actions``); the fleet refuses everything else, checks protection,
+    read-only mode and a fresh state before :meth:`perform`, and journals each call.
+    """
 
     @property
     def name(self) -> str:
         """Unique name shown in the UI, e.g. ``aws``."""
         ...
 
-    @property
-    def capabilities(self) -> Capabilities:
-        """Actions this provider can perform."""
-        ...
-
     def list_instances(self) -> list[Instance]:
-        """Every instance, freshly described. Raises :class:`ProviderError`."""
+        """Every item, freshly described. Raises :class:`ProviderError`."""
         ...
 
     def describe(self, instance: Instance) -> Instance:
-        """The current state of one instance. Raises :class:`NotFoundError` if gone."""
+        """The current state of one item. Raises :class:`NotFoundError` if gone."""
         ...
 
-    def stop(self, instance: Instance) -> InstanceState:
-        """Stop; returns the state the provider reports right after."""
+    def actions(self, instance: Instance) -> frozenset[Action]:
+        """The actions this kind of item takes at all (e.g. interrupt and kill for a run)."""
         ...
 
-    def start(self, instance: Instance) -> InstanceState:
-        """Start a stopped instance; returns the state reported right after."""
+    def refusal(self, action: Action, instance: Instance) -> str | None:
+        """Why ``action`` cannot be done to ``instance`` as it is now, or ``None``; quick."""
         ...
 
-    def terminate(self, instance: Instance) -> InstanceState:
-        """Terminate; returns the state reported right after."""
+    def perform(self, action: Action, instance: Instance) -> InstanceState:
+        """Do it; returns the state the provider reports right after."""
         ...
 
 
@@ -143,24 +130,34 @@ class HasSpotRequests(Protocol):
 
 @runtime_checkable
 class AsyncProvider(Protocol):
-    """A source of machines whose calls are coroutines, run on the app's loop (e.g. over SSH)."""
+    """A source of machines whose calls are coroutines, run on the app's loop (e.g. over SSH).
+
+    :meth:`actions` and :meth:`refusal` are quick and synchronous, as in :class:`Provider`.
+    """
 
     @property
     def name(self) -> str:
         """Unique name shown in the UI."""
         ...
 
-    @property
-    def capabilities(self) -> Capabilities:
-        """Actions this provider can perform."""
-        ...
-
     async def list_instances(self) -> list[Instance]:
-        """Every instance, freshly described. Raises :class:`ProviderError`."""
+        """Every item, freshly described. Raises :class:`ProviderError`."""
         ...
 
     async def describe(self, instance: Instance) -> Instance:
-        """The current state of one instance. Raises :class:`NotFoundError` if gone."""
+        """The current state of one item. Raises :class:`NotFoundError` if gone."""
+        ...
+
+    def actions(self, instance: Instance) -> frozenset[Action]:
+        """The actions this kind of item takes at all."""
+        ...
+
+    def refusal(self, action: Action, instance: Instance) -> str | None:
+        """Why ``action`` cannot be done to ``instance`` as it is now, or ``None``; quick."""
+        ...
+
+    async def perform(self, action: Action, instance: Instance) -> InstanceState:
+        """Do it; returns the state the provider reports right after."""
         ...
 
 

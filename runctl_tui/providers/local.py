@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -30,8 +30,16 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from runctl_tui.models import Action, GpuSpec, Instance, InstanceState
-from runctl_tui.providers.base import Capabilities, NotFoundError, ProviderError
+from runctl_tui.models import (
+    Action,
+    GpuSpec,
+    GpuUsage,
+    HostDetails,
+    Instance,
+    InstanceState,
+    ProcessDetails,
+)
+from runctl_tui.providers.base import NotFoundError, ProviderError
 from runctl_tui.threads import submit
 
 if TYPE_CHECKING:
@@ -65,83 +73,32 @@ GPU_QUERY = (
 APPS_QUERY = ("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits")
 ESCALATION_POLL_SECONDS = 0.1
 KILL_SETTLE_SECONDS = 0.2
-"""How long ``terminate`` watches for the killed process to vanish before it answers."""
+"""How long ``kill`` watches for the killed process to vanish before it answers."""
+PROCESS_ACTIONS = frozenset({Action.INTERRUPT, Action.KILL})
+NO_NVIDIA_SMI = "no nvidia-smi on this machine"
+
+__all__ = [
+    "DEFAULT_GRACE_SECONDS",
+    "DEFAULT_PATTERNS",
+    "HOST_ID",
+    "Escalation",
+    "GpuUsage",
+    "LocalProvider",
+    "SignalScope",
+    "from_settings",
+    "gpu_spec",
+    "identity_key",
+    "match_command",
+    "parse_compute_apps",
+    "parse_identity",
+    "parse_nvidia_smi",
+    "program_name",
+]
 
 _PYTHON = re.compile(r"python\d*(\.\d+)*[dmtw]*(-dbg)?")
 """``python``, ``python3``, ``python3.11``, ``python3.13t``, ``pythonw``."""
 _PYTHON_FLAGS_WITH_VALUE = frozenset("XW")
 _PYTHON_LONG_OPTIONS_WITH_VALUE = frozenset({"--check-hash-based-pycs"})
-
-
-class GpuUsage(BaseModel):
-    """One GPU as ``nvidia-smi`` reports it right now."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)
-
-    index: int
-    name: str
-    utilization_percent: int | None = None
-    """``None`` when the driver says ``[N/A]`` or ``[Not Supported]``."""
-    memory_used_mib: int | None = None
-    memory_total_mib: int | None = None
-
-
-class HostFacts(BaseModel):
-    """This machine as observed at ``observed_at``."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)
-
-    hostname: str
-    cpu_count: int
-    """Logical CPUs."""
-    memory_total_bytes: int
-    memory_used_bytes: int
-    """Total minus available: what ``free`` calls used plus what the kernel cannot reclaim."""
-    load_average: tuple[float, float, float] | None
-    """1, 5 and 15 minute load; ``None`` where the platform has none."""
-    gpus: tuple[GpuUsage, ...] = ()
-    """Empty when ``nvidia-smi`` is absent or did not answer."""
-    booted_at: datetime | None = None
-    """Always UTC."""
-    observed_at: datetime
-
-
-class TrainingProcess(BaseModel):
-    """One process whose command line matched a training pattern."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)
-
-    pid: int
-    create_time: float
-    """Seconds since the epoch, as psutil reports it; with ``pid`` the process's identity."""
-    username: str | None
-    """``None`` when the owner could not be read."""
-    own: bool
-    """Belongs to the user running this program: only such processes are acted on."""
-    cmdline: tuple[str, ...]
-    """Raw arguments, possibly hostile text: the display layer escapes them."""
-    program: str
-    """The script, module or program that runs, e.g. ``train.py`` or ``torchrun``."""
-    pattern: str
-    """The configured pattern that matched."""
-    started_at: datetime
-    """Always UTC."""
-    run_time: timedelta
-    cpu_percent: float | None = None
-    """Since the previous poll (may exceed 100 with several threads); ``None`` on first sight."""
-    rss_bytes: int | None = None
-    gpu_memory_mib: int | None = None
-    """Summed over GPUs, when ``nvidia-smi`` lists the pid; ``None`` when unknown."""
-    ppid: int | None = None
-    pgid: int | None = None
-    stopped: bool = False
-    """Suspended (e.g. by Ctrl-Z), not running."""
-    observed_at: datetime
-
-    @property
-    def key(self) -> str:
-        """The identity key ``pid@create_time``, used as the instance id."""
-        return identity_key(self.pid, self.create_time)
 
 
 class Escalation(StrEnum):
@@ -330,6 +287,18 @@ def match_command(cmdline: Sequence[str], patterns: Sequence[str]) -> str | None
     return None
 
 
+def run_name(cmdline: Sequence[str]) -> str:
+    """A run's name: its command line with the interpreter and script paths cut to their
+    basenames (``python train.py --lr 3e-4``); the arguments say which run it is."""
+    if not cmdline:
+        return ""
+    head = os.path.basename(cmdline[0]) or cmdline[0]
+    rest = [
+        os.path.basename(arg) if "/" in arg and arg.endswith(".py") else arg for arg in cmdline[1:]
+    ]
+    return " ".join([head, *rest])
+
+
 def program_name(cmdline: Sequence[str]) -> str:
     """What runs: the script or module for Python, else the program's basename."""
     forms = _launch_forms(cmdline)
@@ -389,6 +358,10 @@ class NvidiaSmi:
         self.timeout = timeout
         self._hung_at: float | None = None
 
+    def found(self) -> bool:
+        """Whether the binary is there at all."""
+        return bool(self.binary) and shutil.which(self.binary or "") is not None
+
     def _query(self, args: Sequence[str]) -> tuple[str | None, str | None]:
         """The output, or ``None`` and one line saying why (``None`` when simply absent)."""
         path = shutil.which(self.binary) if self.binary else None
@@ -420,8 +393,8 @@ class NvidiaSmi:
         return (parse_compute_apps(text) if text else {}), problem
 
 
-def read_host_facts(gpus: Sequence[GpuUsage] = ()) -> HostFacts:
-    """This machine's hostname, CPUs, memory and load, with ``gpus`` as given."""
+def read_host(gpu_note: str | None = None) -> tuple[HostDetails, datetime | None]:
+    """This machine's hostname, CPUs, memory and load, and when it booted (UTC)."""
     import psutil
 
     memory = psutil.virtual_memory()
@@ -433,16 +406,15 @@ def read_host_facts(gpus: Sequence[GpuUsage] = ()) -> HostFacts:
         booted: datetime | None = _utc(psutil.boot_time())
     except (OSError, RuntimeError):
         booted = None
-    return HostFacts(
+    details = HostDetails(
         hostname=socket.gethostname(),
-        cpu_count=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
+        cpus=psutil.cpu_count(logical=True) or os.cpu_count(),
         memory_total_bytes=memory.total,
         memory_used_bytes=max(memory.total - memory.available, 0),
         load_average=load,
-        gpus=tuple(gpus),
-        booted_at=booted,
-        observed_at=datetime.now(UTC),
+        gpu_note=gpu_note,
     )
+    return details, booted
 
 
 def _owner(proc: psutil.Process) -> tuple[str | None, bool]:
@@ -461,7 +433,11 @@ def _owner(proc: psutil.Process) -> tuple[str | None, bool]:
 
 
 class LocalProvider:
-    """This machine and the training processes on it. Calls block: run them off the UI thread."""
+    """This machine and the training processes on it. Calls block: run them off the UI thread.
+
+    The host row takes no action. A training run takes interrupt (SIGINT to its process group,
+    SIGTERM after the grace period) and kill (SIGKILL), and only when it is the user's own.
+    """
 
     def __init__(
         self,
@@ -471,6 +447,7 @@ class LocalProvider:
         nvidia_smi: str | None = "nvidia-smi",
         nvidia_smi_timeout: float = NVIDIA_SMI_TIMEOUT,
     ) -> None:
+        """``patterns``: launch patterns of training runs (see :func:`match_command`)."""
         if not patterns or any(not pattern.split() for pattern in patterns):
             raise ValueError("patterns must be non-empty glob patterns")
         if grace_seconds < 0:
@@ -479,9 +456,8 @@ class LocalProvider:
         self.grace_seconds = grace_seconds
         self._smi = NvidiaSmi(nvidia_smi, nvidia_smi_timeout)
         self._lock = threading.Lock()
-        self._stopping = threading.Lock()
-        """Makes "is a stop pending? if not, send SIGINT" one step for concurrent callers."""
-        self._details: dict[str, HostFacts | TrainingProcess] = {}
+        self._interrupting = threading.Lock()
+        """Makes "is an interrupt pending? if not, send SIGINT" one step for concurrent callers."""
         self._warnings: tuple[str, ...] = ()
         self._samplers: dict[str, psutil.Process] = {}
         """psutil objects kept between polls: ``cpu_percent`` measures since the last call."""
@@ -492,37 +468,43 @@ class LocalProvider:
         """Always ``local``."""
         return NAME
 
-    @property
-    def capabilities(self) -> Capabilities:
-        """Interrupt (``stop``) and kill (``terminate``); a process cannot be started again."""
-        return Capabilities(stop=True, start=False, terminate=True)
-
     def poll_warnings(self) -> tuple[str, ...]:
         """Problems of the last poll that did not fail it, e.g. ``nvidia-smi`` timing out."""
         with self._lock:
             return self._warnings
 
-    def details(self, instance_id: str) -> HostFacts | TrainingProcess | None:
-        """The facts behind a row of the last ``list_instances`` or ``describe``, if known."""
-        with self._lock:
-            return self._details.get(instance_id)
-
     def escalation(self, instance_id: str) -> Future[Escalation] | None:
-        """The SIGTERM follow-up scheduled by the last ``stop`` of this process, if any."""
+        """The SIGTERM follow-up scheduled by the last interrupt of this process, if any."""
         with self._lock:
             return self._escalations.get(instance_id)
 
     # -- reading ---------------------------------------------------------------------------
 
-    def host_facts(self, warnings: list[str] | None = None) -> HostFacts:
-        """This machine right now, GPUs included; ``nvidia-smi`` trouble goes to ``warnings``."""
+    def host(self, warnings: list[str] | None = None) -> Instance:
+        """The row of this machine right now, GPUs included; ``nvidia-smi`` trouble goes to
+        ``warnings`` (and to the row's GPU note)."""
         gpus, problem = self._smi.gpus()
         if problem and warnings is not None:
             warnings.append(problem)
-        return read_host_facts(gpus)
+        note = problem or (None if gpus or self._smi.found() else NO_NVIDIA_SMI)
+        details, booted = read_host(note)
+        return Instance(
+            provider=self.name,
+            id=HOST_ID,
+            name=details.hostname,
+            location=details.hostname,
+            state=InstanceState.RUNNING,
+            gpus=gpu_spec(gpus),
+            gpu_usage=tuple(gpus),
+            launched_at=booted,
+            # The machine is already paid for (or not ours to price): no hourly bill.
+            hourly_usd=Decimal(0),
+            rate_source="this machine: no hourly rate",
+            details=details,
+        )
 
-    def training_processes(self, warnings: list[str] | None = None) -> list[TrainingProcess]:
-        """Every process whose command line matches a pattern, this one excluded."""
+    def training_processes(self, warnings: list[str] | None = None) -> list[Instance]:
+        """A row for every process whose command line matches a pattern, this one excluded."""
         import psutil
 
         found: list[tuple[psutil.Process, str, list[str]]] = []
@@ -537,18 +519,22 @@ class LocalProvider:
         except OSError as exc:
             raise ProviderError(self.name, f"cannot list processes: {exc}") from exc
         gpu_memory = self._gpu_memory(warnings) if found else {}
-        now = datetime.now(UTC)
-        processes: list[TrainingProcess] = []
-        samplers: dict[str, psutil.Process] = {}
+        hostname = socket.gethostname()
+        read: list[tuple[ProcessDetails, psutil.Process]] = []
         for proc, pattern, cmdline in found:
-            read = self._read(proc, pattern, cmdline, gpu_memory, now)
-            if read is not None:
-                processes.append(read[0])
-                samplers[read[0].key] = read[1]
+            one = self._read(proc, pattern, cmdline, gpu_memory, hostname)
+            if one is not None:
+                read.append(one)
+        sizes = _group_sizes({d.pgid for d, _ in read if d.pgid is not None})
         with self._lock:
             # Replaced, not merged: processes that ended are forgotten.
-            self._samplers = samplers
-        return processes
+            self._samplers = {identity_key(d.pid, d.start_time): sampler for d, sampler in read}
+        return [
+            self._process_instance(
+                d.model_copy(update={"group_size": sizes.get(d.pgid) if d.pgid else None})
+            )
+            for d, _ in read
+        ]
 
     def _gpu_memory(self, warnings: list[str] | None) -> dict[int, int]:
         usage, problem = self._smi.process_memory()
@@ -562,9 +548,9 @@ class LocalProvider:
         pattern: str,
         cmdline: list[str],
         gpu_memory: dict[int, int],
-        now: datetime,
-    ) -> tuple[TrainingProcess, psutil.Process] | None:
-        """One matched process as a model, or ``None`` if it vanished meanwhile."""
+        hostname: str,
+    ) -> tuple[ProcessDetails, psutil.Process] | None:
+        """One matched process as details, or ``None`` if it vanished meanwhile."""
         import psutil
 
         try:
@@ -589,56 +575,45 @@ class LocalProvider:
             pgid: int | None = os.getpgid(proc.pid)
         except OSError:
             pgid = None
-        started = _utc(create_time)
-        model = TrainingProcess(
+        details = ProcessDetails(
             pid=proc.pid,
-            create_time=create_time,
+            start_time=create_time,
+            host=hostname,
             username=username,
             own=own,
             cmdline=tuple(cmdline),
             program=program_name(cmdline),
             pattern=pattern,
-            started_at=started,
-            run_time=max(now - started, timedelta(0)),
             cpu_percent=cpu if known is not None else None,
             rss_bytes=memory.rss if memory is not None else None,
             gpu_memory_mib=gpu_memory.get(proc.pid),
             ppid=ppid,
             pgid=pgid,
             stopped=status == psutil.STATUS_STOPPED,
-            observed_at=now,
         )
-        return model, sampler
+        return details, sampler
 
     def list_instances(self) -> list[Instance]:
         """The host row, then one row per training process."""
         warnings: list[str] = []
-        host = self.host_facts(warnings)
+        host = self.host(warnings)
         processes = self.training_processes(warnings)
-        details: dict[str, HostFacts | TrainingProcess] = {HOST_ID: host}
-        details.update((process.key, process) for process in processes)
+        keys = {process.id for process in processes}
         with self._lock:
-            self._details = details
             self._warnings = tuple(dict.fromkeys(warnings))
             self._escalations = {
                 key: future
                 for key, future in self._escalations.items()
-                if key in details or not future.done()
+                if key in keys or not future.done()
             }
-        return [
-            self._host_instance(host),
-            *(self._process_instance(process, host.hostname) for process in processes),
-        ]
+        return [host, *processes]
 
     def describe(self, instance: Instance) -> Instance:
         """The row read again now; :class:`NotFoundError` if the process is gone or replaced."""
         import psutil
 
         if instance.id == HOST_ID:
-            host = self.host_facts()
-            with self._lock:
-                self._details[HOST_ID] = host
-            return self._host_instance(host)
+            return self.host()
         pid, create_time = self._identity(instance)
         proc = self._verified(pid, create_time)
         try:
@@ -651,45 +626,33 @@ class LocalProvider:
         if pattern is None:
             # Same process, but it exec'd into something that is no training run.
             raise NotFoundError(self.name, f"pid {pid} no longer runs a training command")
-        read = self._read(proc, pattern, cmdline, self._gpu_memory(None), datetime.now(UTC))
+        read = self._read(proc, pattern, cmdline, self._gpu_memory(None), socket.gethostname())
         if read is None:
             raise NotFoundError(self.name, f"pid {pid} has exited")
-        with self._lock:
-            self._details[read[0].key] = read[0]
-        return self._process_instance(read[0], socket.gethostname())
+        details = read[0]
+        if details.pgid is not None:
+            details = details.model_copy(
+                update={"group_size": _group_sizes({details.pgid}).get(details.pgid)}
+            )
+        return self._process_instance(details)
 
-    def _host_instance(self, host: HostFacts) -> Instance:
-        return Instance(
-            provider=self.name,
-            id=HOST_ID,
-            region=host.hostname,
-            name=host.hostname,
-            instance_type="host",
-            state=InstanceState.RUNNING,
-            lifecycle=None,
-            gpus=gpu_spec(host.gpus),
-            launched_at=host.booted_at,
-        )
-
-    def _process_instance(self, process: TrainingProcess, hostname: str) -> Instance:
+    def _process_instance(self, process: ProcessDetails) -> Instance:
+        key = identity_key(process.pid, process.start_time)
         state = InstanceState.STOPPED if process.stopped else InstanceState.RUNNING
-        if self._escalating(process.key):
+        if self._escalating(key):
             state = InstanceState.STOPPING
         return Instance(
             provider=self.name,
-            id=process.key,
-            region=hostname,
+            id=key,
             # The interpreter's path says nothing about the run: its name and the arguments do.
-            name=" ".join([os.path.basename(process.cmdline[0]), *process.cmdline[1:]])
-            if process.cmdline
-            else process.program,
-            instance_type=process.program,
+            name=run_name(process.cmdline) if process.cmdline else process.program,
+            location=process.host,
             state=state,
-            lifecycle=None,
-            launched_at=process.started_at,
+            launched_at=_utc(process.start_time),
             # A run costs nothing beyond the machine it runs on, which has its own row.
             hourly_usd=Decimal(0),
             rate_source="runs on this machine",
+            details=process,
         )
 
     def _escalating(self, key: str) -> bool:
@@ -697,18 +660,49 @@ class LocalProvider:
             future = self._escalations.get(key)
         return future is not None and not future.done()
 
+    # -- the protocol: what a row takes ----------------------------------------------------
+
+    def actions(self, instance: Instance) -> frozenset[Action]:
+        """Interrupt and kill for a training run; nothing for the host row."""
+        return PROCESS_ACTIONS if isinstance(instance.details, ProcessDetails) else frozenset()
+
+    def refusal(self, action: Action, instance: Instance) -> str | None:
+        """Why ``action`` cannot be done to the run as shown (another user's, suspended...)."""
+        details = instance.details
+        if not isinstance(details, ProcessDetails) or action not in PROCESS_ACTIONS:
+            return f"{action} is not something {self.name} does to this item"
+        if not details.own:
+            return (
+                f"belongs to {details.username or 'another user'}; "
+                "only your own processes are acted on"
+            )
+        if instance.state in {InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN}:
+            return f"already {instance.state}"
+        if action is Action.INTERRUPT and details.stopped:
+            # A suspended process runs no signal handler: SIGINT would wait for a SIGCONT.
+            return "suspended (e.g. Ctrl-Z): resume it first (fg, or kill -CONT), or kill it"
+        return None
+
+    def perform(self, action: Action, instance: Instance) -> InstanceState:
+        """Interrupt or kill; returns the state right after."""
+        if action is Action.INTERRUPT:
+            return self.interrupt(instance)
+        if action is Action.KILL:
+            return self.kill(instance)
+        raise ProviderError(self.name, f"{action} is not something {self.name} does")
+
     # -- acting ----------------------------------------------------------------------------
 
-    def stop(self, instance: Instance) -> InstanceState:
-        """Interrupt: SIGINT now, SIGTERM after the grace period if it is still alive.
+    def interrupt(self, instance: Instance) -> InstanceState:
+        """SIGINT now, SIGTERM after the grace period if it is still alive.
 
         Returns at once; the follow-up runs on a daemon thread (see :meth:`escalation`).
-        A second stop while one is pending sends nothing: a second SIGINT often aborts the
-        very checkpoint the first one asked for.
+        A second interrupt while one is pending sends nothing: a second SIGINT often aborts
+        the very checkpoint the first one asked for.
         """
         pid, create_time = self._identity(instance)
         key = identity_key(pid, create_time)
-        with self._stopping:
+        with self._interrupting:
             if self._escalating(key):
                 self._verified(pid, create_time)
                 return InstanceState.STOPPING
@@ -721,12 +715,8 @@ class LocalProvider:
                 self._escalations[key] = future
         return InstanceState.STOPPING
 
-    def start(self, instance: Instance) -> InstanceState:
-        """Unsupported: a process that ended cannot be started again from here."""
-        raise ProviderError(self.name, "a local process cannot be started from here")
-
-    def terminate(self, instance: Instance) -> InstanceState:
-        """Kill with SIGKILL (same reach as ``stop``): the process gets no chance to save."""
+    def kill(self, instance: Instance) -> InstanceState:
+        """SIGKILL (same reach as an interrupt): the process gets no chance to save."""
         pid, create_time = self._identity(instance)
         self._signal(pid, create_time, signal.SIGKILL)
         deadline = time.monotonic() + KILL_SETTLE_SECONDS
@@ -738,8 +728,8 @@ class LocalProvider:
         return InstanceState.TERMINATED
 
     def losses(self, action: Action, instance: Instance) -> list[str]:
-        """What stop (interrupt) and terminate (kill) would do to ``instance``, for the dialog."""
-        if action not in (Action.STOP, Action.TERMINATE):
+        """What interrupt and kill would do to ``instance``, for the confirmation dialog."""
+        if action not in PROCESS_ACTIONS:
             return []
         try:
             scope = self.signal_scope(instance)
@@ -750,7 +740,7 @@ class LocalProvider:
         else:
             count = len(scope.members)
             reach = f"process group {scope.pgid} ({count} process{'es' * (count != 1)})"
-        if action is Action.STOP:
+        if action is Action.INTERRUPT:
             return [
                 f"SIGINT to {reach}: the run may save a checkpoint and exit",
                 f"SIGTERM after {self.grace_seconds:g} s if it is still running",
@@ -761,7 +751,7 @@ class LocalProvider:
         ]
 
     def signal_scope(self, instance: Instance) -> SignalScope:
-        """What ``stop`` or ``terminate`` on ``instance`` would signal right now."""
+        """What an interrupt or a kill of ``instance`` would signal right now."""
         import psutil
 
         pid, create_time = self._identity(instance)
@@ -778,7 +768,7 @@ class LocalProvider:
 
     def _identity(self, instance: Instance) -> tuple[int, float]:
         if instance.id == HOST_ID:
-            raise ProviderError(self.name, "this machine itself cannot be stopped from here")
+            raise ProviderError(self.name, "this machine itself is not acted on from here")
         try:
             return parse_identity(instance.id)
         except ValueError as exc:
@@ -866,7 +856,9 @@ class LocalProvider:
                 raise NotFoundError(self.name, f"pid {pid} has exited") from exc
             if not own:
                 raise ProviderError(
-                    self.name, f"pid {pid} belongs to user {username or '?'}; refusing"
+                    self.name,
+                    f"pid {pid} belongs to {username or 'another user'}; "
+                    "only your own processes are acted on",
                 )
             try:
                 if group is not None:
@@ -938,3 +930,18 @@ def from_settings(settings: Settings) -> list[LocalProvider]:
             patterns=tuple(settings.local.patterns), grace_seconds=settings.local.grace_seconds
         )
     ]
+
+
+def _group_sizes(groups: set[int]) -> dict[int, int]:
+    """How many processes are in each of ``groups`` now (what a signal to the group reaches)."""
+    if not groups:
+        return {}
+    import psutil
+
+    sizes: Counter[int] = Counter()
+    for pid in psutil.pids():
+        with contextlib.suppress(OSError):
+            group = os.getpgid(pid)
+            if group in groups:
+                sizes[group] += 1
+    return dict(sizes)

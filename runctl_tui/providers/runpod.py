@@ -1,16 +1,22 @@
-"""RunPod pods through the runpod SDK, each call bounded by a deadline.
+"""RunPod pods through RunPod's GraphQL API, each call bounded by a deadline.
 
-The SDK costs about 2 s to import (its package import pulls in the serverless worker), so it
-is imported on the first call, in the caller's worker thread: importing this module is free.
-The SDK is synchronous (requests) and reads ``RUNPOD_API_BASE_URL`` on every call, which is how
-tests and the demo point it at :mod:`runctl_tui.runpod_standin`.
+Requests are the runpod SDK's own: the same URL (``RUNPOD_API_BASE_URL``, read on every call,
+which is how tests and the demo point it at :mod:`runctl_tui.runpod_standin`), headers, body
+and mutation texts. They are sent here rather than through the SDK's ``run_graphql_query``,
+because that function keeps neither the HTTP status nor ``Retry-After`` (only a 401 raises; a
+429 or a 500 surfaces as a JSON or key error) and waits up to 30 s per socket read. Sending the
+same request ourselves lets a 429, a 5xx, a GraphQL ``errors`` body and a malformed answer each
+be told apart by what RunPod actually sent, and bounds every call in time and size.
 
-The API key is held as a :class:`~pydantic.SecretStr` and handed only to the SDK; every text
-that reaches an error, a hint or a log record passes through :func:`redact` first.
+The SDK (about 2 s to import) and requests are imported on the first call, in the caller's
+worker thread: importing this module is free. The API key is held as a
+:class:`~pydantic.SecretStr`; every text that reaches an error, a hint or a log record passes
+through :func:`redact` first.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -25,18 +31,20 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import SecretStr
 
-from runctl_tui.models import Action, GpuSpec, Instance, InstanceState, Lifecycle
-from runctl_tui.providers.base import (
-    Capabilities,
-    NotConfiguredError,
-    NotFoundError,
-    ProviderError,
+from runctl_tui.models import (
+    Action,
+    GpuSpec,
+    GpuUsage,
+    Instance,
+    InstanceState,
+    PodDetails,
 )
+from runctl_tui.providers.base import NotConfiguredError, NotFoundError, ProviderError
 from runctl_tui.text import one_line
 from runctl_tui.threads import import_sdk, submit
 
@@ -45,32 +53,94 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R")
-
 DEFAULT_API_KEY_ENV = "RUNPOD_API_KEY"
 DEFAULT_RUNPODCTL_CONFIG = Path("~/.runpod/config.toml")
 DEFAULT_PROTECT_MARKER = "[protect]"
 DEFAULT_TIMEOUT = 15.0
-"""Seconds one SDK call may take; the SDK's own limit is 30 s per socket read, per call."""
+"""Seconds one call may take, from sending the request to the last byte of the answer."""
 DEFAULT_API_BASE = "https://api.runpod.io"
 DEFAULT_THROTTLE_SECONDS = 10.0
-"""Backoff after a 429 that carries no usable Retry-After."""
+"""Wait after a 429 that carries no usable Retry-After."""
 MAX_THROTTLE_SECONDS = 600.0
 """A Retry-After longer than this is not believed: a bad header must not silence the provider."""
+DEFAULT_BACKOFF_SECONDS = 5.0
+"""Polls held after a first 5xx; doubled after each further one."""
+MAX_BACKOFF_SECONDS = 120.0
 MAX_IN_FLIGHT = 4
-"""Calls abandoned at their deadline keep a thread until the SDK gives up; cap how many."""
+"""Calls abandoned at their deadline keep a thread until their socket gives up; cap how many."""
+MAX_ANSWER_BYTES = 16 << 20
+"""An answer larger than this is not read to the end: no pod list comes near it."""
 MAX_CONFIG_BYTES = 1 << 20
+CONNECT_TIMEOUT = 5.0
+THREAD_GRACE = 1.0
+"""Seconds an abandoned call's thread outlives its caller's deadline before its socket gives up."""
 
 KEY_HINT = "check RUNPOD_API_KEY (runpodctl config)"
 SET_UP_HINT = "set RUNPOD_API_KEY, or run `runpodctl config --apiKey <key>`"
 NOT_CONFIGURED = "not configured: no RunPod API key found"
+SHAPE_HINT = "check RUNPOD_API_BASE_URL; the runpod SDK may need an update"
+POD_ACTIONS = frozenset({Action.STOP, Action.START, Action.TERMINATE})
 
 _POD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-"""The SDK pastes ids into its GraphQL text unescaped: anything else is refused before sending."""
+"""Ids are pasted into GraphQL text unescaped (as the SDK does): anything else is refused."""
 _KEY_IN_TEXT = (
     re.compile(r"(?i)(api[_-]?key\s*[=:]\s*['\"]?)[^&\s'\",;)]+"),
     re.compile(r"(?i)(bearer\s+)[^\s'\",;)]+"),
 )
+
+_POD_SELECTION = """
+            id
+            containerDiskInGb
+            costPerHr
+            desiredStatus
+            gpuCount
+            imageName
+            lastStatusChange
+            memoryInGb
+            name
+            podType
+            uptimeSeconds
+            vcpuCount
+            volumeInGb
+            runtime {
+                uptimeInSeconds
+                ports {
+                    ip
+                    isIpPublic
+                    privatePort
+                    publicPort
+                    type
+                }
+                gpus {
+                    id
+                    gpuUtilPercent
+                    memoryUtilPercent
+                }
+            }
+            machine {
+                gpuDisplayName
+            }
+"""
+# The SDK's own pod queries select no runtime GPU figures, and do select ``env`` (which holds
+# the pod's secrets): these select what the fleet shows, and nothing else.
+PODS_QUERY = f"""
+query myPods {{
+    myself {{
+        pods {{{_POD_SELECTION}        }}
+    }}
+}}
+"""
+"""Every pod of the account, with per-GPU utilisation while running."""
+
+
+def pod_query(pod_id: str) -> str:
+    """The query for one pod; ``pod_id`` must already be checked against :data:`_POD_ID`."""
+    return f"""
+query pod {{
+    pod(input: {{podId: "{pod_id}"}}) {{{_POD_SELECTION}    }}
+}}
+"""
+
 
 _STATES = {
     "RUNNING": InstanceState.RUNNING,
@@ -82,50 +152,11 @@ _STATES = {
     "DEAD": InstanceState.TERMINATED,
 }
 _LIVE = {InstanceState.RUNNING, InstanceState.PENDING}
+_GONE = {InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN}
 
 
 # ----------------------------------------------------------------------------------------------
 # Pods as data.
-
-
-class GpuUse(BaseModel):
-    """One GPU of a running pod, as RunPod's telemetry reports it."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)
-
-    id: str
-    util_percent: float | None = None
-    memory_percent: float | None = None
-
-
-class PodDetails(BaseModel):
-    """What RunPod tells about a pod beyond what every provider has."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)
-
-    kind: Literal["pod"] = "pod"
-    desired_status: str
-    """RunPod's own word: ``RUNNING``, ``EXITED``, ``CREATED``, ``TERMINATED``..."""
-    status_reason: str | None = None
-    """``lastStatusChange`` as sent, e.g. ``Exited by user: ...`` or an outbid notice."""
-    gpu_count: int = 0
-    gpu_display_name: str | None = None
-    hourly_usd: Decimal | None = None
-    """The pod's own ``costPerHr``."""
-    uptime_seconds: int | None = None
-    ssh_endpoint: str | None = None
-    """``ip:port`` of the public mapping of the pod's port 22."""
-    volume_gb: int | None = None
-    """The pod volume (``/workspace``): kept when stopped, billed while it exists."""
-    container_disk_gb: int | None = None
-    """Wiped when the pod stops."""
-    image: str | None = None
-    interruptible: bool = False
-    """A spot pod (``podType`` INTERRUPTABLE): it can be taken away when outbid."""
-    memory_gb: int | None = None
-    vcpu_count: int | None = None
-    gpu_util: tuple[GpuUse, ...] = ()
-    """Per GPU, when the answer carried telemetry (the SDK's own queries do not ask for it)."""
 
 
 def _int(value: Any) -> int | None:
@@ -140,10 +171,12 @@ def _int(value: Any) -> int | None:
     return None
 
 
-def _float(value: Any) -> float | None:
+def _percent(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return min(round(value), 100)
 
 
 def _text(value: Any) -> str | None:
@@ -192,14 +225,31 @@ def ssh_endpoint(ports: Any) -> tuple[str, str] | None:
     return None
 
 
+def gpu_usage(runtime: Mapping[str, Any], name: str | None) -> tuple[GpuUsage, ...]:
+    """Per-GPU utilisation from ``runtime.gpus``, in the order RunPod lists them."""
+    gpus = runtime.get("gpus")
+    if not isinstance(gpus, list):
+        return ()
+    return tuple(
+        GpuUsage(
+            index=index,
+            name=name or "",
+            utilization_percent=_percent(_mapping(gpu).get("gpuUtilPercent")),
+            memory_percent=_percent(_mapping(gpu).get("memoryUtilPercent")),
+        )
+        for index, gpu in enumerate(gpus)
+        if isinstance(gpu, Mapping)
+    )
+
+
 def pod_from_api(
     raw: Mapping[str, Any],
     *,
     provider: str = "runpod",
     protect_marker: str = DEFAULT_PROTECT_MARKER,
     now: datetime | None = None,
-) -> tuple[Instance, PodDetails]:
-    """Build the neutral :class:`Instance` and the :class:`PodDetails` of one API pod.
+) -> Instance:
+    """The :class:`Instance` (with its :class:`PodDetails`) of one pod as the API sent it.
 
     Text is kept as RunPod sent it (names included): making it safe to show is the view's job.
     Raises ``ValueError`` when ``raw`` is not a pod with an id.
@@ -226,51 +276,42 @@ def pod_from_api(
         launched = (moment - timedelta(seconds=uptime)).replace(microsecond=0)
     ssh = ssh_endpoint(runtime.get("ports"))
     interruptible = str(raw.get("podType") or "").upper() in {"INTERRUPTABLE", "INTERRUPTIBLE"}
-    container_disk = _int(raw.get("containerDiskInGb"))
-    gpus = runtime.get("gpus")
-    usage = tuple(
-        GpuUse(
-            id=str(_mapping(g).get("id") or index),
-            util_percent=_float(_mapping(g).get("gpuUtilPercent")),
-            memory_percent=_float(_mapping(g).get("memoryUtilPercent")),
-        )
-        for index, g in enumerate(gpus if isinstance(gpus, list) else [])
-    )
-    region = _text(raw.get("dataCenterId")) or _text(machine.get("dataCenterId")) or "runpod"
+    hourly = _usd(raw.get("costPerHr"))
+    protected = bool(protect_marker) and protect_marker.casefold() in name.casefold()
+    location = _text(raw.get("dataCenterId")) or _text(machine.get("dataCenterId")) or "runpod"
     details = PodDetails(
         desired_status=str(raw.get("desiredStatus") or "UNKNOWN"),
         status_reason=_text(raw.get("lastStatusChange")),
         gpu_count=gpu_count,
         gpu_display_name=display,
-        hourly_usd=_usd(raw.get("costPerHr")),
-        uptime_seconds=uptime if state in _LIVE else None,
         ssh_endpoint=ssh[1] if ssh else None,
         volume_gb=_int(raw.get("volumeInGb")),
-        container_disk_gb=container_disk,
+        container_disk_gb=_int(raw.get("containerDiskInGb")),
         image=_text(raw.get("imageName")),
         interruptible=interruptible,
         memory_gb=_int(raw.get("memoryInGb")),
         vcpu_count=_int(raw.get("vcpuCount")),
-        gpu_util=usage,
     )
-    instance = Instance(
+    return Instance(
         provider=provider,
         id=pod_id,
-        region=region,
         name=name,
-        instance_type=display or ("cpu" if gpu_count == 0 else "?"),
+        location=location,
         state=state,
-        lifecycle=Lifecycle.SPOT if interruptible else Lifecycle.ON_DEMAND,
         gpus=GpuSpec(count=gpu_count, model=display or "GPU") if gpu_count else None,
-        # The container disk is what a stop wipes, as an instance store is on EC2.
-        instance_store_gb=container_disk,
+        gpu_usage=gpu_usage(runtime, display) if state is InstanceState.RUNNING else (),
         launched_at=launched,
-        public_ip=ssh[0] if ssh else None,
-        protected=bool(protect_marker) and protect_marker.casefold() in name.casefold(),
-        hourly_usd=details.hourly_usd,
-        rate_source="the pod's costPerHr" if details.hourly_usd is not None else None,
+        hourly_usd=hourly,
+        rate_source="the pod's costPerHr" if hourly is not None else None,
+        protected=protected,
+        protected_by=f"name contains {protect_marker}" if protected else "",
+        details=details,
     )
-    return instance, details
+
+
+def pod_details(instance: Instance) -> PodDetails | None:
+    """The pod details of ``instance``, or ``None`` for any other kind of item."""
+    return instance.details if isinstance(instance.details, PodDetails) else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -365,13 +406,17 @@ def api_key_from_environment(
 # Errors.
 
 
-class RunPodThrottledError(ProviderError):
-    """RunPod answered 429: nothing is sent to it again before ``retry_after`` seconds."""
+class RunPodRetryLaterError(ProviderError):
+    """RunPod is not called again for ``retry_after`` seconds: it asked so, or it is failing."""
 
     def __init__(self, provider: str, message: str, *, hint: str, retry_after: float) -> None:
         """``retry_after``: seconds until RunPod may be called again."""
         super().__init__(provider, message, hint=hint)
         self.retry_after = retry_after
+
+
+class RunPodThrottledError(RunPodRetryLaterError):
+    """RunPod answered 429: nothing is sent to it again before ``retry_after`` seconds."""
 
 
 def redact(text: str, secret: str | None = None) -> str:
@@ -401,25 +446,6 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
     return min(max(seconds, 1.0), MAX_THROTTLE_SECONDS)
 
 
-def _sdk_response(exc: BaseException) -> Any:
-    """The HTTP response the SDK held when it failed, if it got that far.
-
-    The SDK turns every answer but a 401 into JSON without looking at the status, so a 429 or
-    a 500 surfaces as a JSON or GraphQL error; the response is still in its frame.
-    """
-    import requests
-
-    trace = exc.__traceback__
-    while trace is not None:
-        frame = trace.tb_frame
-        if frame.f_code.co_name == "run_graphql_query":
-            response = frame.f_locals.get("response")
-            if isinstance(response, requests.Response):
-                return response
-        trace = trace.tb_next
-    return None
-
-
 def _endpoint() -> str:
     """Where the SDK sends requests now: scheme, host and port only."""
     base = os.environ.get("RUNPOD_API_BASE_URL", DEFAULT_API_BASE)
@@ -433,71 +459,179 @@ def _endpoint() -> str:
 
 
 @dataclass(frozen=True)
-class _Explained:
+class Explained:
+    """One failed call, said in one line of cause and one of fix."""
+
     message: str
     hint: str | None
+    status: int | None = None
+    """The HTTP status RunPod answered with, when it answered at all."""
     retry_after: float | None = None
+    """Seconds RunPod asked us to wait (``Retry-After``), if it did."""
     not_found: bool = False
 
 
-def explain(exc: BaseException, secret: str | None = None) -> tuple[str, str | None]:
-    """One line of cause and one of fix for a failed SDK call, the key redacted from both."""
-    found = _explain(exc, secret)
-    return found.message, found.hint
+class RunPodAnswerError(Exception):
+    """What RunPod answered was a failure (status, ``errors`` body, malformed); never shown."""
+
+    def __init__(self, explained: Explained) -> None:
+        """Wraps the explanation, which is what the provider raises from."""
+        super().__init__(explained.message)
+        self.explained = explained
 
 
-def _explain(exc: BaseException, secret: str | None) -> _Explained:
-    import requests
-    import runpod.error
+def _safe(text: object, secret: str | None, width: int = 160) -> str:
+    return one_line(" ".join(redact(str(text), secret).split()), width)
 
-    def safe(text: object, width: int = 160) -> str:
-        return one_line(" ".join(redact(str(text), secret).split()), width)
 
-    response = _sdk_response(exc)
-    status = response.status_code if response is not None else None
-    if isinstance(exc, runpod.error.AuthenticationError) or status == 401:
-        return _Explained("RunPod rejected the API key", KEY_HINT)
+def read_answer(
+    status: int, headers: Mapping[str, str], body: bytes, secret: str | None = None
+) -> Any:
+    """The ``data`` of a GraphQL answer; :class:`RunPodAnswerError` for anything else.
+
+    The status is read first: a 429 or a 500 is what it is whatever its body says. The body is
+    never quoted (it is not ours and may be anything); a GraphQL error message is, redacted.
+    """
+    if status == 401:
+        raise RunPodAnswerError(Explained("RunPod rejected the API key", KEY_HINT, status))
     if status == 403:
-        return _Explained(
-            "RunPod refused the API key access (HTTP 403)",
-            "the key may be read-only: create one with read/write access in RunPod's settings",
+        raise RunPodAnswerError(
+            Explained(
+                "RunPod refused the API key access (HTTP 403)",
+                "the key may be read-only: create one with read/write access in RunPod's settings",
+                status,
+            )
         )
+    header = headers.get("Retry-After")
     if status == 429:
-        header = response.headers.get("Retry-After") if response is not None else None
         wait = retry_after_seconds(header)
         asked = " as RunPod asked" if header else ""
-        return _Explained(
-            "RunPod is throttling requests (HTTP 429)",
-            f"waiting {math.ceil(wait)} s{asked} before calling again",
-            retry_after=wait,
+        raise RunPodAnswerError(
+            Explained(
+                "RunPod is throttling requests (HTTP 429)",
+                f"waiting {math.ceil(wait)} s{asked} before calling again",
+                status,
+                retry_after=wait,
+            )
         )
-    if status is not None and status >= 500:
-        return _Explained(
-            f"RunPod's API failed (HTTP {status})",
-            "retried on the next poll; see status.runpod.io if it persists",
+    if status >= 500:
+        raise RunPodAnswerError(
+            Explained(
+                f"RunPod's API failed (HTTP {status})",
+                "see status.runpod.io if it persists",
+                status,
+                retry_after=retry_after_seconds(header) if header else None,
+            )
         )
-    if status is not None and status >= 400:
-        return _Explained(
-            f"RunPod refused the request (HTTP {status})",
-            "check RUNPOD_API_BASE_URL and the runpod SDK version",
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise RunPodAnswerError(
+            Explained(
+                f"RunPod sent an answer that is not JSON (HTTP {status})",
+                "check RUNPOD_API_BASE_URL and any proxy in between; retried on the next poll",
+                status,
+            )
+        ) from None
+    errors = document.get("errors") if isinstance(document, dict) else None
+    if errors:
+        first = errors[0] if isinstance(errors, list) and errors else errors
+        text = _mapping(first).get("message")
+        text = text if isinstance(text, str) and text.strip() else "no message"
+        raise RunPodAnswerError(
+            Explained(
+                f"RunPod refused the request: {_safe(text, secret)}",
+                "retried on the next poll; see status.runpod.io if it persists",
+                status,
+                not_found=bool(re.search(r"not found|does not exist", text, re.IGNORECASE)),
+            )
         )
-    if isinstance(exc, runpod.error.QueryError):
-        text = exc.message or "no message"
-        return _Explained(
-            f"RunPod refused the request: {safe(text)}",
-            "retried on the next poll; see status.runpod.io if it persists",
-            not_found=bool(re.search(r"not found|does not exist", text, re.IGNORECASE)),
+    if status >= 300:
+        raise RunPodAnswerError(
+            Explained(
+                f"RunPod refused the request (HTTP {status})",
+                "check RUNPOD_API_BASE_URL and the runpod SDK version",
+                status,
+            )
         )
-    if isinstance(exc, requests.exceptions.JSONDecodeError):
-        # Never quote the answer: it is not ours and may be anything.
-        shown = f" (HTTP {status})" if status is not None else ""
-        return _Explained(
-            f"RunPod sent an answer that is not JSON{shown}",
-            "check RUNPOD_API_BASE_URL and any proxy in between; retried on the next poll",
+    data = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(data, dict):
+        raise RunPodAnswerError(
+            Explained("RunPod sent an answer of an unexpected shape", SHAPE_HINT, status)
         )
+    return data
+
+
+def _read_body(response: Any, deadline: float, timeout: float) -> bytes:
+    """The whole body, unless it is too large or still arriving at ``deadline``."""
+    import requests
+
+    chunks: list[bytes] = []
+    size = 0
+    raw = response.raw
+    # read1 returns whatever one socket read brought: reading a fixed amount would wait for
+    # all of it, so a trickling body would never reach the deadline check.
+    read1 = getattr(raw, "read1", None)
+    while True:
+        chunk = (
+            read1(1 << 16, decode_content=True) if read1 else raw.read(1024, decode_content=True)
+        )
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise RunPodAnswerError(
+                Explained(
+                    f"RunPod's answer is larger than {MAX_ANSWER_BYTES >> 20} MiB; not read",
+                    "check RUNPOD_API_BASE_URL and any proxy in between",
+                    response.status_code,
+                )
+            )
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            # A body trickling in byte by byte never trips the per-read timeout.
+            raise requests.exceptions.ReadTimeout(f"answer still arriving after {timeout:g} s")
+    return b"".join(chunks)
+
+
+def post_graphql(
+    query: str, api_key: str, *, timeout: float, user_agent: str, base: str | None = None
+) -> Any:
+    """Send ``query`` exactly as the SDK does and return the answer's ``data``.
+
+    Bounded: connecting, each read and the whole body each within ``timeout`` seconds; an
+    answer larger than :data:`MAX_ANSWER_BYTES` is refused. Raises :class:`RunPodAnswerError`
+    for what RunPod answered, and requests' exceptions for what it did not.
+    """
+    import requests
+
+    url = f"{base or os.environ.get('RUNPOD_API_BASE_URL', DEFAULT_API_BASE)}/graphql"
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": user_agent,
+        "Authorization": f"Bearer {api_key}",
+    }
+    deadline = time.monotonic() + timeout
+    with requests.post(
+        url,
+        headers=headers,
+        data=json.dumps({"query": query}),
+        timeout=(min(CONNECT_TIMEOUT, timeout), timeout),
+        stream=True,
+    ) as response:
+        body = _read_body(response, deadline, timeout)
+        return read_answer(response.status_code, response.headers, body, api_key)
+
+
+def _explain(exc: BaseException, secret: str | None) -> Explained:
+    """A failure that is not an answer from RunPod: the network, a timeout, a bad URL."""
+    import requests
+
+    if isinstance(exc, RunPodAnswerError):
+        return exc.explained
     if isinstance(exc, requests.exceptions.Timeout):
-        return _Explained(
-            f"RunPod did not answer in time (the SDK's own limit): {_endpoint()}",
+        return Explained(
+            f"RunPod did not answer in time: {_endpoint()}",
             "check the network, proxy or RUNPOD_API_BASE_URL",
         )
     if isinstance(exc, requests.exceptions.ConnectionError):
@@ -509,28 +643,49 @@ def _explain(exc: BaseException, secret: str | None) -> _Explained:
             if "resolve" in text or "name or service" in text
             else "connection failed"
         )
-        return _Explained(
+        return Explained(
             f"cannot reach RunPod at {_endpoint()} ({why})",
             "check the network, proxy or RUNPOD_API_BASE_URL",
         )
-    if isinstance(exc, requests.exceptions.RequestException):
-        return _Explained(f"request to RunPod failed: {type(exc).__name__}", None)
-    if isinstance(exc, KeyError | TypeError | IndexError | AttributeError):
-        return _Explained(
-            "RunPod sent an answer of an unexpected shape",
-            "check RUNPOD_API_BASE_URL; the runpod SDK may need an update",
+    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+        return Explained(
+            f"RUNPOD_API_BASE_URL is not a usable URL: {_endpoint()}",
+            "set RUNPOD_API_BASE_URL to e.g. https://api.runpod.io, or unset it",
         )
-    return _Explained(f"{type(exc).__name__}: {safe(exc)}", None)
+    if isinstance(exc, requests.exceptions.RequestException):
+        return Explained(
+            f"request to RunPod failed: {type(exc).__name__}",
+            "check the network, proxy or RUNPOD_API_BASE_URL",
+        )
+    if isinstance(exc, KeyError | TypeError | IndexError | AttributeError | ValueError):
+        return Explained("RunPod sent an answer of an unexpected shape", SHAPE_HINT)
+    return Explained(f"{type(exc).__name__}: {_safe(exc, secret)}", None)
+
+
+def explain(exc: BaseException, secret: str | None = None) -> tuple[str, str | None]:
+    """One line of cause and one of fix for a failed call, the key redacted from both."""
+    found = _explain(exc, secret)
+    return found.message, found.hint
 
 
 # ----------------------------------------------------------------------------------------------
 # The provider.
 
 
-class RunPodProvider:
-    """Every pod of one RunPod account. Calls block; each is bounded by ``timeout``."""
+@dataclass(frozen=True)
+class _Sdk:
+    mutations: Any
+    """``runpod.api.mutations.pods``: the SDK's own mutation texts."""
+    user_agent: str
 
-    capabilities = Capabilities()
+
+class RunPodProvider:
+    """Every pod of one RunPod account. Calls block; each is bounded by ``timeout``.
+
+    After a 429 nothing is sent before its ``Retry-After``; after a 5xx, polls are held for a
+    backoff that doubles with each further failure (up to ``backoff_cap``) and resets on the
+    first success. A held call raises at once, saying when RunPod is called again.
+    """
 
     def __init__(
         self,
@@ -541,6 +696,9 @@ class RunPodProvider:
         timeout: float = DEFAULT_TIMEOUT,
         key_source: str | None = None,
         clock: Callable[[], datetime] | None = None,
+        backoff: float = DEFAULT_BACKOFF_SECONDS,
+        backoff_cap: float = MAX_BACKOFF_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``key_source`` names where the key came from, for :meth:`identity`; never the key."""
         self._name = name
@@ -548,12 +706,18 @@ class RunPodProvider:
         self.protect_marker = protect_marker
         self.timeout = timeout
         self.key_source = key_source
+        self.backoff = backoff
+        self.backoff_cap = backoff_cap
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._in_flight = 0
-        self._not_before = 0.0
-        """``time.monotonic()`` before which a throttled provider sends nothing."""
-        self._details: dict[str, PodDetails] = {}
+        self._throttled_until = 0.0
+        """Monotonic time before which nothing is sent (RunPod answered 429)."""
+        self._backoff_until = 0.0
+        """Monotonic time before which no poll is sent (RunPod answered 5xx)."""
+        self._server_failures = 0
+        self._server_status: int | None = None
         self._warnings: tuple[str, ...] = ()
 
     @property
@@ -567,9 +731,26 @@ class RunPodProvider:
 
     # -- what the rest of the app reads --------------------------------------------------------
 
+    def actions(self, instance: Instance) -> frozenset[Action]:
+        """Stop, start (resume) and terminate for a pod; nothing for any other item."""
+        return POD_ACTIONS if pod_details(instance) is not None else frozenset()
+
+    def refusal(self, action: Action, instance: Instance) -> str | None:
+        """Why RunPod would not take ``action`` on the pod as it is now, or ``None``."""
+        if pod_details(instance) is None or action not in POD_ACTIONS:
+            return f"{action} is not something {self.name} does to this item"
+        state = instance.state
+        if action is Action.STOP and state is not InstanceState.RUNNING:
+            return f"only a running pod can be stopped; it is {state}"
+        if action is Action.START and state is not InstanceState.STOPPED:
+            return f"only a stopped (exited) pod can be resumed; it is {state}"
+        if action is Action.TERMINATE and state in _GONE:
+            return f"already {state}"
+        return None
+
     def losses(self, action: Action, instance: Instance) -> list[str]:
-        """What stopping or terminating a pod loses, from the last poll's sizes."""
-        details = self.details(instance.id)
+        """What stopping or terminating a pod loses, from the sizes shown."""
+        details = pod_details(instance)
         disk = details.container_disk_gb if details else None
         volume = details.volume_gb if details else None
         if action is Action.STOP:
@@ -591,16 +772,6 @@ class RunPodProvider:
             return [gone, "this cannot be undone"]
         return []
 
-    def details(self, instance_id: str) -> PodDetails | None:
-        """What the last list or describe said about a pod beyond its :class:`Instance`."""
-        with self._lock:
-            return self._details.get(instance_id)
-
-    def hourly_usd(self, instance_id: str) -> Decimal | None:
-        """The pod's own ``costPerHr`` as last seen; ``None`` if unknown."""
-        found = self.details(instance_id)
-        return found.hourly_usd if found is not None else None
-
     def poll_warnings(self) -> tuple[str, ...]:
         """Pods the last ``list_instances`` had to skip, one line each."""
         return self._warnings
@@ -615,73 +786,79 @@ class RunPodProvider:
     # -- the protocol --------------------------------------------------------------------------
 
     def list_instances(self) -> list[Instance]:
-        """Every pod of the account, freshly described."""
-        answer = self._call("list", lambda sdk, key: sdk.get_pods(api_key=key.get_secret_value()))
-        if not isinstance(answer, list):
+        """Every pod of the account, freshly described, with per-GPU utilisation."""
+        data = self._call("list", lambda sdk: PODS_QUERY)
+        pods = _mapping(data.get("myself")).get("pods")
+        if not isinstance(pods, list):
             raise ProviderError(
-                self.name,
-                "RunPod sent an answer of an unexpected shape",
-                hint="check RUNPOD_API_BASE_URL; the runpod SDK may need an update",
+                self.name, "RunPod sent an answer of an unexpected shape", hint=SHAPE_HINT
             )
         instances: list[Instance] = []
-        details: dict[str, PodDetails] = {}
         skipped = 0
         now = self._clock()
-        for raw in answer:
+        for raw in pods:
             try:
-                instance, more = self._build(raw, now)
+                instances.append(self._build(raw, now))
             except ValueError:
                 skipped += 1
-                continue
-            instances.append(instance)
-            details[instance.id] = more
-        warnings = (f"skipped {skipped} pod(s) RunPod described without an id",) if skipped else ()
-        with self._lock:
-            self._details = details
-            self._warnings = warnings
+        self._warnings = (
+            (f"skipped {skipped} pod(s) RunPod described without an id",) if skipped else ()
+        )
         return instances
 
     def describe(self, instance: Instance) -> Instance:
         """The pod as RunPod describes it now; :class:`NotFoundError` once it is gone."""
         pod_id = self._checked_id(instance.id)
-        raw = self._call(
-            "describe",
-            lambda sdk, key: sdk.get_pod(pod_id, api_key=key.get_secret_value()),
-            pod_id=pod_id,
-        )
+        data = self._call("describe", lambda sdk: pod_query(pod_id), pod_id=pod_id)
+        raw = data.get("pod")
         if raw is None:
-            self._forget(pod_id)
             raise NotFoundError(self.name, f"{one_line(pod_id, 64)} no longer exists")
         try:
-            found, more = self._build(raw, self._clock())
+            return self._build(raw, self._clock())
         except ValueError:
             raise ProviderError(
-                self.name,
-                "RunPod sent an answer of an unexpected shape",
-                hint="check RUNPOD_API_BASE_URL; the runpod SDK may need an update",
+                self.name, "RunPod sent an answer of an unexpected shape", hint=SHAPE_HINT
             ) from None
-        with self._lock:
-            self._details[found.id] = more
-        return found
+
+    def perform(self, action: Action, instance: Instance) -> InstanceState:
+        """Stop, resume or terminate; returns the state RunPod reports right after."""
+        if action is Action.STOP:
+            return self.stop(instance)
+        if action is Action.START:
+            return self.start(instance)
+        if action is Action.TERMINATE:
+            return self.terminate(instance)
+        raise ProviderError(self.name, f"{action} is not something {self.name} does")
 
     def stop(self, instance: Instance) -> InstanceState:
         """Stop the pod (``podStop``): the container disk is wiped, the volume kept."""
         pod_id = self._checked_id(instance.id)
-        answer = self._call("stop", lambda sdk, key: sdk.stop_pod(pod_id), pod_id=pod_id)
-        return self._state_after(answer, InstanceState.STOPPED)
+        data = self._call(
+            "stop", lambda sdk: sdk.mutations.generate_pod_stop_mutation(pod_id), pod_id=pod_id
+        )
+        return self._state_after(data.get("podStop"), InstanceState.STOPPED)
 
     def start(self, instance: Instance) -> InstanceState:
-        """Resume the pod (``podResume``) with as many GPUs as it had."""
+        """Resume the pod (``podResume``) with as many GPUs as RunPod says it has now."""
         pod_id = self._checked_id(instance.id)
-        count = self._gpu_count(instance)
-        answer = self._call("start", lambda sdk, key: sdk.resume_pod(pod_id, count), pod_id=pod_id)
-        return self._state_after(answer, InstanceState.RUNNING)
+        # Asked afresh: a pod described sparsely would otherwise resume with no GPU at all.
+        details = pod_details(self.describe(instance))
+        count = details.gpu_count if details is not None else 0
+        data = self._call(
+            "start",
+            lambda sdk: sdk.mutations.generate_pod_resume_mutation(pod_id, count),
+            pod_id=pod_id,
+        )
+        return self._state_after(data.get("podResume"), InstanceState.RUNNING)
 
     def terminate(self, instance: Instance) -> InstanceState:
         """Terminate the pod (``podTerminate``): its volume is deleted with it."""
         pod_id = self._checked_id(instance.id)
-        self._call("terminate", lambda sdk, key: sdk.terminate_pod(pod_id), pod_id=pod_id)
-        self._forget(pod_id)
+        self._call(
+            "terminate",
+            lambda sdk: sdk.mutations.generate_pod_terminate_mutation(pod_id),
+            pod_id=pod_id,
+        )
         return InstanceState.TERMINATED
 
     # -- helpers -------------------------------------------------------------------------------
@@ -689,12 +866,8 @@ class RunPodProvider:
     def _secret(self) -> str:
         return self._api_key.get_secret_value()
 
-    def _build(self, raw: Any, now: datetime) -> tuple[Instance, PodDetails]:
+    def _build(self, raw: Any, now: datetime) -> Instance:
         return pod_from_api(raw, provider=self.name, protect_marker=self.protect_marker, now=now)
-
-    def _forget(self, pod_id: str) -> None:
-        with self._lock:
-            self._details.pop(pod_id, None)
 
     def _checked_id(self, pod_id: str) -> str:
         if not _POD_ID.fullmatch(pod_id):
@@ -705,45 +878,33 @@ class RunPodProvider:
             )
         return pod_id
 
-    def _gpu_count(self, instance: Instance) -> int:
-        known = self.details(instance.id)
-        if known is not None:
-            return known.gpu_count
-        if instance.gpus is not None:
-            return instance.gpus.count
-        self.describe(instance)
-        known = self.details(instance.id)
-        return known.gpu_count if known is not None else 0
-
     def _state_after(self, answer: Any, expected: InstanceState) -> InstanceState:
         status = _mapping(answer).get("desiredStatus")
         return _STATES.get(str(status).upper(), expected) if status else expected
 
-    def _sdk(self) -> Any:
+    def _sdk(self) -> _Sdk:
         try:
-            import_sdk("runpod", "runpod.error")
-            import runpod
+            import_sdk("requests", "runpod", "runpod.user_agent", "runpod.api.mutations.pods")
+            from runpod.api.mutations import pods as mutations
+            from runpod.user_agent import USER_AGENT
         except ImportError:
             raise NotConfiguredError(
                 self.name,
                 "the runpod package is not installed",
                 hint="pip install runpod (it comes with runctl-tui)",
             ) from None
-        return runpod
+        return _Sdk(mutations, str(USER_AGENT))
 
     def _call(
-        self,
-        what: str,
-        fn: Callable[[Any, SecretStr], R],
-        *,
-        pod_id: str | None = None,
-    ) -> R:
-        """Run ``fn(runpod, key)`` on its own thread and wait at most ``timeout`` seconds."""
+        self, what: str, build: Callable[[_Sdk], str], *, pod_id: str | None = None
+    ) -> Mapping[str, Any]:
+        """Send the query ``build`` writes on its own thread; wait at most ``timeout`` seconds."""
         if not self._secret():
             raise NotConfiguredError(self.name, NOT_CONFIGURED, hint=SET_UP_HINT)
-        self._check_throttle()
+        self._check_held(poll=what == "list")
         # Imported here, before the clock starts: the 2 s import is not the API being slow.
         sdk = self._sdk()
+        query = build(sdk)
         with self._lock:
             if self._in_flight >= MAX_IN_FLIGHT:
                 raise ProviderError(
@@ -752,15 +913,15 @@ class RunPodProvider:
                     hint="check the network or RUNPOD_API_BASE_URL; retried on the next poll",
                 )
             self._in_flight += 1
-        secret = self._api_key
+        secret, timeout = self._secret(), self.timeout
 
-        def run() -> R:
+        def run() -> Any:
             try:
-                # stop_pod, resume_pod and terminate_pod take no key: they read this module
-                # global. Listing and describing pass the key explicitly, so only the actions
-                # of two providers with different keys in one process could cross.
-                sdk.api_key = secret.get_secret_value()
-                return fn(sdk, secret)
+                # A little longer than the caller waits: the caller's deadline decides what is
+                # reported, and this one only ends an abandoned thread.
+                return post_graphql(
+                    query, secret, timeout=timeout + THREAD_GRACE, user_agent=sdk.user_agent
+                )
             finally:
                 with self._lock:
                     self._in_flight -= 1
@@ -769,7 +930,7 @@ class RunPodProvider:
         started = time.monotonic()
         error: ProviderError
         try:
-            return future.result(timeout=self.timeout)
+            data: Mapping[str, Any] = future.result(timeout=timeout)
         except FutureTimeout:
             hint = (
                 "check the network or RUNPOD_API_BASE_URL; retried on the next poll"
@@ -777,44 +938,65 @@ class RunPodProvider:
                 else "it may still take effect: refresh before trying again"
             )
             error = ProviderError(
-                self.name, f"RunPod did not answer within {self.timeout:g} s", hint=hint
+                self.name, f"RunPod did not answer within {timeout:g} s", hint=hint
             )
-        except ProviderError as exc:
-            error = exc
         except Exception as exc:
-            error = self._error(exc, pod_id)
-        # Raised outside the handler so the SDK's exception, whose frames hold the key, is
-        # neither chained nor kept alive by the error shown to the user.
+            error = self._failed(_explain(exc, secret), pod_id)
+        else:
+            with self._lock:
+                self._server_failures = 0
+                self._backoff_until = 0.0
+            return data
+        # Raised outside the handler: the error shown carries no exception (and no frame that
+        # held the key) along with it.
         log.warning(
             "%s: %s failed after %.1f s: %s", self.name, what, time.monotonic() - started, error
         )
         raise error
 
-    def _check_throttle(self) -> None:
+    def _check_held(self, *, poll: bool) -> None:
+        now = self._monotonic()
         with self._lock:
-            remaining = self._not_before - time.monotonic()
-        if remaining > 0:
-            wait = math.ceil(remaining)
+            throttled = self._throttled_until - now
+            backing_off = self._backoff_until - now if poll else 0.0
+            status = self._server_status
+        if throttled > 0:
             raise RunPodThrottledError(
                 self.name,
-                f"RunPod is throttling requests; next call in {wait} s",
+                f"rate limited; retrying in {math.ceil(throttled)} s",
                 hint="waiting as RunPod asked (HTTP 429, Retry-After)",
-                retry_after=remaining,
+                retry_after=throttled,
+            )
+        if backing_off > 0:
+            raise RunPodRetryLaterError(
+                self.name,
+                f"RunPod's API failed (HTTP {status}); retrying in {math.ceil(backing_off)} s",
+                hint="backing off after server errors; see status.runpod.io if it persists",
+                retry_after=backing_off,
             )
 
-    def _error(self, exc: BaseException, pod_id: str | None) -> ProviderError:
-        found = _explain(exc, self._secret())
-        if found.retry_after is not None:
+    def _failed(self, found: Explained, pod_id: str | None) -> ProviderError:
+        status = found.status
+        if status == 429 and found.retry_after is not None:
             with self._lock:
-                self._not_before = time.monotonic() + found.retry_after
+                self._throttled_until = self._monotonic() + found.retry_after
             return RunPodThrottledError(
+                self.name, found.message, hint=found.hint or "", retry_after=found.retry_after
+            )
+        if status is not None and status >= 500:
+            with self._lock:
+                self._server_failures += 1
+                wait = min(self.backoff * 2 ** (self._server_failures - 1), self.backoff_cap)
+                wait = max(wait, found.retry_after or 0.0)
+                self._backoff_until = self._monotonic() + wait
+                self._server_status = status
+            return RunPodRetryLaterError(
                 self.name,
                 found.message,
-                hint=found.hint or "",
-                retry_after=found.retry_after,
+                hint=f"next poll in {math.ceil(wait)} s; {found.hint}",
+                retry_after=wait,
             )
         if found.not_found and pod_id is not None:
-            self._forget(pod_id)
             return NotFoundError(self.name, f"{one_line(pod_id, 64)} no longer exists")
         return ProviderError(self.name, found.message, hint=found.hint)
 

@@ -6,6 +6,11 @@ opened them, so one hub lives on the app's loop and everything remote goes throu
 
 Host-key checking is never turned off. An unknown key is reported with its fingerprint and the
 command that trusts it; a key that differs from the one known_hosts holds is refused.
+
+By default a hub connects as ``ssh`` would: ``~/.ssh/config``, the user's keys and agent, and
+``~/.ssh/known_hosts`` plus the global file. A hub may instead be given its own known_hosts
+file, its own client keys and no user config, for hosts that are not the user's to configure
+(the demo's lab box).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import random
 import re
 import shlex
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -193,8 +198,11 @@ def describe_failure(exc: BaseException, *, connect_timeout: float) -> tuple[str
 # Host keys and known_hosts
 
 
-def _user_config() -> list[str]:
-    """The user's ``~/.ssh/config`` when it exists: asyncssh reads it for aliases and options."""
+def _user_config(use_user_config: bool = True) -> list[str]:
+    """The user's ``~/.ssh/config`` when it exists and is wanted: asyncssh reads it for aliases
+    and options. An empty list makes asyncssh read no config file at all."""
+    if not use_user_config:
+        return []
     path = Path("~", ".ssh", "config").expanduser()
     return [str(path)] if os.access(path, os.R_OK) else []
 
@@ -226,18 +234,28 @@ class _Resolved:
         ]
 
 
-def _resolve(target: SshTarget) -> _Resolved:
+def _resolve(
+    target: SshTarget, *, known_hosts: Path | None = None, use_user_config: bool = True
+) -> _Resolved:
+    """Where ``target`` connects and which known_hosts files vouch for it.
+
+    With ``known_hosts``, that file alone is read and written (no global file), whatever a
+    config says.
+    """
     import asyncssh
 
     options = asyncssh.SSHClientConnectionOptions(
-        config=_user_config(),
+        config=_user_config(use_user_config),
         host=target.host,
         port=target.port if target.port is not None else (),
         username=target.user if target.user is not None else (),
         client_keys=None,  # only the config is wanted here, not the user's keys
     )
     configured = options.known_hosts
-    if isinstance(configured, list | tuple) and configured:
+    if known_hosts is not None:
+        user_files: tuple[Path, ...] = (known_hosts,)
+        global_files: tuple[Path, ...] = ()
+    elif isinstance(configured, list | tuple) and configured:
         files = [Path(str(name)).expanduser() for name in configured]
         user_files, global_files = tuple(files[:1]), tuple(files[1:])
     else:
@@ -293,25 +311,43 @@ def _shell_path(path: Path) -> str:
     return shlex.quote(str(path))
 
 
-def known_hosts_line(target: SshTarget, key: asyncssh.SSHKey) -> str:
+def known_hosts_line(
+    target: SshTarget, key: asyncssh.SSHKey, *, use_user_config: bool = True
+) -> str:
     """The known_hosts line that trusts ``key`` for ``target`` (``[host]:port`` off port 22)."""
     algorithm, data = key.export_public_key("openssh").decode("ascii").split()[:2]
-    return f"{_resolve(target).pattern} {algorithm} {data}"
+    return f"{_resolve(target, use_user_config=use_user_config).pattern} {algorithm} {data}"
 
 
-def trust_command(target: SshTarget, key: asyncssh.SSHKey) -> str:
-    """The shell command that trusts exactly ``key`` for ``target``, as :func:`trust_host_key`."""
-    path = _resolve(target).user_files[0]
-    line = shlex.quote(known_hosts_line(target, key))
+def trust_command(
+    target: SshTarget,
+    key: asyncssh.SSHKey,
+    *,
+    known_hosts: Path | None = None,
+    use_user_config: bool = True,
+) -> str:
+    """The shell command that trusts exactly ``key`` for ``target``, as :func:`trust_host_key`.
+
+    ``known_hosts`` and ``use_user_config`` are the hub's own (:class:`SshHub`).
+    """
+    path = _resolve(target, known_hosts=known_hosts, use_user_config=use_user_config).user_files[0]
+    line = shlex.quote(known_hosts_line(target, key, use_user_config=use_user_config))
     # The exact key rather than ssh-keyscan: a second scan could fetch a different key than
     # the fingerprint the user just checked.
     return f"mkdir -p {_shell_path(path.parent)} && echo {line} >> {_shell_path(path)}"
 
 
-def trust_host_key(target: SshTarget, key: asyncssh.SSHKey) -> Path:
-    """Append the line trusting ``key`` for ``target`` to the user's known_hosts; return it."""
-    path = _resolve(target).user_files[0]
-    line = known_hosts_line(target, key)
+def trust_host_key(
+    target: SshTarget,
+    key: asyncssh.SSHKey,
+    *,
+    known_hosts: Path | None = None,
+    use_user_config: bool = True,
+) -> Path:
+    """Append the line trusting ``key`` for ``target`` to the user's known_hosts (or to the
+    hub's own ``known_hosts`` file); return the file's path."""
+    path = _resolve(target, known_hosts=known_hosts, use_user_config=use_user_config).user_files[0]
+    line = known_hosts_line(target, key, use_user_config=use_user_config)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with path.open("a+b") as file:
         file.seek(0, os.SEEK_END)
@@ -437,6 +473,9 @@ class SshHub:
         backoff_max: float = 8.0,
         close_timeout: float = 2.0,
         on_state: StateListener | None = None,
+        known_hosts: Path | None = None,
+        client_keys: Sequence[Path] | None = None,
+        use_user_config: bool = True,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.keepalive_interval = keepalive_interval
@@ -446,6 +485,14 @@ class SshHub:
         self.backoff_max = backoff_max
         self.close_timeout = close_timeout
         self.on_state = on_state
+        self.known_hosts = known_hosts
+        """The one known_hosts file to check (and to offer to trust keys in); ``None``: the
+        user's files and the global one, as ``ssh`` reads them."""
+        self.client_keys = tuple(client_keys) if client_keys is not None else None
+        """The only private keys offered, agent not asked (``IdentitiesOnly``); ``None``: the
+        user's agent and ``~/.ssh`` keys."""
+        self.use_user_config = use_user_config
+        """Whether ``~/.ssh/config`` applies (aliases, ports, users, options)."""
         self._links: dict[SshTarget, _Link] = {}
         self._closed = False
 
@@ -546,10 +593,16 @@ class SshHub:
         target = link.target
         try:
             # Read on every attempt: the user may have trusted the key since the last one.
-            resolved = _resolve(target)
+            resolved = _resolve(
+                target, known_hosts=self.known_hosts, use_user_config=self.use_user_config
+            )
             known = _known_hosts(resolved)
         except (OSError, ValueError) as exc:
-            raise SshError(target, f"cannot read ~/.ssh/config or known_hosts: {exc}") from None
+            files = ["~/.ssh/config"] if self.use_user_config else []
+            files.append(str(self.known_hosts) if self.known_hosts else "known_hosts")
+            where = " or ".join(files)
+            raise SshError(target, f"cannot read {where}: {exc}") from None
+        keys = self._client_keys(target)
         clients: list[asyncssh.SSHClient] = []
 
         def make_client() -> asyncssh.SSHClient:
@@ -562,8 +615,9 @@ class SshHub:
                 target.host,
                 target.port if target.port is not None else (),
                 username=target.user if target.user is not None else (),
-                config=_user_config(),
+                config=_user_config(self.use_user_config),
                 known_hosts=known,
+                **keys,
                 connect_timeout=self.connect_timeout,
                 keepalive_interval=self.keepalive_interval,
                 keepalive_count_max=self.keepalive_count_max,
@@ -574,10 +628,32 @@ class SshHub:
         except asyncssh.PermissionDenied:
             offered = getattr(clients[-1], "offered", []) if clients else []
             methods = f" ({','.join(offered)})" if offered else ""
-            raise SshError(target, f"permission denied{methods}; check your agent/keys") from None
+            if self.client_keys is None:
+                advice = "check your agent/keys"
+            else:
+                advice = "not accepted: " + ", ".join(str(path) for path in self.client_keys)
+            raise SshError(target, f"permission denied{methods}; {advice}") from None
         except (OSError, asyncssh.Error, ValueError) as exc:
             reason, transient = describe_failure(exc, connect_timeout=self.connect_timeout)
             raise SshError(target, reason, transient=transient) from None
+
+    def _client_keys(self, target: SshTarget) -> dict[str, Any]:
+        """The key options for ``asyncssh.connect``: none (its defaults), or the hub's own keys,
+        read now so that a missing or unreadable key is named."""
+        import asyncssh
+
+        if self.client_keys is None:
+            return {}
+        loaded: list[asyncssh.SSHKey] = []
+        for path in self.client_keys:
+            try:
+                loaded.append(asyncssh.read_private_key(path))
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise SshError(target, f"cannot read client key {path}: {reason}") from None
+        # agent_path None: the user's agent would offer keys other than these. None rather than
+        # an empty list, which asyncssh reads as "the default keys".
+        return {"client_keys": loaded or None, "agent_path": None}
 
     async def _host_key_error(
         self, target: SshTarget, resolved: _Resolved, known: asyncssh.SSHKnownHosts
@@ -610,7 +686,7 @@ class SshHub:
                 asyncssh.get_server_host_key(
                     target.host,
                     target.port if target.port is not None else (),
-                    config=_user_config(),
+                    config=_user_config(self.use_user_config),
                     server_host_key_algs=algorithms or (),
                 ),
                 self.connect_timeout,
@@ -635,7 +711,10 @@ class SshHub:
                 f"unknown host key, and fetching it again failed: {fetch_failure or 'no key'}",
                 transient=True,
             )
-        return UnknownHostKey(target, fingerprint, trust_command(target, key), key)
+        command = trust_command(
+            target, key, known_hosts=self.known_hosts, use_user_config=self.use_user_config
+        )
+        return UnknownHostKey(target, fingerprint, command, key)
 
     def _dropped(
         self, link: _Link, conn: asyncssh.SSHClientConnection, exc: Exception | None

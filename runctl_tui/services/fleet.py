@@ -10,12 +10,14 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
+from runctl_tui.actions import BY_ACTION, SHARING
 from runctl_tui.audit import Journal, JournalError
 from runctl_tui.models import (
     Action,
     ActionResult,
+    Ec2Details,
     FleetSnapshot,
     Instance,
     InstanceState,
@@ -35,7 +37,7 @@ from runctl_tui.providers.base import (
     SpotRequest,
 )
 from runctl_tui.text import clean, one_line
-from runctl_tui.threads import submit
+from runctl_tui.threads import run_blocking, submit
 
 log = logging.getLogger(__name__)
 
@@ -47,32 +49,50 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+CLOSE_SECONDS = 0.3
+"""How long quitting waits for connections to close cleanly before abandoning them."""
+
 DEFAULT_POLL_DEADLINE = 20.0
 """Seconds one poll of a provider may take before it is abandoned and reported."""
+
+KIND_NOUNS = {
+    "ec2": "an EC2 instance",
+    "pod": "a pod",
+    "process": "a training run",
+    "host": "a whole host",
+}
+"""How a refusal names an item of each kind."""
 
 LIVE_SPOT_REQUEST_STATES = frozenset({"open", "active", "disabled"})
 """Spot request states in which a persistent request still launches replacements."""
 
-STOPPABLE = frozenset({InstanceState.RUNNING, InstanceState.PENDING})
-GONE = frozenset({InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN})
 
-
-def refusal(action: Action, seen: Instance, fresh: Instance, protect_tag: str) -> str | None:
-    """Why ``action`` must not go ahead on ``fresh`` (seen by the user as ``seen``), or ``None``."""
+def refusal(action: Action, seen: Instance, fresh: Instance) -> str | None:
+    """Why ``action`` must not go ahead on ``fresh`` (seen by the user as ``seen``), whatever
+    the provider: the state moved on, or a protected item would be destroyed."""
     if fresh.state != seen.state:
         return f"state changed from {seen.state} to {fresh.state} since it was shown; look again"
-    if action is Action.TERMINATE:
-        if fresh.protected or seen.protected:
-            return f"protected by tag {clean(protect_tag)}=true; remove the tag to terminate it"
-        if fresh.state in GONE:
-            return f"already {fresh.state}"
-    elif action is Action.STOP:
-        if fresh.one_time_spot:
-            return "a one-time spot instance cannot be stopped; terminate it instead"
-        if fresh.state not in STOPPABLE:
-            return f"cannot stop an instance that is {fresh.state}"
-    elif action is Action.START and fresh.state is not InstanceState.STOPPED:
-        return f"only a stopped instance can be started; it is {fresh.state}"
+    spec = BY_ACTION.get(action)
+    if spec is not None and spec.destroys and (fresh.protected or seen.protected):
+        by = fresh.protected_by or seen.protected_by or "its protection marker"
+        return f"protected by {clean(by)}; remove that to {action} it"
+    return None
+
+
+def resolve_one(provider: AnyProvider, action: Action, instance: Instance) -> Action | None:
+    """What ``action``'s key does to ``instance``: the action itself, or the one sharing its
+    key that the item takes (``stop`` on a training run interrupts it); ``None`` if neither."""
+    try:
+        offered = provider.actions(instance)
+    except Exception:
+        log.exception("%s: cannot say which actions %s takes", provider.name, instance.id)
+        return None
+    if action in offered:
+        return action
+    asked = BY_ACTION.get(action)
+    for spec in SHARING.get(asked.key_action if asked else action, ()):
+        if spec.action in offered:
+            return spec.action
     return None
 
 
@@ -123,14 +143,12 @@ class Fleet:
         *,
         journal: Journal,
         readonly: bool = False,
-        protect_tag: str = "runctl:protect",
         clock: Clock = utc_now,
         poll_deadline: float = DEFAULT_POLL_DEADLINE,
     ) -> None:
         self.providers = {p.name: p for p in providers}
         self.journal = journal
         self.readonly = readonly
-        self.protect_tag = protect_tag
         self.clock = clock
         self.poll_deadline = poll_deadline
         self._lock = threading.Lock()
@@ -154,9 +172,34 @@ class Fleet:
             statuses = tuple(self._statuses[name] for name in self.providers)
         return FleetSnapshot(instances=instances, statuses=statuses, taken_at=self.clock())
 
-    def poll(self, deadline: float | None = None) -> FleetSnapshot:
-        """:meth:`poll_async` for callers without an event loop (``status``, scripts)."""
-        return asyncio.run(self.poll_async(deadline))
+    def poll(self, deadline: float | None = None, *, close: bool = False) -> FleetSnapshot:
+        """:meth:`poll_async` for callers without an event loop (``status``, scripts); with
+        ``close``, connections are closed afterwards, on the same loop (a last poll)."""
+
+        async def once() -> FleetSnapshot:
+            try:
+                return await self.poll_async(deadline)
+            finally:
+                if close:
+                    await self.close()
+
+        return asyncio.run(once())
+
+    async def close(self, wait: float = CLOSE_SECONDS) -> None:
+        """Let providers that keep connections (SSH) say goodbye, waiting at most ``wait`` s.
+
+        A host that does not answer the goodbye is abandoned: quitting never waits for it.
+        """
+        closing = [
+            asyncio.ensure_future(close())
+            for provider in self.providers.values()
+            if inspect.iscoroutinefunction(close := getattr(provider, "close", None))
+        ]
+        if not closing:
+            return
+        _, pending = await asyncio.wait(closing, timeout=wait)
+        for task in pending:
+            task.cancel()
 
     async def poll_async(self, deadline: float | None = None) -> FleetSnapshot:
         """Poll every provider at once, waiting at most ``deadline`` seconds in all.
@@ -246,7 +289,7 @@ class Fleet:
             instances = self._instances[name]
             if exc.partial is not None:
                 # Keep the last known rows of the regions that failed; take fresh ones elsewhere.
-                kept = tuple(i for i in instances if i.region in exc.failed_regions)
+                kept = tuple(i for i in instances if i.location in exc.failed_regions)
                 instances = exc.partial + kept
                 self._instances[name] = instances
             self._statuses[name] = ProviderStatus(
@@ -264,6 +307,18 @@ class Fleet:
 
     # Acting ----------------------------------------------------------------------------------
 
+    def resolve(self, action: Action, targets: Sequence[Instance]) -> Action:
+        """The action ``action``'s key asks of ``targets``: ``stop`` on training runs is
+        ``interrupt``, ``terminate`` is ``kill``; the first target that takes one decides."""
+        for seen in targets:
+            provider = self.providers.get(seen.provider)
+            if provider is None:
+                continue
+            concrete = resolve_one(provider, action, seen)
+            if concrete is not None:
+                return concrete
+        return action
+
     def preflight(self, action: Action, targets: Sequence[Instance]) -> dict[str, str]:
         """Why each target that cannot take ``action`` as it was shown is refused, by key.
 
@@ -274,7 +329,7 @@ class Fleet:
         for seen in targets:
             reason = self._static_refusal(action, seen)
             if reason is None:
-                reason = refusal(action, seen, seen, self.protect_tag)
+                reason = refusal(action, seen, seen) or self._provider_refusal(action, seen)
             if reason is not None:
                 reasons[seen.key] = reason
         return reasons
@@ -285,11 +340,22 @@ class Fleet:
         provider = self.providers.get(seen.provider)
         if provider is None:
             return f"no provider named {clean(seen.provider)!r}"
-        if not provider.capabilities.allows(action):
-            return f"{provider.name} cannot {action}"
-        if is_async(provider) or not isinstance(provider, Provider):
-            return f"{provider.name}: {action} is not available from here yet"
+        concrete = resolve_one(provider, action, seen)
+        what = KIND_NOUNS.get(seen.kind, "this item")
+        if concrete is None:
+            return f"{action} does not apply to {what}"
+        if concrete is not action:
+            return f"{what} takes {concrete}, not {action}: act on it separately"
         return None
+
+    def _provider_refusal(self, action: Action, instance: Instance) -> str | None:
+        provider = self.providers[instance.provider]
+        try:
+            reason = provider.refusal(action, instance)
+        except Exception as exc:
+            log.exception("%s: refusal check failed", provider.name)
+            return f"could not check: {one_line(f'{type(exc).__name__}: {exc}', 200)}"
+        return one_line(reason, 300) if reason else None
 
     def record_refused(
         self, action: Action, targets: Sequence[Instance], reasons: Mapping[str, str]
@@ -317,8 +383,8 @@ class Fleet:
     def losses(self, action: Action, targets: Sequence[Instance]) -> dict[str, list[str]]:
         """What each target's provider says the action does and loses, by key, where it says.
 
-        Targets of providers that do not say are left out: the confirmation then lists what
-        EC2 loses. A provider that fails to say is logged and left out too.
+        A provider that does not say, or fails to, leaves its targets out (the failure is
+        logged): the dialog then says only what every action means.
         """
         said: dict[str, list[str]] = {}
         for seen in targets:
@@ -342,7 +408,7 @@ class Fleet:
         found: dict[str, SpotRequest] = {}
         for seen in targets:
             provider = self.providers.get(seen.provider)
-            if not seen.persistent_spot or not isinstance(provider, HasSpotRequests):
+            if not persistent_spot(seen) or not isinstance(provider, HasSpotRequests):
                 continue
             try:
                 request = provider.spot_request(seen)
@@ -355,7 +421,17 @@ class Fleet:
                 found[seen.key] = request
         return found
 
-    def act(
+    def act_now(
+        self,
+        action: Action,
+        targets: Sequence[Instance],
+        *,
+        cancel_spot_requests: bool = False,
+    ) -> list[ActionResult]:
+        """:meth:`act` for callers without an event loop (scripts, tests)."""
+        return asyncio.run(self.act(action, targets, cancel_spot_requests=cancel_spot_requests))
+
+    async def act(
         self,
         action: Action,
         targets: Sequence[Instance],
@@ -366,12 +442,14 @@ class Fleet:
 
         Each call is journaled before it is made (an ``attempted`` line) and after (its
         result), one target at a time, so a process killed mid-batch leaves a line for every
-        call made. With ``cancel_spot_requests``, terminating an instance of a persistent spot
-        request cancels the request first, so that it launches no replacement.
+        call made. Blocking providers are called on daemon threads (quitting never waits for
+        them); coroutine providers on this loop. With ``cancel_spot_requests``, terminating an
+        instance of a persistent spot request cancels the request first, so that it launches
+        no replacement.
         """
         results: list[ActionResult] = []
         for seen in targets:
-            results.extend(self._act_one(action, seen, cancel_spot_requests))
+            results.extend(await self._act_one(action, seen, cancel_spot_requests))
         return results
 
     def _finish(self, result: ActionResult) -> ActionResult:
@@ -383,7 +461,16 @@ class Fleet:
                 return result.model_copy(update={"detail": f"done, but {exc}"})
         return result
 
-    def _act_one(self, action: Action, seen: Instance, cancel_spot: bool) -> list[ActionResult]:
+    async def _call(self, provider: AnyProvider, method: str, *args: Any) -> Any:
+        """``provider.method(*args)``: awaited on this loop, or run on a daemon thread."""
+        call = getattr(provider, method)
+        if inspect.iscoroutinefunction(call):
+            return await call(*args)
+        return await run_blocking(lambda: call(*args), name=f"runctl-{method}-{provider.name}")
+
+    async def _act_one(
+        self, action: Action, seen: Instance, cancel_spot: bool
+    ) -> list[ActionResult]:
         def result(outcome: Outcome, detail: str = "", **extra: InstanceState) -> ActionResult:
             return ActionResult(
                 action=action, instance=seen, outcome=outcome, detail=detail, **extra
@@ -392,52 +479,50 @@ class Fleet:
         reason = self._static_refusal(action, seen)
         if reason is not None:
             return [self._finish(result(Outcome.REFUSED, reason))]
-        # _static_refusal has turned away every provider that cannot act through blocking calls.
-        provider = cast(Provider, self.providers[seen.provider])
+        provider = self.providers[seen.provider]
         try:
             self.journal.check()
         except JournalError as exc:
             return [result(Outcome.REFUSED, f"nothing done: {exc}")]
         try:
-            fresh = provider.describe(seen)
+            fresh: Instance = await self._call(provider, "describe", seen)
         except NotFoundError:
             return [self._finish(result(Outcome.REFUSED, "it no longer exists"))]
         except ProviderError as exc:
             detail = f"could not check its state: {one_line(exc.message, 300)}"
             return [self._finish(result(Outcome.FAILED, detail))]
-        reason = refusal(action, seen, fresh, self.protect_tag)
+        reason = refusal(action, seen, fresh) or self._provider_refusal(action, fresh)
         if reason:
             return [self._finish(result(Outcome.REFUSED, reason))]
         done: list[ActionResult] = []
         if (
             action is Action.TERMINATE
             and cancel_spot
-            and fresh.persistent_spot
+            and persistent_spot(fresh)
             and isinstance(provider, HasSpotRequests)
         ):
-            cancelled = self._cancel_spot_request(provider, fresh, seen)
+            cancelled = await self._cancel_spot_request(provider, fresh, seen)
             if cancelled is not None:
                 done.append(cancelled)
                 if cancelled.outcome is not Outcome.DONE:
                     detail = "not terminated: its spot request could not be cancelled"
                     return [*done, self._finish(result(Outcome.REFUSED, detail))]
-        operation = {
-            Action.STOP: provider.stop,
-            Action.START: provider.start,
-            Action.TERMINATE: provider.terminate,
-        }[action]
         try:
             self.journal.attempted(action, seen, at=self.clock())
         except JournalError as exc:
             return [*done, result(Outcome.REFUSED, f"nothing done: {exc}")]
         try:
-            new_state = operation(fresh)
+            new_state: InstanceState = await self._call(provider, "perform", action, fresh)
         except ProviderError as exc:
             return [*done, self._finish(result(Outcome.FAILED, one_line(exc.message, 300)))]
+        except Exception as exc:
+            log.exception("%s %s %s failed unexpectedly", action, seen.provider, seen.id)
+            detail = one_line(f"{type(exc).__name__}: {exc}", 300)
+            return [*done, self._finish(result(Outcome.FAILED, detail))]
         log.info("%s %s %s: now %s", action, seen.provider, seen.id, new_state)
         return [*done, self._finish(result(Outcome.DONE, new_state=new_state))]
 
-    def _cancel_spot_request(
+    async def _cancel_spot_request(
         self, provider: HasSpotRequests, fresh: Instance, seen: Instance
     ) -> ActionResult | None:
         action = Action.CANCEL_SPOT_REQUEST
@@ -446,7 +531,7 @@ class Fleet:
             return ActionResult(action=action, instance=seen, outcome=outcome, detail=detail)
 
         try:
-            request = provider.spot_request(fresh)
+            request = await run_blocking(lambda: provider.spot_request(fresh), name="runctl-spot")
         except ProviderError as exc:
             detail = f"could not look up its spot request: {one_line(exc.message, 300)}"
             return self._finish(result(Outcome.FAILED, detail))
@@ -457,8 +542,16 @@ class Fleet:
         except JournalError as exc:
             return result(Outcome.REFUSED, f"nothing done: {exc}")
         try:
-            state = provider.cancel_spot_request(fresh, request.id)
+            state = await run_blocking(
+                lambda: provider.cancel_spot_request(fresh, request.id), name="runctl-spot"
+            )
         except ProviderError as exc:
             detail = f"{request.id}: {one_line(exc.message, 300)}"
             return self._finish(result(Outcome.FAILED, detail))
         return self._finish(result(Outcome.DONE, f"{request.id} now {clean(state)}"))
+
+
+def persistent_spot(instance: Instance) -> bool:
+    """Whether ``instance`` belongs to a persistent EC2 spot request (relaunched if terminated)."""
+    details = instance.details
+    return isinstance(details, Ec2Details) and details.persistent_spot

@@ -13,20 +13,19 @@ from runctl_tui.actions import CATALOG
 from runctl_tui.config import Settings
 from runctl_tui.costs.rates import PriceTable, bundled_prices
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
-from runctl_tui.keys import QUIT_ID, KeymapError, resolve_keymap
+from runctl_tui.keys import PANES, QUIT_ID, KeymapError, resolve_keymap
 from runctl_tui.services.fleet import Clock, Fleet, utc_now
 from runctl_tui.text import clean
-from runctl_tui.tui.screens.dashboard import ACTIONS, DashboardScreen
+from runctl_tui.tui.panes.fleet import FleetPane
+from runctl_tui.tui.screens.main import MainScreen
 from runctl_tui.tui.widgets.footer import textual_binding
 from runctl_tui.tui.widgets.provider_bar import header_sub_title, header_warning
 
-PALETTE = (
-    ("Refresh now", "Poll every provider now", "refresh"),
-    *((spec.palette_title, spec.palette_help, spec.screen_action) for spec in CATALOG),
+FLEET_PALETTE = (
     ("Toggle details", "Show or hide the details panel", "toggle_details"),
     ("Filter rows", "Filter the table by any text", "filter"),
-    ("Show keys", "The help screen", "help"),
 )
+"""Palette entries that run an action of the fleet pane: (title, help, action)."""
 
 SHADOWED_SYSTEM_COMMANDS = frozenset({"Keys"})
 """Textual's own entries that one of ours already covers."""
@@ -75,13 +74,14 @@ class RunctlApp(App[None]):
         )
 
     def get_default_screen(self) -> Screen[None]:
-        """The dashboard."""
-        return DashboardScreen(
+        """The main screen, its first pane shown."""
+        return MainScreen(
             self.fleet,
             prices=self.prices,
             poll_seconds=self.settings.poll_seconds,
             clock=self.clock,
             demo=self.demo,
+            keymap=self.settings.keymap,
         )
 
     def on_mount(self) -> None:
@@ -99,17 +99,31 @@ class RunctlApp(App[None]):
         for warning in self.startup_warnings:
             self.notify(clean(warning), severity="warning", timeout=15, markup=False)
 
+    async def action_quit(self) -> None:
+        """Close the providers' connections (briefly: a hung host is abandoned), then exit."""
+        await self.fleet.close()
+        self.exit()
+
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """The fleet commands, then those of Textual's own that ours do not duplicate."""
-        if isinstance(screen, DashboardScreen):
-            for title, help_text, action in PALETTE:
-                if action in ACTIONS:
-                    # Through ask(), so that an action that cannot run says why, as its key does.
-                    ask = partial(screen.ask, ACTIONS[action])
-                    yield SystemCommand(title, help_text, ask)
-                else:
-                    yield SystemCommand(title, help_text, lambda a=action: screen.run_action(a))
-        shadowed = SHADOWED_SYSTEM_COMMANDS if isinstance(screen, DashboardScreen) else ()
+        if isinstance(screen, MainScreen):
+            yield from main_screen_commands(screen)
+        shadowed = SHADOWED_SYSTEM_COMMANDS if isinstance(screen, MainScreen) else ()
         for command in super().get_system_commands(screen):
             if command.title not in shadowed:
                 yield command
+
+
+def main_screen_commands(screen: MainScreen) -> Iterable[SystemCommand]:
+    """Refresh, every action of the catalog, the fleet pane's commands, the panes, help."""
+    yield SystemCommand("Refresh now", "Poll every provider now", screen.action_refresh)
+    for spec in CATALOG:
+        # Through ask(), so that an action that cannot run says why, as its key does.
+        yield SystemCommand(spec.palette_title, spec.palette_help, partial(screen.ask, spec.action))
+    for title, help_text, action in FLEET_PALETTE:
+        run = partial(screen.run_pane_action, FleetPane.PANE_ID, action)
+        yield SystemCommand(title, help_text, run)
+    for pane in PANES:
+        show = partial(screen.action_show_pane, pane.id)
+        yield SystemCommand(f"Show the {pane.title.lower()}", pane.description, show)
+    yield SystemCommand("Show keys", "The help screen", screen.action_help)

@@ -1,4 +1,4 @@
-"""Messages that carry worker results to the screen."""
+"""Messages that carry worker results to the main screen and its panes."""
 
 from __future__ import annotations
 
@@ -24,7 +24,20 @@ class FleetPolled(Message):
 
 
 @dataclass
+class PollFailed(Message):
+    """A poll broke before it could report on the providers; polling goes on."""
+
+    reason: str
+    """One line, control characters escaped: the exception's type and message."""
+
+
+@dataclass
 class ActionsFinished(Message):
     """An action ran on its targets; one result per target."""
 
     results: list[ActionResult]
+
+
+@dataclass
+class JournalWritten(Message):
+    """Lines were added to the audit journal (refusals, a cancellation, or an action)."""

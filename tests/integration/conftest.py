@@ -24,6 +24,7 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from runctl_tui.models import Ec2Details, Instance
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
 
 if TYPE_CHECKING:
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
 KEY = ("testing", "testing")
 AMI = "ami-0a1b2c3d4e5f60718"
 REGIONS = ["us-east-1", "eu-west-1"]
+
+
+def details_of(instance: Instance) -> Ec2Details:
+    """The EC2 details of ``instance``, which must be an EC2 instance."""
+    assert isinstance(instance.details, Ec2Details), instance.kind
+    return instance.details
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from runctl_tui.models import GpuSpec, InstanceState, Lifecycle
+from runctl_tui.models import Action, GpuSpec, InstanceState, Lifecycle
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
 from runctl_tui.providers.base import NotFoundError, ProviderError
-from tests.integration.conftest import KEY, Ec2Admin
+from tests.integration.conftest import KEY, Ec2Admin, details_of
 
 pytestmark = pytest.mark.integration
 
@@ -34,46 +34,52 @@ def test_lists_two_regions_with_gpus_spot_types_and_tags(
 
     assert set(instances) == {protected, one_time, persistent, cpu, stopped}
     p5 = instances[protected]
-    assert (p5.provider, p5.region, p5.zone) == ("aws", "us-east-1", "us-east-1b")
+    p5_ec2 = details_of(p5)
+    assert (p5.provider, p5.location, p5_ec2.zone) == ("aws", "us-east-1", "us-east-1b")
     assert p5.name == "llama3-70b-sft"
     assert p5.tags == {"Name": "llama3-70b-sft", "owner": "maria", "runctl:protect": "true"}
     assert p5.protected is True
+    assert p5.protected_by == "tag runctl:protect=true"
     assert p5.gpus == GpuSpec(count=8, model="H100", memory_mib=81920)
-    assert p5.instance_store_gb is not None
-    assert p5.instance_store_gb > 0
-    assert p5.type_facts_missing is None
-    assert p5.lifecycle is Lifecycle.ON_DEMAND
-    assert p5.spot_request_type is None
-    assert p5.spot_request_id is None
+    assert p5_ec2.instance_type == "p5.48xlarge"
+    assert p5_ec2.instance_store_gb is not None
+    assert p5_ec2.instance_store_gb > 0
+    assert p5_ec2.type_facts_missing is None
+    assert p5_ec2.lifecycle is Lifecycle.ON_DEMAND
+    assert p5_ec2.spot_request_type is None
+    assert p5_ec2.spot_request_id is None
     assert p5.state is InstanceState.RUNNING
-    assert p5.image_id is not None
-    assert p5.image_id.startswith("ami-")
+    assert p5_ec2.image_id is not None
+    assert p5_ec2.image_id.startswith("ami-")
     assert p5.launched_at is not None
     assert p5.launched_at.tzinfo is not None
     assert p5.launched_at >= before
-    assert [v.device for v in p5.volumes] == ["/dev/sda1"]
-    assert p5.volumes[0].id.startswith("vol-")
+    assert [v.device for v in p5_ec2.volumes] == ["/dev/sda1"]
+    assert p5_ec2.volumes[0].id.startswith("vol-")
 
     spot = instances[one_time]
-    assert spot.lifecycle is Lifecycle.SPOT
-    assert spot.spot_request_type == "one-time"
-    assert spot.one_time_spot
-    assert not spot.persistent_spot
-    assert spot.spot_request_id is not None
-    assert spot.spot_request_id.startswith("sir-")
+    spot_ec2 = details_of(spot)
+    assert spot_ec2.lifecycle is Lifecycle.SPOT
+    assert spot_ec2.spot_request_type == "one-time"
+    assert spot_ec2.one_time_spot
+    assert not spot_ec2.persistent_spot
+    assert spot_ec2.spot_request_id is not None
+    assert spot_ec2.spot_request_id.startswith("sir-")
     assert spot.gpus is not None
     assert spot.gpus.label() == "1x L40S 45G"
     assert spot.protected is False
-    assert instances[persistent].spot_request_type == "persistent"
-    assert instances[persistent].persistent_spot
-    assert not instances[persistent].one_time_spot
-    assert instances[persistent].spot_request_id not in {None, spot.spot_request_id}
+    assert spot.protected_by == ""
+    kept = details_of(instances[persistent])
+    assert kept.spot_request_type == "persistent"
+    assert kept.persistent_spot
+    assert not kept.one_time_spot
+    assert kept.spot_request_id not in {None, spot_ec2.spot_request_id}
     assert instances[persistent].gpus == GpuSpec(count=8, model="A100", memory_mib=40960)
 
-    assert instances[cpu].region == "eu-west-1"
+    assert instances[cpu].location == "eu-west-1"
     assert instances[cpu].gpus is None
-    assert instances[cpu].instance_store_gb == 0
-    assert instances[cpu].type_facts_missing is None
+    assert details_of(instances[cpu]).instance_store_gb == 0
+    assert details_of(instances[cpu]).type_facts_missing is None
     assert instances[stopped].state is InstanceState.STOPPED
     assert instances[stopped].uptime(datetime.now(UTC)) is None
 
@@ -113,7 +119,7 @@ def test_describe_sees_changes_made_elsewhere(ec2: Ec2Admin, provider: AwsProvid
     fresh = provider.describe(seen)
 
     assert fresh.id == instance_id
-    assert fresh.region == "eu-west-1"
+    assert fresh.location == "eu-west-1"
     assert fresh.state is InstanceState.STOPPED
     assert fresh.protected is True
     assert fresh.gpus == seen.gpus
@@ -129,8 +135,8 @@ def test_describe_of_a_spot_instance_knows_its_request_type(
     fresh = AwsProvider(clients, ["us-east-1"]).describe(seen)
 
     assert fresh.id == instance_id
-    assert fresh.one_time_spot
-    assert fresh.spot_request_id == seen.spot_request_id
+    assert details_of(fresh).one_time_spot
+    assert details_of(fresh).spot_request_id == details_of(seen).spot_request_id
     assert fresh.gpus == seen.gpus
 
 
@@ -147,13 +153,13 @@ def test_stop_start_terminate_really_change_state(ec2: Ec2Admin, provider: AwsPr
     instance_id = ec2.launch("eu-west-1", "g5.xlarge")
     (instance,) = provider.list_instances()
 
-    assert provider.stop(instance) is InstanceState.STOPPING
+    assert provider.perform(Action.STOP, instance) is InstanceState.STOPPING
     assert ec2.state("eu-west-1", instance_id) == "stopped"
 
-    assert provider.start(instance) is InstanceState.PENDING
+    assert provider.perform(Action.START, instance) is InstanceState.PENDING
     assert ec2.state("eu-west-1", instance_id) == "running"
 
-    assert provider.terminate(instance) is InstanceState.SHUTTING_DOWN
+    assert provider.perform(Action.TERMINATE, instance) is InstanceState.SHUTTING_DOWN
     assert ec2.state("eu-west-1", instance_id) == "terminated"
     assert provider.describe(instance).state is InstanceState.TERMINATED
 
@@ -163,10 +169,35 @@ def test_actions_touch_only_their_instance(ec2: Ec2Admin, provider: AwsProvider)
     bystander = ec2.launch("us-east-1", name="bystander")
     instance = next(i for i in provider.list_instances() if i.id == target)
 
-    provider.terminate(instance)
+    provider.perform(Action.TERMINATE, instance)
 
     assert ec2.state("us-east-1", target) == "terminated"
     assert ec2.state("us-east-1", bystander) == "running"
+
+
+def test_refusal_and_losses_follow_the_fresh_state(ec2: Ec2Admin, provider: AwsProvider) -> None:
+    instance_id = ec2.launch("us-east-1", "g5.xlarge", spot="one-time")
+    (seen,) = provider.list_instances()
+
+    assert provider.actions(seen) == {Action.STOP, Action.START, Action.TERMINATE}
+    assert provider.refusal(Action.STOP, seen) == (
+        "a one-time spot instance cannot be stopped; terminate it instead"
+    )
+    assert provider.refusal(Action.START, seen) == (
+        "only a stopped instance can be started; it is running"
+    )
+    assert provider.refusal(Action.TERMINATE, seen) is None
+    assert provider.losses(Action.TERMINATE, seen) == [
+        f"EBS volumes deleted: {details_of(seen).volumes[0].id}",
+        "instance-store data (250 GB local NVMe) is gone",
+        "this cannot be undone",
+    ]
+
+    provider.perform(Action.TERMINATE, seen)
+    fresh = provider.describe(seen)
+
+    assert ec2.state("us-east-1", instance_id) == "terminated"
+    assert provider.refusal(Action.TERMINATE, fresh) == "already terminated"
 
 
 def test_all_regions_are_resolved_with_describe_regions(ec2: Ec2Admin, clients: Ec2Clients) -> None:
@@ -175,7 +206,7 @@ def test_all_regions_are_resolved_with_describe_regions(ec2: Ec2Admin, clients: 
     provider = AwsProvider(clients, ["all"])
 
     regions = provider.regions()
-    listed = {i.id: i.region for i in provider.list_instances()}
+    listed = {i.id: i.location for i in provider.list_instances()}
 
     known = {
         r["RegionName"]: r.get("OptInStatus")
@@ -212,6 +243,8 @@ def test_one_failing_region_keeps_the_others(ec2: Ec2Admin, moto_url: str) -> No
     assert error.failed_regions == ("xx-nowhere-1",)
     assert error.partial is not None
     assert [i.id for i in error.partial] == [east]
+    # The fleet keeps stale rows per location: the failed region's, not the answering one's.
+    assert [i.location for i in error.partial] == ["us-east-1"]
     assert error.message.startswith("xx-nowhere-1: ")
     assert "\n" not in error.message
 

@@ -79,15 +79,19 @@ def test_status_demo_json() -> None:
     report = json.loads(done.stdout)
     assert report["schema"] == "runctl-tui/status/v1"
     assert report["ok"] is True
-    assert [p["name"] for p in report["providers"]] == ["aws", "runpod", "local"]
+    assert [p["name"] for p in report["providers"]] == ["aws", "runpod", "local", "ssh"]
     assert all(p["ok"] for p in report["providers"])
     by_provider = Counter(i["provider"] for i in report["instances"])
-    # EC2 in two regions, the stand-in's pods, this machine and the demo's training run.
-    assert by_provider == {"aws": 11, "runpod": 5, "local": 2}
+    # EC2 in two regions, the stand-in's pods, this machine and its training run, and the lab
+    # box over SSH with its own run.
+    assert by_provider == {"aws": 11, "runpod": 5, "local": 2, "ssh": 2}
+    kinds = Counter((i["provider"], i["kind"]) for i in report["instances"])
+    assert kinds[("local", "process")] == kinds[("ssh", "process")] == 1
+    assert kinds[("local", "host")] == kinds[("ssh", "host")] == 1
     ec2 = [i for i in report["instances"] if i["provider"] == "aws"]
     assert {i["region"] for i in ec2} == {"us-east-1", "eu-west-1"}
     assert sum(i["protected"] for i in ec2) == 1
-    assert report["totals"]["instances"] == 18
+    assert report["totals"]["instances"] == 20
     assert report["totals"]["running"] == sum(i["state"] == "running" for i in report["instances"])
     assert float(report["totals"]["hourly_usd"]) > 0
     assert done.stderr == ""
@@ -571,9 +575,9 @@ def test_status_polls_with_the_configured_deadline(
         seen.append(("fleet", fleet.poll_deadline))
         real_poll = fleet.poll
 
-        def poll(deadline: float | None = None) -> FleetSnapshot:
+        def poll(deadline: float | None = None, *, close: bool = False) -> FleetSnapshot:
             seen.append(("poll", deadline))
-            return real_poll(deadline)
+            return real_poll(deadline, close=close)
 
         monkeypatch.setattr(fleet, "poll", poll)
         return fleet, warnings

@@ -10,6 +10,8 @@ import pytest
 from runctl_tui.audit import Journal
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
 from runctl_tui.providers.base import NotConfiguredError, ProviderError
+from runctl_tui.providers.runpod import RunPodProvider
+from runctl_tui.runpod_standin import FaultKind, RunPodStandIn, demo_pods
 from runctl_tui.services.fleet import Fleet
 
 pytestmark = pytest.mark.integration
@@ -122,3 +124,40 @@ def test_unreachable_endpoint(tmp_path: Path) -> None:
     assert error.hint is not None
     assert "AWS_ENDPOINT_URL" in error.hint
     assert poll_status(AwsProvider(clients, ["us-east-1"]), tmp_path)[0] is False
+
+
+@pytest.mark.parametrize(
+    ("fault", "message", "hint"),
+    [
+        (FaultKind.UNAUTHORIZED, "RunPod rejected the API key", "RUNPOD_API_KEY"),
+        (FaultKind.THROTTLED, "RunPod is throttling requests (HTTP 429)", "waiting 7 s"),
+        (FaultKind.SERVER_ERROR, "RunPod's API failed (HTTP 500)", "status.runpod.io"),
+        (FaultKind.GRAPHQL_ERROR, "RunPod refused the request: Something went wrong", "retried"),
+        (FaultKind.MALFORMED, "RunPod sent an answer that is not JSON", "RUNPOD_API_BASE_URL"),
+        (FaultKind.SLOW, "RunPod did not answer within 0.5 s", "retried on the next poll"),
+    ],
+)
+def test_runpod_failures_are_one_status_line_and_the_fleet_stays_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fault: FaultKind, message: str, hint: str
+) -> None:
+    key = "rpa_CREDENTIALSTEST_0123456789abcdef"
+    with RunPodStandIn(api_key=key, lifetime=60) as stand_in:
+        monkeypatch.setenv("RUNPOD_API_BASE_URL", stand_in.url)
+        provider = RunPodProvider(key, timeout=3.0)
+        fleet = Fleet([provider], journal=Journal(tmp_path / "journal.jsonl"))
+        first = fleet.poll()
+        assert len(first.instances) == len(demo_pods())
+        provider.timeout = 0.5
+        stand_in.inject(fault, delay=2.0)
+
+        snapshot = fleet.poll()
+
+    (status,) = snapshot.statuses
+    assert status.ok is False
+    assert status.error is not None
+    assert status.error.startswith(message)
+    assert hint in (status.hint or "")
+    assert key not in f"{status.error} {status.hint}"
+    # The rows of the last good poll stay on screen, marked by the status as old.
+    assert len(snapshot.instances) == len(demo_pods())
+    assert status.refreshed_at == first.statuses[0].refreshed_at

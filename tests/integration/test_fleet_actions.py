@@ -44,7 +44,7 @@ def test_poll_reports_every_region(ec2: Ec2Admin, fleet: Fleet) -> None:
     snapshot = fleet.poll()
 
     assert snapshot.all_ok
-    assert sorted(i.region for i in snapshot.instances) == ["eu-west-1", "us-east-1"]
+    assert sorted(i.location for i in snapshot.instances) == ["eu-west-1", "us-east-1"]
     assert snapshot.statuses[0].instance_count == 2
 
 
@@ -69,7 +69,7 @@ def test_stop_end_to_end(ec2: Ec2Admin, fleet: Fleet, journal: Journal) -> None:
     instance_id = ec2.launch("eu-west-1", name="trainer")
     seen = shown(fleet, instance_id)
 
-    (result,) = fleet.act(Action.STOP, [seen])
+    (result,) = fleet.act_now(Action.STOP, [seen])
 
     assert result.outcome is Outcome.DONE
     assert result.new_state is InstanceState.STOPPING
@@ -86,7 +86,7 @@ def test_stop_end_to_end(ec2: Ec2Admin, fleet: Fleet, journal: Journal) -> None:
 def test_start_end_to_end(ec2: Ec2Admin, fleet: Fleet) -> None:
     instance_id = ec2.launch(stopped=True)
 
-    (result,) = fleet.act(Action.START, [shown(fleet, instance_id)])
+    (result,) = fleet.act_now(Action.START, [shown(fleet, instance_id)])
 
     assert result.outcome is Outcome.DONE
     assert ec2.state("us-east-1", instance_id) == "running"
@@ -99,7 +99,7 @@ def test_terminate_of_a_protected_instance_is_refused(
     seen = shown(fleet, instance_id)
     assert seen.protected
 
-    (result,) = fleet.act(Action.TERMINATE, [seen])
+    (result,) = fleet.act_now(Action.TERMINATE, [seen])
 
     assert result.outcome is Outcome.REFUSED
     assert "runctl:protect=true" in result.detail
@@ -113,7 +113,7 @@ def test_protection_added_after_the_poll_still_refuses(ec2: Ec2Admin, fleet: Fle
     assert not seen.protected
     ec2.tag("us-east-1", instance_id, "runctl:protect", "true")
 
-    (result,) = fleet.act(Action.TERMINATE, [seen])
+    (result,) = fleet.act_now(Action.TERMINATE, [seen])
 
     assert result.outcome is Outcome.REFUSED
     assert ec2.state("us-east-1", instance_id) == "running"
@@ -127,7 +127,7 @@ def test_terminate_after_the_state_changed_under_us_is_refused(
     # Someone else stops it between the poll and the confirmation.
     ec2.client("us-east-1").stop_instances(InstanceIds=[instance_id])
 
-    (result,) = fleet.act(Action.TERMINATE, [seen])
+    (result,) = fleet.act_now(Action.TERMINATE, [seen])
 
     assert result.outcome is Outcome.REFUSED
     assert "state changed from running to stopped" in result.detail
@@ -139,7 +139,7 @@ def test_terminate_after_the_state_changed_under_us_is_refused(
 def test_one_time_spot_is_never_stopped(ec2: Ec2Admin, fleet: Fleet) -> None:
     instance_id = ec2.launch(spot="one-time")
 
-    (result,) = fleet.act(Action.STOP, [shown(fleet, instance_id)])
+    (result,) = fleet.act_now(Action.STOP, [shown(fleet, instance_id)])
 
     assert result.outcome is Outcome.REFUSED
     assert "one-time spot" in result.detail
@@ -151,7 +151,7 @@ def test_terminated_elsewhere_is_refused(ec2: Ec2Admin, fleet: Fleet) -> None:
     seen = shown(fleet, instance_id)
     ec2.client("us-east-1").terminate_instances(InstanceIds=[instance_id])
 
-    (result,) = fleet.act(Action.STOP, [seen])
+    (result,) = fleet.act_now(Action.STOP, [seen])
 
     assert result.outcome is Outcome.REFUSED
     assert "terminated" in result.detail
@@ -162,7 +162,7 @@ def test_marked_rows_are_each_checked(ec2: Ec2Admin, fleet: Fleet, journal: Jour
     guarded = ec2.launch("eu-west-1", name="guarded", tags={"runctl:protect": "true"})
     targets = [shown(fleet, plain), shown(fleet, guarded)]
 
-    results = fleet.act(Action.TERMINATE, targets)
+    results = fleet.act_now(Action.TERMINATE, targets)
 
     assert [r.outcome for r in results] == [Outcome.DONE, Outcome.REFUSED]
     assert ec2.state("us-east-1", plain) == "terminated"
@@ -176,7 +176,7 @@ def test_readonly_fleet_changes_nothing(
     instance_id = ec2.launch()
     fleet = Fleet([provider], journal=journal, readonly=True)
 
-    (result,) = fleet.act(Action.TERMINATE, [shown(fleet, instance_id)])
+    (result,) = fleet.act_now(Action.TERMINATE, [shown(fleet, instance_id)])
 
     assert result.outcome is Outcome.REFUSED
     assert ec2.state("us-east-1", instance_id) == "running"
@@ -191,7 +191,7 @@ def test_terminate_with_its_spot_request_cancelled(
     requests = fleet.spot_requests([seen])
     assert list(requests) == [seen.key]
 
-    cancel, terminate = fleet.act(Action.TERMINATE, [seen], cancel_spot_requests=True)
+    cancel, terminate = fleet.act_now(Action.TERMINATE, [seen], cancel_spot_requests=True)
 
     assert (cancel.action, cancel.outcome) == (Action.CANCEL_SPOT_REQUEST, Outcome.DONE)
     assert requests[seen.key].id in cancel.detail

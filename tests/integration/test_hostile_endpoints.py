@@ -26,7 +26,7 @@ from runctl_tui.providers.aws import (
 from runctl_tui.providers.base import ProviderError, SpotRequest
 from runctl_tui.text import is_safe
 from runctl_tui.threads import submit
-from tests.integration.conftest import KEY, REGIONS, Ec2Admin, HostileEndpoint
+from tests.integration.conftest import KEY, REGIONS, Ec2Admin, HostileEndpoint, details_of
 
 pytestmark = pytest.mark.integration
 
@@ -67,8 +67,8 @@ def test_denied_instance_types_list_instances_with_facts_unknown(
     assert set(listed) == {east, west}
     for instance in listed.values():
         assert instance.gpus is None
-        assert instance.instance_store_gb is None
-        assert instance.type_facts_missing == TYPES_DENIED
+        assert details_of(instance).instance_store_gb is None
+        assert details_of(instance).type_facts_missing == TYPES_DENIED
     assert TYPES_DENIED == "no permission to describe instance types (ec2:DescribeInstanceTypes)"
     assert provider.poll_warnings() == (
         "not permitted: ec2:DescribeInstanceTypes; GPU and instance-store facts unknown",
@@ -89,7 +89,7 @@ def test_a_denial_is_not_asked_about_on_every_poll(
     (again,) = provider.list_instances()
 
     assert hostile_endpoint.calls["DescribeInstanceTypes"] == 1
-    assert again.type_facts_missing == TYPES_DENIED
+    assert details_of(again).type_facts_missing == TYPES_DENIED
     assert provider.poll_warnings() == (TYPES_DENIED_WARNING,)
 
 
@@ -107,8 +107,8 @@ def test_a_granted_permission_is_noticed_on_a_later_poll(
     (granted,) = provider.list_instances()
 
     assert granted.gpus == A10G
-    assert granted.instance_store_gb == 250
-    assert granted.type_facts_missing is None
+    assert details_of(granted).instance_store_gb == 250
+    assert details_of(granted).type_facts_missing is None
     assert provider.poll_warnings() == ()
 
 
@@ -122,8 +122,8 @@ def test_denied_spot_requests_keep_the_poll_and_warn(
     (instance,) = provider.list_instances()
 
     assert instance.id == spot
-    assert instance.lifecycle is Lifecycle.SPOT
-    assert instance.spot_request_type is None
+    assert details_of(instance).lifecycle is Lifecycle.SPOT
+    assert details_of(instance).spot_request_type is None
     assert instance.gpus == A10G
     assert provider.poll_warnings() == (
         "not permitted: ec2:DescribeSpotInstanceRequests; spot request types unknown",
@@ -143,11 +143,11 @@ def test_one_unknown_type_does_not_blank_the_others(ec2: Ec2Admin, clients: Ec2C
     listed = {i.id: i for i in provider.list_instances()}
 
     assert listed[good].gpus == A10G
-    assert listed[good].type_facts_missing is None
+    assert details_of(listed[good]).type_facts_missing is None
     assert listed[p5].gpus == GpuSpec(count=8, model="H100", memory_mib=81920)
     assert listed[odd].gpus is None
-    assert listed[odd].instance_store_gb is None
-    assert listed[odd].type_facts_missing == (
+    assert details_of(listed[odd]).instance_store_gb is None
+    assert details_of(listed[odd]).type_facts_missing == (
         "instance type 'z9.huge' unknown to DescribeInstanceTypes"
     )
     assert provider.poll_warnings() == (
@@ -165,15 +165,15 @@ def test_an_error_that_does_not_name_the_bad_type_is_bisected(
     hostile_endpoint.reject_types.add("g6e.xlarge")
     provider = AwsProvider(hostile_endpoint.clients(max_attempts=1), ["us-east-1"])
 
-    listed = {i.instance_type: i for i in provider.list_instances()}
+    listed = {details_of(i).instance_type: i for i in provider.list_instances()}
 
     assert set(listed) == set(types)
     assert listed["g6e.xlarge"].id == ids["g6e.xlarge"]
-    assert listed["g6e.xlarge"].type_facts_missing == unknown_type_reason("g6e.xlarge")
-    assert listed["g6e.xlarge"].instance_store_gb is None
+    assert details_of(listed["g6e.xlarge"]).type_facts_missing == unknown_type_reason("g6e.xlarge")
+    assert details_of(listed["g6e.xlarge"]).instance_store_gb is None
     assert listed["c6i.xlarge"].gpus is None
-    assert listed["c6i.xlarge"].instance_store_gb == 0
-    assert listed["c6i.xlarge"].type_facts_missing is None
+    assert details_of(listed["c6i.xlarge"]).instance_store_gb == 0
+    assert details_of(listed["c6i.xlarge"]).type_facts_missing is None
     assert listed["g5.xlarge"].gpus == A10G
     assert listed["p4d.24xlarge"].gpus == GpuSpec(count=8, model="A100", memory_mib=40960)
     assert listed["p5.48xlarge"].gpus is not None
@@ -219,9 +219,10 @@ def test_a_hung_describe_instance_types_still_lists(
 
     assert instance.id == east
     assert instance.gpus is None
-    assert instance.type_facts_missing is not None
-    assert instance.type_facts_missing.startswith("could not describe instance types: ")
-    assert "did not answer" in instance.type_facts_missing
+    missing = details_of(instance).type_facts_missing
+    assert missing is not None
+    assert missing.startswith("could not describe instance types: ")
+    assert "did not answer" in missing
     (warning,) = provider.poll_warnings()
     assert warning.startswith("could not describe instance types (the AWS endpoint did not")
     assert warning.endswith("; GPU and instance-store facts unknown")
@@ -404,13 +405,14 @@ def test_spot_request_and_cancel_on_a_persistent_spot_instance(
 ) -> None:
     instance_id = ec2.launch("us-east-1", "g5.xlarge", spot="persistent")
     (instance,) = provider.list_instances()
-    assert instance.persistent_spot
-    assert instance.spot_request_id is not None
-    assert instance.spot_request_id.startswith("sir-")
+    assert details_of(instance).persistent_spot
+    request_id = details_of(instance).spot_request_id
+    assert request_id is not None
+    assert request_id.startswith("sir-")
 
     request = provider.spot_request(instance)
 
-    assert request == SpotRequest(id=instance.spot_request_id, type="persistent", state="active")
+    assert request == SpotRequest(id=request_id, type="persistent", state="active")
 
     assert provider.cancel_spot_request(instance, request.id) == "cancelled"
 
@@ -429,12 +431,13 @@ def test_spot_request_and_cancel_on_a_persistent_spot_instance(
 def test_spot_request_found_without_a_poll(ec2: Ec2Admin, clients: Ec2Clients) -> None:
     ec2.launch("eu-west-1", spot="one-time")
     (seen,) = AwsProvider(clients, ["eu-west-1"]).list_instances()
-    bare = seen.model_copy(update={"spot_request_id": None})
+    details = details_of(seen).model_copy(update={"spot_request_id": None})
+    bare = seen.model_copy(update={"details": details})
 
     request = AwsProvider(clients, ["eu-west-1"]).spot_request(bare)
 
     assert request is not None
-    assert request.id == seen.spot_request_id
+    assert request.id == details_of(seen).spot_request_id
     assert (request.type, request.state) == ("one-time", "active")
 
 
@@ -442,7 +445,7 @@ def test_an_on_demand_instance_has_no_spot_request(ec2: Ec2Admin, provider: AwsP
     ec2.launch("us-east-1")
     (instance,) = provider.list_instances()
 
-    assert instance.spot_request_id is None
+    assert details_of(instance).spot_request_id is None
     assert provider.spot_request(instance) is None
 
 

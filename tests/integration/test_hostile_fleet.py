@@ -16,6 +16,7 @@ from tests.integration.conftest import (
     HOSTILE_NAMES,
     HOSTILE_TYPE,
     HostileFleet,
+    details_of,
 )
 
 pytestmark = pytest.mark.integration
@@ -53,7 +54,7 @@ def test_names_tags_and_key_names_come_back_byte_for_byte(hostile_fleet: Hostile
         assert instance.name == hostile_fleet.names[label], label
         assert instance.tags == hostile_fleet.tags[label], label
         assert instance.tags[HOSTILE_LABEL_TAG] == label
-        assert instance.key_name == HOSTILE_KEY_NAME
+        assert details_of(instance).key_name == HOSTILE_KEY_NAME
 
 
 def test_hostile_text_does_not_change_what_is_learned(hostile_fleet: HostileFleet) -> None:
@@ -65,8 +66,8 @@ def test_hostile_text_does_not_change_what_is_learned(hostile_fleet: HostileFlee
         if label == "hostile-type":
             continue
         assert instance.gpus == GpuSpec(count=1, model="A10G", memory_mib=22888), label
-        assert instance.instance_store_gb == 250
-        assert instance.type_facts_missing is None
+        assert details_of(instance).instance_store_gb == 250
+        assert details_of(instance).type_facts_missing is None
         assert instance.protected is False
 
 
@@ -77,11 +78,11 @@ def test_a_hostile_instance_type_is_kept_and_its_facts_are_unknown(
     listed = {i.id: i for i in provider.list_instances()}
 
     odd = listed[hostile_fleet.ids["hostile-type"]]
-    assert odd.instance_type == HOSTILE_TYPE
+    assert details_of(odd).instance_type == HOSTILE_TYPE
     assert odd.gpus is None
-    assert odd.instance_store_gb is None
-    assert odd.type_facts_missing == unknown_type_reason(HOSTILE_TYPE)
-    assert odd.type_facts_missing == (
+    assert details_of(odd).instance_store_gb is None
+    assert details_of(odd).type_facts_missing == unknown_type_reason(HOSTILE_TYPE)
+    assert details_of(odd).type_facts_missing == (
         f"instance type '{HOSTILE_TYPE}' unknown to DescribeInstanceTypes"
     )
     (warning,) = provider.poll_warnings()

@@ -22,16 +22,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runctl_tui.models import GpuSpec, Instance, InstanceState
+from runctl_tui.models import Action, GpuSpec, HostDetails, Instance, InstanceState, ProcessDetails
 from runctl_tui.providers.base import NotFoundError, ProviderError
-from runctl_tui.providers.local import (
-    HOST_ID,
-    Escalation,
-    HostFacts,
-    LocalProvider,
-    TrainingProcess,
-    identity_key,
-)
+from runctl_tui.providers.local import HOST_ID, Escalation, LocalProvider, identity_key
 
 pytestmark = pytest.mark.integration
 
@@ -142,8 +135,7 @@ def row_of(
 ) -> Instance:
     """The row of ``pid`` in ``instances``, or in a fresh listing."""
     for instance in provider.list_instances() if instances is None else instances:
-        process = provider.details(instance.id)
-        if isinstance(process, TrainingProcess) and process.pid == pid:
+        if isinstance(instance.details, ProcessDetails) and instance.details.pid == pid:
             return instance
     pytest.fail(f"pid {pid} is not listed")
 
@@ -152,9 +144,8 @@ def listed_pids(provider: LocalProvider) -> set[int]:
     """The pids of every listed training process."""
     pids = set()
     for instance in provider.list_instances():
-        process = provider.details(instance.id)
-        if isinstance(process, TrainingProcess):
-            pids.add(process.pid)
+        if isinstance(instance.details, ProcessDetails):
+            pids.add(instance.details.pid)
     return pids
 
 
@@ -163,22 +154,36 @@ def test_lists_the_host_and_a_training_run(children: Children, provider: LocalPr
     instances = provider.list_instances()
     host = instances[0]
     assert (host.provider, host.id, host.state) == ("local", HOST_ID, InstanceState.RUNNING)
-    assert host.region == socket.gethostname()
-    facts = provider.details(HOST_ID)
-    assert isinstance(facts, HostFacts)
-    assert facts.cpu_count == psutil.cpu_count()
+    assert host.location == host.name == socket.gethostname()
+    facts = host.details
+    assert isinstance(facts, HostDetails)
+    assert facts.hostname == socket.gethostname()
+    assert facts.cpus == psutil.cpu_count()
+    assert facts.memory_used_bytes is not None
+    assert facts.memory_total_bytes is not None
     assert 0 < facts.memory_used_bytes <= facts.memory_total_bytes
-    assert facts.gpus == ()
+    assert facts.gpu_note == "no nvidia-smi on this machine"
+    assert (host.gpus, host.gpu_usage) == (None, ())
+    assert provider.actions(host) == frozenset()
 
     row = row_of(provider, run.pid, instances)
     create_time = psutil.Process(run.pid).create_time()
     assert row.id == identity_key(run.pid, create_time)
-    assert (row.provider, row.instance_type, row.state) == ("local", "train_stub.py", "running")
-    assert row.region == socket.gethostname()
+    assert (row.provider, row.kind, row.state) == ("local", "process", "running")
+    assert row.location == socket.gethostname()
     assert row.launched_at is not None
     assert row.launched_at.timestamp() == pytest.approx(create_time)
-    process = provider.details(row.id)
-    assert isinstance(process, TrainingProcess)
+    assert provider.actions(row) == {Action.INTERRUPT, Action.KILL}
+    assert provider.refusal(Action.INTERRUPT, row) is None
+    process = row.details
+    assert isinstance(process, ProcessDetails)
+    assert (process.program, process.type_label) == ("train_stub.py", "train_stub.py")
+    assert (process.pid, process.start_time, process.host) == (
+        run.pid,
+        create_time,
+        socket.gethostname(),
+    )
+    assert process.group_size == 1
     assert process.own
     assert process.username == pwd.getpwuid(os.getuid()).pw_name
     assert process.pattern == "train*.py"
@@ -189,8 +194,8 @@ def test_lists_the_host_and_a_training_run(children: Children, provider: LocalPr
     assert process.cpu_percent is None  # nothing to compare with on first sight
     assert process.gpu_memory_mib is None
 
-    again = provider.details(row_of(provider, run.pid).id)
-    assert isinstance(again, TrainingProcess)
+    again = row_of(provider, run.pid).details
+    assert isinstance(again, ProcessDetails)
     assert again.cpu_percent is not None
 
 
@@ -211,12 +216,16 @@ def test_this_process_is_never_listed() -> None:
     assert os.getpid() not in pids
 
 
-def test_stop_interrupts_and_the_run_saves_a_checkpoint(
+def test_interrupt_and_the_run_saves_a_checkpoint(
     children: Children, provider: LocalProvider
 ) -> None:
     run = children.stub()
     row = row_of(provider, run.pid)
-    assert provider.stop(row) is InstanceState.STOPPING
+    assert provider.losses(Action.INTERRUPT, row) == [
+        f"SIGINT to process group {run.pid} (1 process): the run may save a checkpoint and exit",
+        "SIGTERM after 0.5 s if it is still running",
+    ]
+    assert provider.perform(Action.INTERRUPT, row) is InstanceState.STOPPING
     assert run.popen.wait(timeout=WAIT_SECONDS) == 0
     assert run.saved()["step"] >= 1
     follow_up = provider.escalation(row.id)
@@ -232,7 +241,7 @@ def test_a_run_that_ignores_sigint_gets_sigterm_after_the_grace_period(
 ) -> None:
     run = children.stub("--ignore-sigint")
     row = row_of(provider, run.pid)
-    assert provider.stop(row) is InstanceState.STOPPING
+    assert provider.interrupt(row) is InstanceState.STOPPING
     assert run.popen.wait(timeout=WAIT_SECONDS) == -signal.SIGTERM
     follow_up = provider.escalation(row.id)
     assert follow_up is not None
@@ -240,24 +249,28 @@ def test_a_run_that_ignores_sigint_gets_sigterm_after_the_grace_period(
     assert not run.checkpoint.exists()
 
 
-def test_a_second_stop_while_one_is_pending_sends_nothing_more(children: Children) -> None:
+def test_a_second_interrupt_while_one_is_pending_sends_nothing_more(children: Children) -> None:
     provider = LocalProvider(grace_seconds=30, nvidia_smi=None)
     run = children.stub("--ignore-sigint")
     row = row_of(provider, run.pid)
-    assert provider.stop(row) is InstanceState.STOPPING
+    assert provider.interrupt(row) is InstanceState.STOPPING
     first = provider.escalation(row.id)
-    assert provider.stop(row) is InstanceState.STOPPING
+    assert provider.interrupt(row) is InstanceState.STOPPING
     assert provider.escalation(row.id) is first
     assert row_of(provider, run.pid).state is InstanceState.STOPPING
-    assert provider.terminate(row) in {InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN}
+    assert provider.kill(row) in {InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN}
     assert first is not None
     assert first.result(timeout=WAIT_SECONDS) is Escalation.EXITED
 
 
-def test_terminate_kills_without_a_checkpoint(children: Children, provider: LocalProvider) -> None:
+def test_kill_leaves_no_checkpoint(children: Children, provider: LocalProvider) -> None:
     run = children.stub()
     row = row_of(provider, run.pid)
-    assert provider.terminate(row) in {InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN}
+    assert provider.losses(Action.KILL, row)[0].startswith(f"SIGKILL to process group {run.pid}")
+    assert provider.perform(Action.KILL, row) in {
+        InstanceState.TERMINATED,
+        InstanceState.SHUTTING_DOWN,
+    }
     assert run.popen.wait(timeout=WAIT_SECONDS) == -signal.SIGKILL
     assert not run.checkpoint.exists()
     assert provider.escalation(row.id) is None
@@ -271,7 +284,7 @@ def test_a_reused_pid_is_refused_and_nothing_is_signalled(
     create_time = psutil.Process(run.pid).create_time()
     for wrong in (create_time - 3600, create_time + 0.01):
         forged = row.model_copy(update={"id": identity_key(run.pid, wrong)})
-        for act in (provider.stop, provider.terminate, provider.signal_scope, provider.describe):
+        for act in (provider.interrupt, provider.kill, provider.signal_scope, provider.describe):
             with pytest.raises(NotFoundError, match=f"pid {run.pid} now belongs to another"):
                 act(forged)
         assert provider.escalation(forged.id) is None
@@ -282,7 +295,7 @@ def test_a_reused_pid_is_refused_and_nothing_is_signalled(
     assert run.popen.poll() is None
     assert not run.checkpoint.exists()
     # And the real identity is still honoured.
-    provider.stop(row)
+    provider.interrupt(row)
     assert run.popen.wait(timeout=WAIT_SECONDS) == 0
 
 
@@ -297,7 +310,7 @@ def test_a_worker_led_by_a_training_run_interrupts_the_whole_group(
     assert scope.pgid == run.pid
     assert {run.pid, worker} <= set(scope.members)
 
-    provider.stop(row)
+    provider.interrupt(row)
     assert run.popen.wait(timeout=WAIT_SECONDS) == 0
     assert run.saved()["step"] >= 1
     assert run.saved(".worker")["step"] >= 1
@@ -320,7 +333,7 @@ def test_a_run_under_a_wrapper_is_interrupted_alone(
     scope = provider.signal_scope(row)
     assert (scope.pgid, scope.members) == (None, (stub,))
 
-    provider.stop(row)
+    provider.interrupt(row)
     wait_for(checkpoint.exists, "the checkpoint")
     wait_for(lambda: gone(stub), "the stub to exit")
     time.sleep(0.3)
@@ -334,11 +347,17 @@ def test_another_users_process_is_listed_but_never_acted_on(children: Children) 
     wait_for(lambda: psutil.Process(theirs.pid).uids().real != 0, "the user switch")
     wait_for(lambda: theirs.pid in listed_pids(provider), "the listing")
     row = row_of(provider, theirs.pid)
-    process = provider.details(row.id)
-    assert isinstance(process, TrainingProcess)
+    process = row.details
+    assert isinstance(process, ProcessDetails)
     assert (process.username, process.own) == ("nobody", False)
-    for act in (provider.stop, provider.terminate):
-        with pytest.raises(ProviderError, match="belongs to user nobody; refusing"):
+    assert provider.actions(row) == {Action.INTERRUPT, Action.KILL}
+    for action in (Action.INTERRUPT, Action.KILL):
+        assert provider.refusal(action, row) == (
+            "belongs to nobody; only your own processes are acted on"
+        )
+    # Even when asked directly, past the refusal, nothing is sent.
+    for act in (provider.interrupt, provider.kill):
+        with pytest.raises(ProviderError, match="belongs to nobody; only your own processes"):
             act(row)
     assert provider.escalation(row.id) is None
     time.sleep(0.2)
@@ -347,23 +366,25 @@ def test_another_users_process_is_listed_but_never_acted_on(children: Children) 
 
 def test_the_host_row_is_never_acted_on(provider: LocalProvider) -> None:
     host = provider.list_instances()[0]
-    assert not provider.capabilities.start
-    for act in (provider.stop, provider.terminate, provider.start):
+    assert provider.actions(host) == frozenset()
+    for action in (Action.INTERRUPT, Action.KILL, Action.STOP):
+        assert provider.refusal(action, host) is not None
         with pytest.raises(ProviderError):
-            act(host)
+            provider.perform(action, host)
     assert provider.describe(host).id == HOST_ID
 
 
 def test_describe_reads_the_process_again(children: Children, provider: LocalProvider) -> None:
     run = children.stub()
     row = row_of(provider, run.pid)
-    first = provider.details(row.id)
+    assert isinstance(row.details, ProcessDetails)
+    assert row.details.cpu_percent is None
     fresh = provider.describe(row)
-    assert (fresh.id, fresh.state) == (row.id, InstanceState.RUNNING)
-    second = provider.details(row.id)
-    assert isinstance(first, TrainingProcess)
-    assert isinstance(second, TrainingProcess)
-    assert second.observed_at > first.observed_at
+    assert (fresh.id, fresh.state, fresh.location) == (row.id, InstanceState.RUNNING, row.location)
+    assert isinstance(fresh.details, ProcessDetails)
+    # Measured since the poll: describe reads the process again, it does not repeat the poll.
+    assert fresh.details.cpu_percent is not None
+    assert fresh.details.group_size == 1
 
 
 def fake_nvidia_smi(directory: Path, body: str) -> str:
@@ -392,11 +413,12 @@ esac""",
     provider = LocalProvider(nvidia_smi=smi)
     host = provider.list_instances()[0]
     assert host.gpus == GpuSpec(count=2, model="NVIDIA A100-SXM4-80GB", memory_mib=81920)
-    facts = provider.details(HOST_ID)
-    assert isinstance(facts, HostFacts)
-    assert [g.utilization_percent for g in facts.gpus] == [87, None]
-    process = provider.details(row_of(provider, run.pid).id)
-    assert isinstance(process, TrainingProcess)
+    assert [g.utilization_percent for g in host.gpu_usage] == [87, None]
+    assert [g.memory_used_mib for g in host.gpu_usage] == [40000, 10]
+    assert isinstance(host.details, HostDetails)
+    assert host.details.gpu_note is None
+    process = row_of(provider, run.pid).details
+    assert isinstance(process, ProcessDetails)
     assert process.gpu_memory_mib == 1334
     assert provider.poll_warnings() == ()
 
@@ -417,7 +439,10 @@ def test_a_hanging_nvidia_smi_is_cut_off_and_not_asked_again_at_once(
     provider = LocalProvider(nvidia_smi=smi, nvidia_smi_timeout=0.3)
     began = time.monotonic()
     for _ in range(2):
-        assert provider.list_instances()[0].gpus is None
+        host = provider.list_instances()[0]
+        assert host.gpus is None
+        assert isinstance(host.details, HostDetails)
+        assert host.details.gpu_note == "nvidia-smi did not answer within 0.3 s"
         assert provider.poll_warnings() == ("nvidia-smi did not answer within 0.3 s",)
     assert time.monotonic() - began < WAIT_SECONDS
     assert calls.read_text().splitlines() == ["called"]

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
-from runctl_tui.models import Instance, InstanceState, Lifecycle
+from runctl_tui.models import Action, GpuUsage, Instance, InstanceState, PodDetails
 from runctl_tui.providers.base import NotConfiguredError, NotFoundError, ProviderError
-from runctl_tui.providers.runpod import RunPodProvider, RunPodThrottledError, pod_from_api
+from runctl_tui.providers.runpod import (
+    RunPodProvider,
+    RunPodRetryLaterError,
+    RunPodThrottledError,
+    pod_from_api,
+)
 from runctl_tui.runpod_standin import (
     MALFORMED_BODY,
     FaultKind,
@@ -79,30 +85,53 @@ def by_id(provider: RunPodProvider) -> dict[str, Instance]:
     return {i.id: i for i in provider.list_instances()}
 
 
+def details_of(instance: Instance) -> PodDetails:
+    """The pod details of ``instance``."""
+    assert isinstance(instance.details, PodDetails)
+    return instance.details
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        """The current reading."""
+        return self.now
+
+
 def test_lists_every_pod_through_the_sdk(stand_in: RunPodStandIn, provider: RunPodProvider) -> None:
     instances = by_id(provider)
 
     assert set(instances) == {p["id"] for p in demo_pods()}
     sft = instances[RUNNING_2X]
-    assert (sft.provider, sft.name, sft.instance_type) == ("runpod", "llama3-8b-sft", "RTX 4090")
+    details = details_of(sft)
+    assert (sft.provider, sft.name, details.type_label) == ("runpod", "llama3-8b-sft", "RTX 4090")
     assert sft.state is InstanceState.RUNNING
     assert sft.gpus is not None
     assert (sft.gpus.count, sft.gpus.model) == (2, "RTX 4090")
-    assert sft.public_ip == "194.68.245.20"
+    # Per-GPU load comes from the runtime figures the provider's own query asks for.
+    assert sft.gpu_usage == (
+        GpuUsage(index=0, name="RTX 4090", utilization_percent=94, memory_percent=81),
+        GpuUsage(index=1, name="RTX 4090", utilization_percent=91, memory_percent=79),
+    )
     assert sft.launched_at is not None
-    details = provider.details(RUNNING_2X)
-    assert details is not None
-    assert details.ssh_endpoint == "194.68.245.20:22034"
+    assert details.ssh_endpoint == details.address == "194.68.245.20:22034"
     assert (details.volume_gb, details.container_disk_gb) == (50, 20)
-    assert provider.hourly_usd(RUNNING_2X) == Decimal("1.38")
+    assert sft.hourly_usd == Decimal("1.38")
 
     outbid = instances[SPOT_EXITED]
     assert outbid.state is InstanceState.STOPPED
-    assert outbid.lifecycle is Lifecycle.SPOT
-    outbid_details = provider.details(SPOT_EXITED)
-    assert outbid_details is not None
+    assert outbid.gpu_usage == ()
+    outbid_details = details_of(outbid)
+    assert outbid_details.market == "spot"
     assert outbid_details.status_reason == "Outbid: your spot bid of $0.160/hr was outbid"
-    assert [i.name for i in instances.values() if i.protected] == ["[protect] pretrain-1b"]
+    protected = [i for i in instances.values() if i.protected]
+    assert [(i.name, i.protected_by) for i in protected] == [
+        ("[protect] pretrain-1b", "name contains [protect]")
+    ]
     assert provider.poll_warnings() == ()
 
     (call,) = stand_in.calls()
@@ -138,39 +167,41 @@ def test_describe_and_a_pod_that_is_gone(stand_in: RunPodStandIn, provider: RunP
 
 def test_stop_resume_terminate(stand_in: RunPodStandIn, provider: RunPodProvider) -> None:
     sft = by_id(provider)[RUNNING_2X]
+    assert provider.refusal(Action.STOP, sft) is None
 
-    assert provider.stop(sft) is InstanceState.STOPPED
+    assert provider.perform(Action.STOP, sft) is InstanceState.STOPPED
     pod = stand_in.pods()[RUNNING_2X]
     assert (pod["desiredStatus"], pod["runtime"]) == ("EXITED", None)
     stopped = provider.describe(sft)
     assert stopped.state is InstanceState.STOPPED
-    assert stopped.public_ip is None
-    stopped_details = provider.details(RUNNING_2X)
-    assert stopped_details is not None
-    assert (stopped_details.status_reason or "").startswith("Exited by user: ")
+    assert details_of(stopped).address is None
+    assert (details_of(stopped).status_reason or "").startswith("Exited by user: ")
+    assert provider.refusal(Action.STOP, stopped) is not None
+    assert provider.refusal(Action.START, stopped) is None
 
-    assert provider.start(stopped) is InstanceState.RUNNING
+    assert provider.perform(Action.START, stopped) is InstanceState.RUNNING
     resume = stand_in.calls()[-1]
     assert (resume.operation, resume.fields) == ("mutation", ("podResume",))
     assert resume.arguments == {"podId": RUNNING_2X, "gpuCount": 2}
     again = provider.describe(sft)
     assert again.state is InstanceState.RUNNING
-    assert again.public_ip == "194.68.245.20"
+    assert details_of(again).address == "194.68.245.20:22034"
 
-    assert provider.terminate(again) is InstanceState.TERMINATED
+    assert provider.perform(Action.TERMINATE, again) is InstanceState.TERMINATED
     assert RUNNING_2X not in stand_in.pods()
-    assert provider.hourly_usd(RUNNING_2X) is None
     with pytest.raises(NotFoundError):
         provider.describe(again)
     assert [c.fields[0] for c in stand_in.calls()] == [
         "myself",
         "podStop",
         "pod",
+        "pod",  # resuming asks for the GPU count afresh
         "podResume",
         "pod",
         "podTerminate",
         "pod",
     ]
+    assert all(c.user_agent.startswith("RunPod-Python-SDK/1.12") for c in stand_in.calls())
 
 
 def test_resume_learns_the_gpu_count_when_it_is_not_known(
@@ -179,7 +210,7 @@ def test_resume_learns_the_gpu_count_when_it_is_not_known(
     stand_in.add_pod(make_pod("q1w2e3r4t5y6u7", "sweep", gpu_count=4, status="EXITED"))
     fresh = RunPodProvider(KEY, timeout=TIMEOUT)
     raw = {"id": "q1w2e3r4t5y6u7", "desiredStatus": "EXITED"}
-    instance, _ = pod_from_api(raw)
+    instance = pod_from_api(raw)
 
     assert fresh.start(instance) is InstanceState.RUNNING
 
@@ -211,7 +242,11 @@ def test_acting_on_a_pod_that_is_gone(stand_in: RunPodStandIn, provider: RunPodP
             "RunPod is throttling requests (HTTP 429)",
             "waiting 7 s as RunPod asked",
         ),
-        (FaultKind.SERVER_ERROR, "RunPod's API failed (HTTP 500)", "status.runpod.io"),
+        (
+            FaultKind.SERVER_ERROR,
+            "RunPod's API failed (HTTP 500)",
+            "next poll in 5 s; see status.runpod.io",
+        ),
         (
             FaultKind.GRAPHQL_ERROR,
             "RunPod refused the request: Something went wrong. Please try again later",
@@ -298,7 +333,7 @@ def test_a_429_holds_every_call_for_retry_after(
     assert first.value.hint == "waiting 1 s as RunPod asked before calling again"
 
     sent = len(stand_in.calls())
-    with pytest.raises(RunPodThrottledError, match="next call in 1 s") as held:
+    with pytest.raises(RunPodThrottledError, match="rate limited; retrying in 1 s") as held:
         provider.list_instances()
     assert 0 < held.value.retry_after <= 1.0
     assert len(stand_in.calls()) == sent  # held back: nothing was sent
@@ -422,3 +457,148 @@ def test_no_key_means_not_configured(stand_in: RunPodStandIn) -> None:
 
     assert caught.value.message == "not configured: no RunPod API key found"
     assert stand_in.calls() == []
+
+
+def test_server_errors_back_off_exponentially_up_to_a_cap(stand_in: RunPodStandIn) -> None:
+    clock = Clock()
+    provider = RunPodProvider(KEY, timeout=TIMEOUT, backoff=5, backoff_cap=30, monotonic=clock)
+    stand_in.inject(FaultKind.SERVER_ERROR)
+
+    waits = []
+    for _ in range(5):
+        sent = len(stand_in.calls())
+        with pytest.raises(RunPodRetryLaterError) as failed:
+            provider.list_instances()
+        assert len(stand_in.calls()) == sent + 1
+        assert failed.value.message == "RunPod's API failed (HTTP 500)"
+        waits.append(failed.value.retry_after)
+        # A poll before the wait is over sends nothing and says when the next one will.
+        clock.now += failed.value.retry_after - 0.5
+        with pytest.raises(RunPodRetryLaterError) as held:
+            provider.list_instances()
+        assert held.value.message == "RunPod's API failed (HTTP 500); retrying in 1 s"
+        assert "backing off" in (held.value.hint or "")
+        assert len(stand_in.calls()) == sent + 1
+        clock.now += 0.5
+    assert waits == [5, 10, 20, 30, 30]
+
+    stand_in.clear()
+    assert len(provider.list_instances()) == len(demo_pods())
+    stand_in.inject(FaultKind.SERVER_ERROR, times=1)
+    with pytest.raises(RunPodRetryLaterError) as again:
+        provider.list_instances()
+    assert again.value.retry_after == 5  # a success starts the backoff over
+
+
+def test_a_backoff_does_not_hold_what_the_user_asks_for(stand_in: RunPodStandIn) -> None:
+    clock = Clock()
+    provider = RunPodProvider(KEY, timeout=TIMEOUT, monotonic=clock)
+    sft = by_id(provider)[RUNNING_2X]
+    stand_in.inject(FaultKind.SERVER_ERROR, times=1)
+    with pytest.raises(RunPodRetryLaterError):
+        provider.list_instances()
+
+    with pytest.raises(RunPodRetryLaterError, match="retrying in 5 s"):
+        provider.list_instances()
+
+    # The fresh look before an action, and the action itself, still go out; and RunPod
+    # answering them ends the backoff.
+    assert provider.describe(sft).state is InstanceState.RUNNING
+    assert provider.perform(Action.STOP, sft) is InstanceState.STOPPED
+    assert by_id(provider)[RUNNING_2X].state is InstanceState.STOPPED
+
+
+def test_a_503_with_retry_after_waits_as_long_as_asked(stand_in: RunPodStandIn) -> None:
+    clock = Clock()
+    provider = RunPodProvider(KEY, timeout=TIMEOUT, monotonic=clock)
+    stand_in.inject(FaultKind.SERVER_ERROR, status=503, headers=(("Retry-After", "45"),), times=1)
+
+    with pytest.raises(RunPodRetryLaterError) as failed:
+        provider.list_instances()
+    assert failed.value.message == "RunPod's API failed (HTTP 503)"
+    assert failed.value.retry_after == 45
+    assert failed.value.hint == "next poll in 45 s; see status.runpod.io if it persists"
+
+
+def test_the_status_is_read_whatever_the_body_says(stand_in: RunPodStandIn) -> None:
+    # What the SDK's own request function would report as a GraphQL error and a missing key.
+    clock = Clock()
+    provider = RunPodProvider(KEY, timeout=TIMEOUT, monotonic=clock)
+    stand_in.inject(
+        FaultKind.THROTTLED,
+        body=b'{"errors": [{"message": "Too many requests"}]}',
+        retry_after="2",
+        times=1,
+    )
+    with pytest.raises(RunPodThrottledError) as throttled:
+        provider.list_instances()
+    assert throttled.value.message == "RunPod is throttling requests (HTTP 429)"
+    assert throttled.value.retry_after == 2
+
+    clock.now += 2
+    stand_in.inject(FaultKind.SERVER_ERROR, body=b'{"message": "upstream failed"}', times=1)
+    with pytest.raises(RunPodRetryLaterError) as broken:
+        provider.list_instances()
+    assert broken.value.message == "RunPod's API failed (HTTP 500)"
+
+
+def test_a_throttled_provider_holds_actions_too(stand_in: RunPodStandIn) -> None:
+    clock = Clock()
+    provider = RunPodProvider(KEY, timeout=TIMEOUT, monotonic=clock)
+    sft = by_id(provider)[RUNNING_2X]
+    stand_in.inject(FaultKind.THROTTLED, retry_after="30", times=1)
+    with pytest.raises(RunPodThrottledError):
+        provider.list_instances()
+    sent = len(stand_in.calls())
+
+    clock.now += 10
+    with pytest.raises(RunPodThrottledError, match="rate limited; retrying in 20 s") as held:
+        provider.perform(Action.STOP, sft)
+    assert held.value.hint == "waiting as RunPod asked (HTTP 429, Retry-After)"
+    assert len(stand_in.calls()) == sent
+    assert stand_in.pods()[RUNNING_2X]["desiredStatus"] == "RUNNING"
+
+    clock.now += 20
+    assert provider.perform(Action.STOP, sft) is InstanceState.STOPPED
+
+
+def test_an_answer_that_trickles_in_is_cut_off(
+    stand_in: RunPodStandIn, all_logs: pytest.LogCaptureFixture
+) -> None:
+    provider = RunPodProvider(KEY, timeout=TIMEOUT)
+    provider.list_instances()  # the SDK imported before anything is slow
+    provider.timeout = 0.5
+    # Every read gets a byte well within any per-read timeout: only a deadline ends it.
+    stand_in.inject(FaultKind.TRICKLE, delay=0.05)
+
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        provider.list_instances()
+    assert time.monotonic() - started < 2.0
+    assert caught.value.message == "RunPod did not answer within 0.5 s"
+    assert_one_line(caught.value)
+    assert_key_hidden(caught.value, all_logs)
+
+    # The abandoned call's own thread ends too, soon after: nothing holds a thread forever.
+    deadline = time.monotonic() + 5
+    while any(t.name == "runpod-list" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the abandoned call never ended"
+        time.sleep(0.05)
+
+
+def test_the_stand_in_answers_the_sdks_own_calls(stand_in: RunPodStandIn) -> None:
+    import runpod
+
+    pods = runpod.get_pods(api_key=KEY)
+    assert {p["id"] for p in pods} == {p["id"] for p in demo_pods()}
+    assert runpod.get_pod(RUNNING_2X, api_key=KEY)["name"] == "llama3-8b-sft"
+    previous = runpod.api_key
+    runpod.api_key = KEY
+    try:
+        assert runpod.stop_pod(RUNNING_2X)["desiredStatus"] == "EXITED"
+        assert runpod.resume_pod(RUNNING_2X, 2)["desiredStatus"] == "RUNNING"
+        assert runpod.terminate_pod(RUNNING_2X) is None
+    finally:
+        runpod.api_key = previous
+    assert RUNNING_2X not in stand_in.pods()
+    assert all(c.status == 200 for c in stand_in.calls())

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import asyncssh
 import pytest
 
 from runctl_tui.remote.ssh import (
@@ -25,6 +29,7 @@ from tests.integration.ssh_servers import (
     add_known_host,
     free_port,
     ssh_keygen_fingerprint,
+    write_client_key,
     write_host_key,
 )
 
@@ -383,3 +388,217 @@ async def test_real_sshd_that_stops_answering_is_found_by_keepalive(
         assert str(ssh_hub.state(target)) == "connected"
     finally:
         await ssh_hub.close()
+
+
+# -- a hub with its own known_hosts, keys and no user config -------------------------------------
+
+
+@dataclass(frozen=True)
+class OwnFiles:
+    """A server that trusts a key kept outside HOME, and the files a hub of its own uses."""
+
+    server: AsyncsshServer
+    known_hosts: Path
+    client_key: Path
+
+
+def generate_key(path: Path) -> asyncssh.SSHKey:
+    """An ed25519 key pair at ``path`` and ``path.pub``, private part 0600."""
+    key = asyncssh.generate_private_key("ssh-ed25519", comment="runctl-own")
+    key.write_private_key(path)
+    key.write_public_key(path.with_name(path.name + ".pub"))
+    path.chmod(0o600)
+    return key
+
+
+def known_line(port: int, key: asyncssh.SSHKey) -> str:
+    """A known_hosts line trusting ``key`` for 127.0.0.1:``port``."""
+    algorithm, data = key.export_public_key("openssh").decode().split()[:2]
+    return f"[127.0.0.1]:{port} {algorithm} {data}\n"
+
+
+@pytest.fixture
+async def own(
+    tmp_path: Path, isolated_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[OwnFiles]:
+    """asyncssh's server trusting a key outside HOME; HOME has no ``.ssh`` and no agent."""
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    directory = tmp_path / "own"
+    directory.mkdir(mode=0o700)
+    client_key = directory / "id_ed25519"
+    generate_key(client_key)
+    server = AsyncsshServer(
+        write_host_key(tmp_path / "host_key"), client_key.with_name("id_ed25519.pub")
+    )
+    await server.start()
+    known_hosts = directory / "known_hosts"
+    known_hosts.write_text(known_line(server.port, server.host_key))
+    try:
+        yield OwnFiles(server, known_hosts, client_key)
+    finally:
+        await server.stop()
+
+
+HubMaker = Callable[..., SshHub]
+
+
+@pytest.fixture
+async def make_hub() -> AsyncIterator[HubMaker]:
+    """Hubs with short timeouts, each closed after the test."""
+    hubs: list[SshHub] = []
+
+    def make(**options: Any) -> SshHub:
+        hub = SshHub(
+            **{
+                "connect_timeout": 5,
+                "attempts": 2,
+                "backoff": 0.05,
+                "backoff_max": 0.1,
+                "close_timeout": 1,
+                **options,
+            }
+        )
+        hubs.append(hub)
+        return hub
+
+    try:
+        yield make
+    finally:
+        for hub in hubs:
+            await hub.close()
+
+
+def own_hub(make_hub: HubMaker, files: OwnFiles) -> SshHub:
+    """A hub that reads only ``files``: their known_hosts, their key, no ~/.ssh/config."""
+    return make_hub(
+        known_hosts=files.known_hosts, client_keys=[files.client_key], use_user_config=False
+    )
+
+
+async def test_own_files_connect_and_leave_home_alone(
+    own: OwnFiles, make_hub: HubMaker, isolated_environment: Path
+) -> None:
+    hub = own_hub(make_hub, own)
+    target = target_of(own.server)
+    result = await hub.run(target, "echo own", timeout=5)
+    assert (result.exit_status, result.stdout) == (0, "own\n")
+    assert str(hub.state(target)) == "connected"
+    assert not (isolated_environment / ".ssh").exists()
+
+
+async def test_own_known_hosts_refuses_a_changed_key_whatever_home_says(
+    own: OwnFiles, make_hub: HubMaker, isolated_environment: Path, tmp_path: Path
+) -> None:
+    port = own.server.port
+    own.known_hosts.write_text(known_line(port, write_host_key(tmp_path / "old_key")))
+    # The user's own known_hosts trusting the real key must not vouch for it: it is not read.
+    add_known_host(isolated_environment, port, own.server.host_key)
+    hub = own_hub(make_hub, own)
+    with pytest.raises(ChangedHostKey) as caught:
+        await hub.run(target_of(own.server), "echo hi", timeout=5)
+    assert caught.value.fingerprint == ssh_keygen_fingerprint(tmp_path / "host_key.pub")
+    assert caught.value.remove_command == f"ssh-keygen -f {own.known_hosts} -R '[127.0.0.1]:{port}'"
+    assert own.server.authenticated == 0
+    assert own.server.commands == []
+
+
+async def test_own_known_hosts_without_the_key_offers_to_trust_it_there(
+    own: OwnFiles, make_hub: HubMaker, isolated_environment: Path
+) -> None:
+    own.known_hosts.write_text("")
+    add_known_host(isolated_environment, own.server.port, own.server.host_key)
+    home_known_hosts = (isolated_environment / ".ssh" / "known_hosts").read_text()
+    hub = own_hub(make_hub, own)
+    target = target_of(own.server)
+    with pytest.raises(UnknownHostKey) as caught:
+        await hub.connection(target)
+    assert f">> {own.known_hosts}" in caught.value.trust_command
+    assert "~/.ssh" not in caught.value.trust_command
+    shell = await asyncio.create_subprocess_exec("sh", "-c", caught.value.trust_command)
+    assert await asyncio.wait_for(shell.wait(), 10) == 0
+    assert own.known_hosts.read_text() == known_line(own.server.port, own.server.host_key)
+    assert (await hub.run(target, "echo trusted", timeout=5)).stdout == "trusted\n"
+    assert (isolated_environment / ".ssh" / "known_hosts").read_text() == home_known_hosts
+
+
+async def test_trust_host_key_writes_the_hubs_own_file(
+    own: OwnFiles, make_hub: HubMaker, isolated_environment: Path
+) -> None:
+    own.known_hosts.write_text("")
+    hub = own_hub(make_hub, own)
+    target = target_of(own.server)
+    with pytest.raises(UnknownHostKey) as caught:
+        await hub.connection(target)
+    assert caught.value.key is not None
+    written = trust_host_key(
+        target, caught.value.key, known_hosts=own.known_hosts, use_user_config=False
+    )
+    assert written == own.known_hosts
+    assert (await hub.run(target, "echo trusted", timeout=5)).stdout == "trusted\n"
+    assert not (isolated_environment / ".ssh").exists()
+
+
+async def test_only_the_hubs_own_keys_are_offered(
+    own: OwnFiles, make_hub: HubMaker, isolated_environment: Path, tmp_path: Path
+) -> None:
+    # The server trusts the key in HOME; the hub holds another one and must not fall back.
+    home_key = write_client_key(isolated_environment)
+    server = AsyncsshServer(write_host_key(tmp_path / "second_host_key"), home_key.public_path)
+    await server.start()
+    try:
+        add_known_host(isolated_environment, server.port, server.host_key)
+        stranger = tmp_path / "stranger"
+        generate_key(stranger)
+        hub = make_hub(
+            known_hosts=isolated_environment / ".ssh" / "known_hosts",
+            client_keys=[stranger],
+            use_user_config=False,
+        )
+        target = target_of(server)
+        with pytest.raises(SshError) as caught:
+            await hub.run(target, "echo hi", timeout=5)
+        assert str(caught.value) == (
+            f"{target}: permission denied (publickey); not accepted: {stranger}"
+        )
+        # No keys at all means none: never the defaults from HOME.
+        keyless = make_hub(
+            known_hosts=isolated_environment / ".ssh" / "known_hosts",
+            client_keys=[],
+            use_user_config=False,
+        )
+        with pytest.raises(SshError, match=r"permission denied \(publickey\)"):
+            await keyless.run(target, "echo hi", timeout=5)
+        # The same host with the defaults logs in with the key from HOME.
+        assert (await make_hub().run(target, "echo home", timeout=5)).stdout == "home\n"
+    finally:
+        await server.stop()
+
+
+async def test_a_missing_client_key_is_named_and_nothing_is_sent(
+    own: OwnFiles, make_hub: HubMaker, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-key"
+    hub = make_hub(known_hosts=own.known_hosts, client_keys=[missing], use_user_config=False)
+    target = target_of(own.server)
+    with pytest.raises(SshError) as caught:
+        await hub.run(target, "echo hi", timeout=5)
+    assert str(caught.value) == (
+        f"{target}: cannot read client key {missing}: No such file or directory"
+    )
+    assert not caught.value.transient
+    assert own.server.connections == []
+
+
+async def test_user_config_is_ignored_when_the_hub_says_so(
+    own: OwnFiles, make_hub: HubMaker, isolated_environment: Path
+) -> None:
+    ssh_dir = isolated_environment / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    # Sends 127.0.0.1 elsewhere: nothing listens on 127.0.0.2.
+    (ssh_dir / "config").write_text("Host 127.0.0.1\n    HostName 127.0.0.2\n")
+    target = target_of(own.server)
+    with_config = make_hub(known_hosts=own.known_hosts, client_keys=[own.client_key])
+    with pytest.raises(SshError, match="connection refused"):
+        await with_config.run(target, "echo hi", timeout=5)
+    without = own_hub(make_hub, own)
+    assert (await without.run(target, "echo direct", timeout=5)).stdout == "direct\n"

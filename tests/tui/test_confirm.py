@@ -26,6 +26,7 @@ from runctl_tui.models import (
     Outcome,
     Volume,
 )
+from runctl_tui.providers.aws import ec2_losses
 from runctl_tui.providers.base import ProviderError, SpotRequest
 from runctl_tui.tui.app import RunctlApp
 from runctl_tui.tui.screens.confirm import (
@@ -34,14 +35,13 @@ from runctl_tui.tui.screens.confirm import (
     ConfirmScreen,
     ConfirmTerminate,
     Decision,
-    losses,
     result_notices,
     target_text,
 )
-from runctl_tui.tui.screens.dashboard import DashboardScreen
+from runctl_tui.tui.screens.main import MainScreen
 from tests.fakes import FakeProvider
 
-from .conftest import AppFactory, machine, sample_fleet
+from .conftest import AppFactory, machine, sample_fleet, with_details
 from .test_dashboard import journal, settle, table
 
 SIZE = (160, 45)
@@ -127,7 +127,7 @@ async def test_hostile_name_is_shown_after_the_real_identity(
         await pilot.press("y")
         await settle(pilot)
         assert app.is_running
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
         assert not has_control("".join(notices(app)))
         assert notices(app)[-1].startswith("stop: i-0d44 (")
     assert provider.acted() == [("stop", "i-0d44")]
@@ -194,7 +194,9 @@ async def test_hostile_volume_ids_and_protect_tag_are_plain_text(
         Volume(id="[/]vol-1\x1b[31m", device="/dev/sda1", delete_on_termination=True),
         Volume(id="[@click=app.quit]vol-2", device="/dev/sdb", delete_on_termination=False),
     )
-    provider.set(machine("i-0d44", "eval").model_copy(update={"volumes": volumes}))
+    base = machine("i-0d44", "eval")
+    details = base.details.model_copy(update={"volumes": volumes})
+    provider.set(base.model_copy(update={"details": details}))
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         screen = await ask(pilot, "aws:i-0d44", "T")
@@ -207,11 +209,12 @@ async def test_hostile_volume_ids_and_protect_tag_are_plain_text(
 async def test_hostile_protect_tag_is_plain_text(
     make_app: AppFactory, provider: FakeProvider
 ) -> None:
-    provider.set(machine("i-0d44", "eval", protected=True))
-    app = make_app(protect_tag="[b]keep[/b]")
+    protected = machine("i-0d44", "eval", protected=True)
+    provider.set(protected.model_copy(update={"protected_by": "tag [b]keep[/b]=true"}))
+    app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         screen = await ask(pilot, "aws:i-0d44", "s")
-        assert "! protected ([b]keep[/b]=true)" in "\n".join(modal_lines(screen))
+        assert "! protected (tag [b]keep[/b]=true)" in "\n".join(modal_lines(screen))
 
 
 async def test_hostile_error_text_is_shown_literally(
@@ -235,12 +238,13 @@ async def test_hostile_error_text_is_shown_literally(
 def test_any_text_renders_as_plain_lines_after_the_identity(
     name: str, volume: str, tag: str
 ) -> None:
-    instance = machine("i-0d44", name, protected=True).model_copy(
-        update={"volumes": (Volume(id=volume, device="/dev/sda1", delete_on_termination=True),)}
-    )
+    instance = with_details(
+        machine("i-0d44", name, protected=True),
+        volumes=(Volume(id=volume, device="/dev/sda1", delete_on_termination=True),),
+    ).model_copy(update={"protected_by": tag})
     console = Console(width=120, color_system=None, legacy_windows=False)
     for action in (Action.STOP, Action.TERMINATE):
-        text = target_text(action, instance, PRICES, tag)
+        text = target_text(action, instance, PRICES, said=ec2_losses(action, instance))
         segments = list(console.render(text))
         lines = "".join(s.text for s in segments if not s.control).split("\n")
         assert not any(has_control(line) for line in lines)
@@ -252,55 +256,25 @@ def test_any_text_renders_as_plain_lines_after_the_identity(
 # Losses and money as they stand ------------------------------------------------------------
 
 
-def test_stopping_a_running_instance_wipes_its_store() -> None:
-    running = machine("i-1", "a", store_gb=250)
-    assert "instance-store data (250 GB local NVMe) is wiped" in losses(Action.STOP, running)
-
-
-def test_a_stopped_instance_has_no_store_left_to_lose() -> None:
-    stopped = machine("i-1", "a", state=InstanceState.STOPPED, store_gb=3800)
-    assert not any("instance-store" in line for line in losses(Action.STOP, stopped))
-    assert not any("instance-store" in line for line in losses(Action.TERMINATE, stopped))
-    assert not any("public IP" in line for line in losses(Action.STOP, stopped))
-
-
-def test_terminating_a_running_instance_loses_its_store() -> None:
-    running = machine("i-1", "a", store_gb=3800)
-    assert "instance-store data (3800 GB local NVMe) is gone" in losses(Action.TERMINATE, running)
-
-
-def test_unknown_instance_store_says_why() -> None:
-    unknown = machine("i-1", "a").model_copy(
-        update={
-            "instance_store_gb": None,
-            "type_facts_missing": "no permission to describe instance types",
-        }
-    )
-    expected = "instance-store data: unknown (no permission to describe instance types)"
-    assert expected in losses(Action.STOP, unknown)
-    assert expected in losses(Action.TERMINATE, unknown)
-
-
 def test_target_text_labels_an_estimate() -> None:
     elsewhere = machine("i-1", "a", "g5.xlarge", region="eu-west-1")
-    text = target_text(Action.STOP, elsewhere, PRICES, "runctl:protect").plain
+    text = target_text(Action.STOP, elsewhere, PRICES).plain
     assert "~$1.01/h (estimate: us-east-1 price)" in text
 
 
 def test_target_text_of_a_stopped_instance_costs_nothing_now() -> None:
     stopped = machine("i-1", "a", state=InstanceState.STOPPED)
-    text = target_text(Action.TERMINATE, stopped, PRICES, "runctl:protect").plain
+    text = target_text(Action.TERMINATE, stopped, PRICES).plain
     assert "no compute billed while stopped" in text
     assert "$1.21/h" not in text
 
 
 async def test_unknown_store_in_the_modal(make_app: AppFactory, provider: FakeProvider) -> None:
     provider.set(
-        machine("i-0d44", "eval").model_copy(
-            update={
-                "instance_store_gb": None,
-                "type_facts_missing": "no permission to describe instance types",
-            }
+        with_details(
+            machine("i-0d44", "eval"),
+            instance_store_gb=None,
+            type_facts_missing="no permission to describe instance types",
         )
     )
     app = make_app()
@@ -411,9 +385,11 @@ async def test_the_spot_choice_is_passed_to_the_fleet(
     asked: list[bool] = []
     act = app.fleet.act
 
-    def spy(action: Action, targets: Sequence[Instance], **options: bool) -> list[ActionResult]:
+    async def spy(
+        action: Action, targets: Sequence[Instance], **options: bool
+    ) -> list[ActionResult]:
         asked.append(options["cancel_spot_requests"])
-        return act(action, targets, **options)
+        return await act(action, targets, **options)
 
     monkeypatch.setattr(app.fleet, "act", spy)
     async with app.run_test(size=SIZE) as pilot:

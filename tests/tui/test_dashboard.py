@@ -21,8 +21,8 @@ from runctl_tui.providers.base import ProviderError
 from runctl_tui.tui.app import RunctlApp
 from runctl_tui.tui.messages import ActionsFinished, FleetPolled
 from runctl_tui.tui.screens.confirm import ConfirmAction, ConfirmScreen, ConfirmTerminate
-from runctl_tui.tui.screens.dashboard import HELP, DashboardScreen
 from runctl_tui.tui.screens.help import HelpScreen
+from runctl_tui.tui.screens.main import HELP, MainScreen
 from runctl_tui.tui.widgets.details import DetailsPanel
 from runctl_tui.tui.widgets.instance_table import InstanceTable
 from runctl_tui.tui.widgets.provider_bar import ProviderBar
@@ -51,10 +51,10 @@ def table(app: RunctlApp) -> InstanceTable:
     return app.screen_stack[0].query_one(InstanceTable)
 
 
-def dashboard(app: RunctlApp) -> DashboardScreen:
-    """The dashboard screen."""
+def dashboard(app: RunctlApp) -> MainScreen:
+    """The main screen."""
     screen = app.screen_stack[0]
-    assert isinstance(screen, DashboardScreen)
+    assert isinstance(screen, MainScreen)
     return screen
 
 
@@ -186,7 +186,7 @@ async def test_stop_cancel_is_preselected(
             assert isinstance(app.screen, ConfirmAction)
             await pilot.press(cancel_key)
             await settle(pilot)
-            assert isinstance(app.screen, DashboardScreen)
+            assert isinstance(app.screen, MainScreen)
         assert provider.acted() == []
     assert [e["result"] for e in journal(journal_path)] == ["cancelled"] * 3
 
@@ -215,7 +215,7 @@ async def test_one_time_spot_cannot_be_stopped(
         table(app).move_to_key("aws:i-0c33")
         await pilot.press("s")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
         assert "one-time spot instance cannot be stopped" in notices(app)[-1]
         await pilot.press("y")
         await settle(pilot)
@@ -258,7 +258,7 @@ async def test_terminate_needs_the_typed_id(
         assert not confirm.disabled
         await pilot.press("enter")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
     assert provider.acted() == [("terminate", "i-0d44")]
     assert [(e["action"], e["result"]) for e in journal(journal_path)] == [
         ("terminate", "attempted"),
@@ -275,7 +275,7 @@ async def test_terminate_mismatch_then_escape(make_app: AppFactory, provider: Fa
         assert isinstance(app.screen, ConfirmTerminate)
         await pilot.press("escape")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
     assert provider.acted() == []
 
 
@@ -326,12 +326,12 @@ async def test_readonly_disables_every_action(
         for key in ("s", "u", "T"):
             await pilot.press(key)
             await settle(pilot)
-            assert isinstance(app.screen, DashboardScreen)
+            assert isinstance(app.screen, MainScreen)
             assert "read-only mode" in notices(app)[-1]
-        screen = dashboard(app)
+        pane = dashboard(app).fleet_pane
         # Greyed out in the footer, yet each key said why it did nothing.
         for name in ("stop", "start", "terminate"):
-            assert screen.check_action("act", (name,)) is None
+            assert pane.check_action("act", (name,)) is None
     assert provider.acted() == []
     assert [(e["action"], e["result"]) for e in journal(journal_path)] == [
         ("stop", "refused"),
@@ -349,7 +349,7 @@ async def test_remapped_action_key_in_readonly_mode_says_why(
         table(app).move_to_key("aws:i-0d44")
         await pilot.press("x")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
         assert "read-only mode" in notices(app)[-1]
     assert [(e["action"], e["result"]) for e in journal(journal_path)] == [("stop", "refused")]
 
@@ -363,7 +363,7 @@ async def test_action_key_with_no_row_says_so(
         await settle(pilot)
         await pilot.press("s")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
         assert notices(app)[-1] == "No instance selected."
     assert journal(journal_path) == []
 
@@ -377,12 +377,12 @@ async def test_start_on_a_running_instance_is_refused_without_a_dialog(
         table(app).move_to_key("aws:i-0d44")
         await pilot.press("u")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
         assert notices(app)[-1].startswith("Cannot start i-0d44 (eval-harness): only a stopped")
         table(app).move_to_key("aws:i-0e55")
         await pilot.press("s")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
         assert "cannot stop an instance that is stopped" in notices(app)[-1]
     assert provider.acted() == []
     assert [(e["id"], e["result"]) for e in journal(journal_path)] == [
@@ -439,7 +439,7 @@ async def test_protected_instance_cannot_be_terminated(
         table(app).move_to_key("aws:i-0a11")
         await pilot.press("T")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
         assert "protected by tag runctl:protect=true" in notices(app)[-1]
         await pilot.press(*"i-0a11", "enter")
         await settle(pilot)
@@ -596,7 +596,7 @@ async def test_help_screen_lists_keys(make_app: AppFactory) -> None:
         keys = dict(screen.keys)
         assert {"s", "u", "T", "r", "/", "space"} <= set(keys)
         await pilot.press("escape")
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
 
 
 async def test_keymap_from_config(make_app: AppFactory, provider: FakeProvider) -> None:
@@ -605,7 +605,7 @@ async def test_keymap_from_config(make_app: AppFactory, provider: FakeProvider) 
         await settle(pilot)
         table(app).move_to_key("aws:i-0d44")
         await pilot.press("s")
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
         await pilot.press("x")
         assert isinstance(app.screen, ConfirmAction)
 

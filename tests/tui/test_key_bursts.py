@@ -17,7 +17,7 @@ from runctl_tui.tui.screens.confirm import (
     ConfirmTerminate,
     KeyGuard,
 )
-from runctl_tui.tui.screens.dashboard import DashboardScreen
+from runctl_tui.tui.screens.main import MainScreen
 from tests.fakes import FakeProvider
 
 from .conftest import AppFactory
@@ -83,7 +83,7 @@ async def test_slash_burst_goes_into_the_filter(
         await open_on(pilot, "aws:i-0d44")
         burst(app, "/", *"syyyy")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
         assert filter_box(app).value == "syyyy"
         assert app.focused is filter_box(app)
     assert provider.acted() == []
@@ -97,7 +97,7 @@ async def test_slash_pressed_without_pause_goes_into_the_filter(
         await open_on(pilot, "aws:i-0d44")
         await pilot.press("slash", *"syyyy")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
         assert filter_box(app).value == "syyyy"
     assert provider.acted() == []
 
@@ -140,7 +140,7 @@ async def test_stop_burst_opens_the_dialog_but_never_confirms(
         await pilot.pause(PAST_GUARD)
         await pilot.press("y")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
     assert provider.acted() == [("stop", "i-0d44")]
     assert [e["result"] for e in journal(journal_path)] == ["attempted", "done"]
 
@@ -198,7 +198,7 @@ async def test_escape_during_the_guard_cancels(
         await shown(pilot, screen)
         await pilot.press("escape")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
     assert provider.acted() == []
     assert [e["result"] for e in journal(journal_path)] == ["cancelled"]
 
@@ -222,7 +222,7 @@ async def test_confirm_button_during_the_guard_does_nothing(
         await pilot.pause(0.3)  # a button ignores clicks while it shows the last one
         await pilot.click("#confirm")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
     assert provider.acted() == [("stop", "i-0d44")]
 
 
@@ -242,7 +242,7 @@ async def test_terminate_burst_with_the_id_never_confirms(
         await pilot.pause(PAST_GUARD)
         await pilot.press(*"i-0d44", "enter")
         await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        assert isinstance(app.screen, MainScreen)
     assert provider.acted() == [("terminate", "i-0d44")]
 
 

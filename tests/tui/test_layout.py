@@ -17,13 +17,13 @@ from runctl_tui.models import InstanceState, ProviderStatus
 from runctl_tui.providers.base import ProviderError
 from runctl_tui.services.fleet import Fleet
 from runctl_tui.tui.app import RunctlApp
-from runctl_tui.tui.screens.dashboard import DashboardScreen
+from runctl_tui.tui.screens.main import MainScreen
 from runctl_tui.tui.widgets.instance_table import (
+    ADDRESS,
     ID,
     PRICE,
     PROVIDER,
-    PUBLIC_IP,
-    ZONE,
+    WHERE,
     InstanceTable,
     layout,
     short_id,
@@ -61,10 +61,10 @@ def table(app: RunctlApp) -> InstanceTable:
     return app.screen_stack[0].query_one(InstanceTable)
 
 
-def dashboard(app: RunctlApp) -> DashboardScreen:
+def dashboard(app: RunctlApp) -> MainScreen:
     """The dashboard screen."""
     screen = app.screen_stack[0]
-    assert isinstance(screen, DashboardScreen)
+    assert isinstance(screen, MainScreen)
     return screen
 
 
@@ -85,11 +85,11 @@ def test_narrow_widths_keep_state_and_price() -> None:
     assert wide.columns == tuple(n for n in range(len(COLUMNS)) if n != PROVIDER)
     assert layout(widths, 200, providers=3).columns == tuple(range(len(COLUMNS)))
     assert PROVIDER not in layout(widths, 98, providers=3).columns
-    # IP and zone go before anything else; the full ID before UPTIME and MARKET.
+    # The address and place go before anything else; the full ID before UPTIME and MARKET.
     assert not wide.short_ids
     medium = layout(widths, 118)
-    assert PUBLIC_IP not in medium.columns
-    assert ZONE not in medium.columns
+    assert ADDRESS not in medium.columns
+    assert WHERE not in medium.columns
     assert medium.short_ids
     assert medium.widths[medium.columns.index(ID)] == 9
 
@@ -288,7 +288,7 @@ async def test_sort_keys_and_header_clicks(make_app: AppFactory) -> None:
         ordered = [grid.instance(k) for k in grid.keys]
         # Stopped rows cost nothing now: they sort first, the p5 last.
         assert ordered[-1] is not None
-        assert ordered[-1].instance_type == "p5.48xlarge"
+        assert ordered[-1].details.type_label == "p5.48xlarge"
         assert "$/H ▲" in grid.render_line(0).text
         await pilot.press("O")
         assert [grid.instance(k) for k in grid.keys][0] == ordered[-1]

@@ -21,8 +21,8 @@ from runctl_tui.costs.rates import bundled_prices
 from runctl_tui.models import Instance, ProviderStatus
 from runctl_tui.providers.base import ProviderError
 from runctl_tui.tui.app import RunctlApp
-from runctl_tui.tui.screens.dashboard import DashboardScreen
 from runctl_tui.tui.screens.help import HelpScreen
+from runctl_tui.tui.screens.main import MainScreen
 from runctl_tui.tui.widgets.details import DetailsPanel, details_renderable
 from runctl_tui.tui.widgets.instance_table import InstanceTable, prepare
 from runctl_tui.tui.widgets.provider_bar import ProviderBar, header_sub_title, status_text
@@ -76,15 +76,16 @@ def drawn(widget: Widget) -> list[str]:
 def hostile_instance(name: str, key: str, value: str, *, n: int = 0) -> Instance:
     """The sample machine carrying provider text chosen by an attacker."""
     base = machine(f"i-{n:04x}", "x")
-    return base.model_copy(
+    details = base.details.model_copy(
         update={
-            "name": name,
-            "tags": {key: value, "Name": name},
             "zone": value,
             "key_name": key,
             "image_id": name,
             "instance_type": name[:30] or "t",
         }
+    )
+    return base.model_copy(
+        update={"name": name, "tags": {key: value, "Name": name}, "details": details}
     )
 
 
@@ -152,10 +153,10 @@ async def settle(pilot: Pilot[None]) -> None:
         await pilot.pause()
 
 
-def dashboard(app: RunctlApp) -> DashboardScreen:
+def dashboard(app: RunctlApp) -> MainScreen:
     """The dashboard screen."""
     screen = app.screen_stack[0]
-    assert isinstance(screen, DashboardScreen)
+    assert isinstance(screen, MainScreen)
     return screen
 
 

@@ -9,8 +9,18 @@ from typing import Any
 import botocore.exceptions as bex
 import pytest
 
-from runctl_tui.models import GpuSpec, InstanceState, Lifecycle, Volume
+from runctl_tui.models import (
+    Action,
+    Ec2Details,
+    GpuSpec,
+    HostDetails,
+    Instance,
+    InstanceState,
+    Lifecycle,
+    Volume,
+)
 from runctl_tui.providers.aws import (
+    AwsProvider,
     Ec2Clients,
     explain,
     from_settings,
@@ -67,7 +77,7 @@ def build(
     spot_types: Mapping[str, str] | None = None,
     type_problems: Mapping[str, str] | None = None,
     spot_request_ids: Mapping[str, str] | None = None,
-) -> Any:
+) -> Instance:
     return instance_from_ec2(
         raw,
         provider="aws",
@@ -80,29 +90,35 @@ def build(
     )
 
 
+def details_of(instance: Instance) -> Ec2Details:
+    """The EC2 details of ``instance``, which must be an EC2 instance."""
+    assert isinstance(instance.details, Ec2Details)
+    return instance.details
+
+
 def test_instance_from_ec2_maps_every_field() -> None:
     instance = build(raw_instance())
 
     assert instance.provider == "aws"
     assert instance.id == "i-0abc"
-    assert instance.region == "us-east-1"
-    assert instance.zone == "us-east-1b"
+    assert instance.location == "us-east-1"
+    assert details_of(instance).zone == "us-east-1b"
     assert instance.name == "dpo-sweep"
-    assert instance.instance_type == "p4d.24xlarge"
+    assert details_of(instance).instance_type == "p4d.24xlarge"
     assert instance.state is InstanceState.RUNNING
-    assert instance.lifecycle is Lifecycle.ON_DEMAND
-    assert instance.spot_request_type is None
+    assert details_of(instance).lifecycle is Lifecycle.ON_DEMAND
+    assert details_of(instance).spot_request_type is None
     assert instance.gpus == GpuSpec(count=8, model="A100", memory_mib=40960)
-    assert instance.instance_store_gb == 8000
-    assert instance.type_facts_missing is None
-    assert instance.spot_request_id is None
+    assert details_of(instance).instance_store_gb == 8000
+    assert details_of(instance).type_facts_missing is None
+    assert details_of(instance).spot_request_id is None
     assert instance.launched_at == LAUNCH
-    assert instance.public_ip == "54.1.2.3"
-    assert instance.private_ip == "10.0.0.5"
-    assert instance.image_id == "ami-0123"
-    assert instance.key_name == "ml-team"
+    assert details_of(instance).public_ip == "54.1.2.3"
+    assert details_of(instance).private_ip == "10.0.0.5"
+    assert details_of(instance).image_id == "ami-0123"
+    assert details_of(instance).key_name == "ml-team"
     assert instance.tags == {"Name": "dpo-sweep", "owner": "kenji"}
-    assert instance.volumes == (
+    assert details_of(instance).volumes == (
         Volume(id="vol-1", device="/dev/sda1", delete_on_termination=True),
         Volume(id="vol-2", device="/dev/sdf", delete_on_termination=False),
     )
@@ -113,57 +129,57 @@ def test_minimal_entry() -> None:
     instance = build({"InstanceId": "i-min", "State": {"Name": "stopped"}})
 
     assert instance.name == ""
-    assert instance.instance_type == "?"
+    assert details_of(instance).instance_type == "?"
     assert instance.state is InstanceState.STOPPED
-    assert instance.zone is None
+    assert details_of(instance).zone is None
     assert instance.gpus is None
-    assert instance.instance_store_gb is None
-    assert instance.type_facts_missing == "instance type not reported by EC2"
+    assert details_of(instance).instance_store_gb is None
+    assert details_of(instance).type_facts_missing == "instance type not reported by EC2"
     assert instance.launched_at is None
-    assert instance.public_ip is None
+    assert details_of(instance).public_ip is None
     assert instance.tags == {}
-    assert instance.volumes == ()
+    assert details_of(instance).volumes == ()
 
 
 def test_empty_strings_become_none() -> None:
     instance = build(raw_instance(PublicIpAddress="", KeyName="", Placement={}))
 
-    assert instance.public_ip is None
-    assert instance.key_name is None
-    assert instance.zone is None
+    assert details_of(instance).public_ip is None
+    assert details_of(instance).key_name is None
+    assert details_of(instance).zone is None
 
 
 def test_unknown_state_and_type() -> None:
     instance = build(raw_instance(State={"Name": "hibernating"}, InstanceType="z9.huge"))
 
     assert instance.state is InstanceState.UNKNOWN
-    assert instance.instance_type == "z9.huge"
+    assert details_of(instance).instance_type == "z9.huge"
     assert instance.gpus is None
-    assert instance.instance_store_gb is None
-    assert instance.type_facts_missing == "instance type 'z9.huge' not described yet"
+    assert details_of(instance).instance_store_gb is None
+    assert details_of(instance).type_facts_missing == "instance type 'z9.huge' not described yet"
 
 
 def test_a_known_type_without_gpus_or_local_disks_is_zero_not_unknown() -> None:
     instance = build(raw_instance(InstanceType="c6i.xlarge"))
 
     assert instance.gpus is None
-    assert instance.instance_store_gb == 0
-    assert instance.type_facts_missing is None
+    assert details_of(instance).instance_store_gb == 0
+    assert details_of(instance).type_facts_missing is None
 
 
 def test_type_facts_missing_carries_the_reason_given() -> None:
     reason = "no permission to describe instance types (ec2:DescribeInstanceTypes)"
     instance = build(raw_instance(InstanceType="g5.xlarge"), type_problems={"g5.xlarge": reason})
 
-    assert (instance.gpus, instance.instance_store_gb) == (None, None)
-    assert instance.type_facts_missing == reason
+    assert (instance.gpus, details_of(instance).instance_store_gb) == (None, None)
+    assert details_of(instance).type_facts_missing == reason
 
 
 def test_a_known_type_ignores_a_stale_problem() -> None:
     instance = build(raw_instance(), type_problems={"p4d.24xlarge": "denied earlier"})
 
-    assert instance.instance_store_gb == 8000
-    assert instance.type_facts_missing is None
+    assert details_of(instance).instance_store_gb == 8000
+    assert details_of(instance).type_facts_missing is None
 
 
 def test_unknown_type_reason_is_one_safe_line() -> None:
@@ -206,7 +222,7 @@ def test_tag_without_value_and_non_ebs_devices() -> None:
     instance = build(raw)
 
     assert instance.tags == {"Name": "x", "flag": ""}
-    assert instance.volumes == ()
+    assert details_of(instance).volumes == ()
 
 
 def test_naive_launch_time_is_taken_as_utc() -> None:
@@ -237,17 +253,17 @@ def test_launch_time_that_is_not_a_datetime_is_dropped() -> None:
 def test_spot_instance_with_known_request_type(spot_type: str, expected: str) -> None:
     instance = build(raw_instance(InstanceLifecycle="spot"), spot_types={"i-0abc": spot_type})
 
-    assert instance.lifecycle is Lifecycle.SPOT
-    assert instance.spot_request_type == expected
-    assert instance.one_time_spot is (expected == "one-time")
+    assert details_of(instance).lifecycle is Lifecycle.SPOT
+    assert details_of(instance).spot_request_type == expected
+    assert details_of(instance).one_time_spot is (expected == "one-time")
 
 
 def test_spot_instance_whose_request_is_unknown() -> None:
     instance = build(raw_instance(InstanceLifecycle="spot"), spot_types={"i-other": "one-time"})
 
-    assert instance.lifecycle is Lifecycle.SPOT
-    assert instance.spot_request_type is None
-    assert not instance.one_time_spot
+    assert details_of(instance).lifecycle is Lifecycle.SPOT
+    assert details_of(instance).spot_request_type is None
+    assert not details_of(instance).one_time_spot
 
 
 def test_on_demand_ignores_a_stray_spot_type() -> None:
@@ -255,9 +271,9 @@ def test_on_demand_ignores_a_stray_spot_type() -> None:
         raw_instance(), spot_types={"i-0abc": "one-time"}, spot_request_ids={"i-0abc": "sir-1"}
     )
 
-    assert instance.lifecycle is Lifecycle.ON_DEMAND
-    assert instance.spot_request_type is None
-    assert instance.spot_request_id is None
+    assert details_of(instance).lifecycle is Lifecycle.ON_DEMAND
+    assert details_of(instance).spot_request_type is None
+    assert details_of(instance).spot_request_id is None
 
 
 def test_spot_request_id_from_the_instance_itself_wins() -> None:
@@ -265,8 +281,8 @@ def test_spot_request_id_from_the_instance_itself_wins() -> None:
 
     instance = build(raw, spot_types={"i-0abc": "persistent"}, spot_request_ids={"i-0abc": "sir-x"})
 
-    assert instance.spot_request_id == "sir-own"
-    assert instance.persistent_spot
+    assert details_of(instance).spot_request_id == "sir-own"
+    assert details_of(instance).persistent_spot
 
 
 def test_spot_request_id_from_the_request_lookup() -> None:
@@ -274,7 +290,7 @@ def test_spot_request_id_from_the_request_lookup() -> None:
 
     instance = build(raw, spot_types={"i-0abc": "persistent"}, spot_request_ids={"i-0abc": "sir-x"})
 
-    assert instance.spot_request_id == "sir-x"
+    assert details_of(instance).spot_request_id == "sir-x"
 
 
 @pytest.mark.parametrize(
@@ -304,6 +320,247 @@ def test_protect_tag_key_is_configurable() -> None:
 
     assert build(raw, protect_tag="team:keep").protected is True
     assert build(raw).protected is False
+
+
+def test_protected_by_names_the_tag() -> None:
+    raw = raw_instance(Tags=[{"Key": "team:keep", "Value": "yes"}])
+
+    assert build(raw, protect_tag="team:keep").protected_by == "tag team:keep=true"
+    assert build(raw).protected_by == ""
+
+
+def test_details_feed_the_provider_neutral_columns() -> None:
+    instance = build(raw_instance(InstanceLifecycle="spot"), spot_types={"i-0abc": "persistent"})
+
+    assert instance.kind == "ec2"
+    assert instance.details.type_label == "p4d.24xlarge"
+    assert instance.details.sublocation == "us-east-1b"
+    assert instance.details.market == "spot persist"
+    assert instance.details.address == "54.1.2.3"
+
+
+# The action protocol: what EC2 takes, refuses and loses
+
+
+def aws_provider() -> AwsProvider:
+    """A provider that never calls out: these methods only read the instance."""
+    return AwsProvider(Ec2Clients(access_key=("testing", "testing")), ["us-east-1"])
+
+
+def ec2_instance(state: InstanceState = InstanceState.RUNNING, **details: Any) -> Instance:
+    """An EC2 instance as a poll would show it, with ``details`` overriding the EC2 part."""
+    fields: dict[str, Any] = {"instance_type": "g5.xlarge", "zone": "us-east-1a"}
+    fields.update(details)
+    return Instance(
+        provider="aws",
+        id="i-0abc",
+        name="sweep",
+        location="us-east-1",
+        state=state,
+        details=Ec2Details(**fields),
+    )
+
+
+def host_item() -> Instance:
+    """An item of another kind, as a misrouted call might hand it over."""
+    return Instance(
+        provider="aws",
+        id="h-1",
+        location="lab",
+        state=InstanceState.RUNNING,
+        details=HostDetails(hostname="lab"),
+    )
+
+
+def test_actions_of_an_ec2_instance() -> None:
+    provider = aws_provider()
+
+    assert provider.actions(ec2_instance()) == {Action.STOP, Action.START, Action.TERMINATE}
+    assert provider.actions(ec2_instance(InstanceState.TERMINATED)) == {
+        Action.STOP,
+        Action.START,
+        Action.TERMINATE,
+    }
+    assert provider.actions(host_item()) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("action", "state", "reason"),
+    [
+        (Action.STOP, InstanceState.RUNNING, None),
+        (Action.STOP, InstanceState.PENDING, None),
+        (Action.STOP, InstanceState.STOPPED, "cannot stop an instance that is stopped"),
+        (Action.STOP, InstanceState.STOPPING, "cannot stop an instance that is stopping"),
+        (Action.STOP, InstanceState.TERMINATED, "cannot stop an instance that is terminated"),
+        (Action.START, InstanceState.STOPPED, None),
+        (
+            Action.START,
+            InstanceState.RUNNING,
+            "only a stopped instance can be started; it is running",
+        ),
+        (
+            Action.START,
+            InstanceState.STOPPING,
+            "only a stopped instance can be started; it is stopping",
+        ),
+        (Action.TERMINATE, InstanceState.RUNNING, None),
+        (Action.TERMINATE, InstanceState.STOPPED, None),
+        (Action.TERMINATE, InstanceState.UNKNOWN, None),
+        (Action.TERMINATE, InstanceState.TERMINATED, "already terminated"),
+        (Action.TERMINATE, InstanceState.SHUTTING_DOWN, "already shutting-down"),
+    ],
+)
+def test_refusal_by_state(action: Action, state: InstanceState, reason: str | None) -> None:
+    assert aws_provider().refusal(action, ec2_instance(state)) == reason
+
+
+def test_a_one_time_spot_instance_cannot_be_stopped_but_can_be_terminated() -> None:
+    provider = aws_provider()
+    spot = ec2_instance(lifecycle=Lifecycle.SPOT, spot_request_type="one-time")
+
+    assert provider.refusal(Action.STOP, spot) == (
+        "a one-time spot instance cannot be stopped; terminate it instead"
+    )
+    assert provider.refusal(Action.TERMINATE, spot) is None
+
+
+def test_a_one_time_spot_refusal_wins_over_the_state() -> None:
+    stopped = ec2_instance(
+        InstanceState.STOPPED, lifecycle=Lifecycle.SPOT, spot_request_type="one-time"
+    )
+
+    assert aws_provider().refusal(Action.STOP, stopped) == (
+        "a one-time spot instance cannot be stopped; terminate it instead"
+    )
+
+
+@pytest.mark.parametrize("request_type", ["persistent", None])
+def test_other_spot_instances_may_be_stopped(request_type: str | None) -> None:
+    spot = ec2_instance(lifecycle=Lifecycle.SPOT, spot_request_type=request_type)
+
+    assert aws_provider().refusal(Action.STOP, spot) is None
+
+
+def test_refusal_of_what_ec2_does_not_do() -> None:
+    provider = aws_provider()
+
+    assert provider.refusal(Action.INTERRUPT, ec2_instance()) == (
+        "interrupt is not something aws does to this item"
+    )
+    assert provider.refusal(Action.STOP, host_item()) == (
+        "stop is not something aws does to this item"
+    )
+
+
+def test_perform_refuses_what_ec2_does_not_do() -> None:
+    with pytest.raises(ProviderError, match="kill is not something aws does"):
+        aws_provider().perform(Action.KILL, ec2_instance())
+
+
+def test_stop_losses_of_a_running_instance_with_local_disks_and_a_public_ip() -> None:
+    instance = ec2_instance(instance_store_gb=3800, public_ip="54.1.2.3")
+
+    assert aws_provider().losses(Action.STOP, instance) == [
+        "instance-store data (3800 GB local NVMe) is wiped",
+        "EBS volumes are kept (and still billed); the public IP is released",
+    ]
+
+
+def test_stop_losses_without_local_disks_or_public_ip() -> None:
+    assert aws_provider().losses(Action.STOP, ec2_instance(private_ip="10.0.0.5")) == [
+        "EBS volumes are kept (and still billed)"
+    ]
+
+
+def test_stop_losses_when_the_instance_store_is_unknown() -> None:
+    instance = ec2_instance(
+        instance_store_gb=None,
+        type_facts_missing="no permission to describe instance types (ec2:DescribeInstanceTypes)",
+    )
+
+    assert aws_provider().losses(Action.STOP, instance)[0] == (
+        "instance-store data: unknown "
+        "(no permission to describe instance types (ec2:DescribeInstanceTypes))"
+    )
+    bare = ec2_instance(instance_store_gb=None)
+    assert aws_provider().losses(Action.STOP, bare)[0] == (
+        "instance-store data: unknown (the instance type could not be described)"
+    )
+
+
+def test_a_stopped_instance_has_no_store_or_ip_left_to_lose() -> None:
+    instance = ec2_instance(InstanceState.STOPPED, instance_store_gb=None, public_ip="54.1.2.3")
+
+    assert aws_provider().losses(Action.STOP, instance) == [
+        "EBS volumes are kept (and still billed)"
+    ]
+    assert aws_provider().losses(Action.TERMINATE, instance) == ["this cannot be undone"]
+
+
+def test_stop_losses_of_a_spot_instance_whose_request_is_unknown() -> None:
+    spot = ec2_instance(lifecycle=Lifecycle.SPOT)
+
+    assert aws_provider().losses(Action.STOP, spot)[-1] == (
+        "spot: AWS refuses to stop it unless its request is persistent"
+    )
+    persistent = ec2_instance(lifecycle=Lifecycle.SPOT, spot_request_type="persistent")
+    assert aws_provider().losses(Action.STOP, persistent) == [
+        "EBS volumes are kept (and still billed)"
+    ]
+
+
+def test_terminate_losses_name_deleted_and_kept_volumes() -> None:
+    instance = ec2_instance(
+        instance_store_gb=250,
+        volumes=(
+            Volume(id="vol-1", device="/dev/sda1", delete_on_termination=True),
+            Volume(id="vol-2", device="/dev/sdf", delete_on_termination=False),
+            Volume(id="vol-3", device="/dev/sdg", delete_on_termination=True),
+        ),
+    )
+
+    assert aws_provider().losses(Action.TERMINATE, instance) == [
+        "EBS volumes deleted: vol-1, vol-3",
+        "EBS volumes kept (still billed): vol-2",
+        "instance-store data (250 GB local NVMe) is gone",
+        "this cannot be undone",
+    ]
+
+
+def test_terminate_losses_leave_the_spot_request_to_the_live_lookup() -> None:
+    """The dialog looks the request up when it opens; a line from the poll could be stale."""
+    provider = aws_provider()
+    found = ec2_instance(
+        lifecycle=Lifecycle.SPOT, spot_request_type="persistent", spot_request_id="sir-1"
+    )
+    one_time = ec2_instance(lifecycle=Lifecycle.SPOT, spot_request_type="one-time")
+
+    assert provider.losses(Action.TERMINATE, found) == ["this cannot be undone"]
+    assert provider.losses(Action.TERMINATE, one_time) == ["this cannot be undone"]
+
+
+def test_start_and_other_items_lose_nothing() -> None:
+    provider = aws_provider()
+
+    assert provider.losses(Action.START, ec2_instance(InstanceState.STOPPED)) == []
+    assert provider.losses(Action.TERMINATE, host_item()) == []
+
+
+def test_losses_make_hostile_ids_and_reasons_safe() -> None:
+    hostile = "vol-\x1b[2J\n[@click=app.quit]\u202e" + "x" * 300
+    instance = ec2_instance(
+        instance_store_gb=None,
+        type_facts_missing="denied\x1b]52;c;x\x07\nsecond line",
+        lifecycle=Lifecycle.SPOT,
+        spot_request_type="persistent",
+        spot_request_id="sir-\x1b[31m\n" + "y" * 300,
+        volumes=(Volume(id=hostile, device="/dev/sda1", delete_on_termination=True),),
+    )
+
+    lines = aws_provider().losses(Action.TERMINATE, instance)
+
+    assert len(lines) == 3
+    assert all(is_safe(line) and "\n" not in line and len(line) < 250 for line in lines)
 
 
 def test_type_info_with_gpus() -> None:

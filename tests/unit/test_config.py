@@ -518,10 +518,10 @@ def test_variable_for_a_table_that_does_not_exist_is_refused(
     with pytest.raises(ConfigError) as caught:
         load_settings()
 
-    assert str(caught.value).startswith(
-        "environment variable RUNCTL_TUI_KEYMAPS__STOP_INSTANCE: unknown key 'keymaps'"
+    assert str(caught.value) == (
+        "environment variable RUNCTL_TUI_KEYMAPS__STOP_INSTANCE: unknown table 'keymaps' "
+        "(did you mean 'keymap'?); the tables are: aws, keymap, local, runpod, ssh"
     )
-    assert "did you mean 'keymap'?" in str(caught.value)
 
 
 def test_keymap_in_settings_built_in_code_is_checked() -> None:
@@ -700,3 +700,80 @@ def test_known_keys_come_from_the_settings_models() -> None:
 
     assert _known_keys(["aws", "regoins"]) == list(AwsSettings.model_fields)
     assert _known_keys(["pol_seconds"]) == list(Settings.model_fields)
+
+
+# Tables ---------------------------------------------------------------------------------------
+
+
+def test_the_tables_come_from_the_settings_model() -> None:
+    from runctl_tui.config import builtin_tables, known_tables
+
+    assert builtin_tables() == ["aws", "runpod", "local", "ssh", "keymap"]
+    assert set(builtin_tables()) <= set(known_tables())
+
+
+def test_an_unknown_table_lists_the_tables_there_are(tmp_path: Path) -> None:
+    path = write(tmp_path, "readonly = true\n\n[colours]\nbackground = 'dark'\n")
+
+    assert config_error(path) == (
+        f"{path}:3: unknown table 'colours'; the tables are: aws, keymap, local, runpod, ssh"
+    )
+
+
+def test_an_unknown_array_of_tables_is_an_unknown_table_with_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "readonly = true\n[[gpus]]\nmodel = 'H100'\n[[gpus]]\nmodel = 'A10G'\n")
+
+    assert config_error(path).startswith(f"{path}:2: unknown table 'gpus'; the tables are: ")
+
+
+def test_an_unknown_top_level_value_is_still_an_unknown_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "readonly = true\nkeymaps = 3\n")
+
+    assert config_error(path) == f"{path}:2: unknown key 'keymaps' (did you mean 'keymap'?)"
+
+
+@pytest.mark.parametrize("table", ["aws", "runpod", "local", "ssh", "keymap"])
+def test_a_table_written_as_an_array_of_tables_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str
+) -> None:
+    monkeypatch.delenv("RUNCTL_TUI_LOCAL__ENABLED")
+    monkeypatch.delenv("RUNCTL_TUI_RUNPOD__ENABLED")
+    path = write(tmp_path, f"readonly = true\n\n[[{table}]]\nenabled = true\n")
+
+    assert config_error(path) == (
+        f"{path}:3: key '{table}': is an array of tables ([[{table}]]); write [{table}] once"
+    )
+
+
+def test_an_array_of_tables_written_as_one_table_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path, '[ssh]\nconnect_timeout = 5\n[ssh.hosts]\nhost = "ml@gpu-box"\n')
+
+    assert config_error(path) == (
+        f"{path}:3: key 'ssh.hosts': is a single table ([ssh.hosts]); "
+        "write [[ssh.hosts]] for each entry"
+    )
+
+
+def test_a_table_where_a_list_of_values_is_wanted_keeps_the_plain_message(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "[aws]\nregions = { a = 1 }\n")
+
+    assert config_error(path) == f"{path}:2: key 'aws.regions': Input should be a valid list"
+
+
+def test_a_missing_key_points_at_its_entry(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[ssh.hosts]]\nhost = "a"\n\n[[ssh.hosts]]\nlabel = "no host"\n')
+
+    assert config_error(path) == f"{path}:4: key 'ssh.hosts.1.host': Field required"
+
+
+def test_plugin_tables_are_kept_apart_from_the_settings() -> None:
+    settings = Settings().with_plugin_tables({"example": {"greeting": "hi"}})
+
+    assert settings.plugin_table("example") == {"greeting": "hi"}
+    assert settings.plugin_table("other") is None
+    assert Settings().plugin_table("example") is None
+    assert settings != Settings()
+    # Flags applied after loading keep them.
+    assert settings.model_copy(update={"readonly": True}).plugin_table("example") is not None

@@ -15,14 +15,13 @@ import pytest
 from runctl_tui.audit import Journal
 from runctl_tui.models import Action, Instance, InstanceState, Outcome
 from runctl_tui.providers.base import (
-    Capabilities,
     NotFoundError,
     Provider,
     ProviderError,
     SpotRequest,
 )
 from runctl_tui.services.fleet import Fleet, refusal
-from tests.fakes import T0, FakeClock, FakeProvider, make_instance
+from tests.fakes import T0, FakeClock, FakeProvider, make_instance, make_run
 
 TAG = "runctl:protect"
 
@@ -46,7 +45,7 @@ def clock() -> FakeClock:
 def make_fleet(
     journal: Journal, clock: FakeClock, *providers: FakeProvider, readonly: bool = False
 ) -> Fleet:
-    return Fleet(providers, journal=journal, readonly=readonly, protect_tag=TAG, clock=clock)
+    return Fleet(providers, journal=journal, readonly=readonly, clock=clock)
 
 
 # refusal(): one case per rule --------------------------------------------------------------------
@@ -124,7 +123,7 @@ STOPPED = make_instance("i-1", state=InstanceState.STOPPED)
     ],
 )
 def test_refusal_rules(action: Action, seen: Instance, fresh: Instance, reason: str) -> None:
-    refused = refusal(action, seen, fresh, TAG)
+    refused = refusal(action, seen, fresh) or FakeProvider().refusal(action, fresh)
 
     assert refused is not None
     assert reason in refused
@@ -145,7 +144,7 @@ def test_refusal_rules(action: Action, seen: Instance, fresh: Instance, reason: 
     ],
 )
 def test_allowed_actions(action: Action, instance: Instance) -> None:
-    assert refusal(action, instance, instance, TAG) is None
+    assert refusal(action, instance, instance) or FakeProvider().refusal(action, instance) is None
 
 
 def test_fake_provider_satisfies_the_protocol() -> None:
@@ -280,7 +279,7 @@ def test_stop_is_done_and_journalled(journal: Journal, clock: FakeClock) -> None
     instance = make_instance("i-1", name="trainer")
     provider = FakeProvider([instance])
 
-    (result,) = make_fleet(journal, clock, provider).act(Action.STOP, [instance])
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.STOP, [instance])
 
     assert result.outcome is Outcome.DONE
     assert result.new_state is InstanceState.STOPPING
@@ -306,8 +305,8 @@ def test_start_and_terminate(journal: Journal, clock: FakeClock) -> None:
     provider = FakeProvider([stopped, running])
     fleet = make_fleet(journal, clock, provider)
 
-    (started,) = fleet.act(Action.START, [stopped])
-    (terminated,) = fleet.act(Action.TERMINATE, [running])
+    (started,) = fleet.act_now(Action.START, [stopped])
+    (terminated,) = fleet.act_now(Action.TERMINATE, [running])
 
     assert (started.outcome, started.new_state) == (Outcome.DONE, InstanceState.PENDING)
     assert (terminated.outcome, terminated.new_state) == (Outcome.DONE, InstanceState.SHUTTING_DOWN)
@@ -321,7 +320,7 @@ def test_state_changed_since_seen_is_refused_and_never_acted_on(
     provider = FakeProvider([seen])
     provider.set(make_instance("i-1", state=InstanceState.STOPPED))
 
-    (result,) = make_fleet(journal, clock, provider).act(Action.TERMINATE, [seen])
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.TERMINATE, [seen])
 
     assert result.outcome is Outcome.REFUSED
     assert "state changed from running to stopped" in result.detail
@@ -336,7 +335,7 @@ def test_protected_instance_is_never_terminated(journal: Journal, clock: FakeClo
     # The tag was added after the row was shown.
     provider.set(make_instance("i-1", protected=True))
 
-    (result,) = make_fleet(journal, clock, provider).act(Action.TERMINATE, [seen])
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.TERMINATE, [seen])
 
     assert result.outcome is Outcome.REFUSED
     assert TAG in result.detail
@@ -348,7 +347,7 @@ def test_protected_instance_can_still_be_stopped(journal: Journal, clock: FakeCl
     instance = make_instance("i-1", protected=True)
     provider = FakeProvider([instance])
 
-    (result,) = make_fleet(journal, clock, provider).act(Action.STOP, [instance])
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.STOP, [instance])
 
     assert result.outcome is Outcome.DONE
 
@@ -357,7 +356,7 @@ def test_one_time_spot_stop_is_refused(journal: Journal, clock: FakeClock) -> No
     instance = make_instance("i-1", spot="one-time")
     provider = FakeProvider([instance])
 
-    (result,) = make_fleet(journal, clock, provider).act(Action.STOP, [instance])
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.STOP, [instance])
 
     assert result.outcome is Outcome.REFUSED
     assert provider.acted() == []
@@ -368,7 +367,7 @@ def test_readonly_refuses_without_touching_the_provider(journal: Journal, clock:
     provider = FakeProvider([instance])
     fleet = make_fleet(journal, clock, provider, readonly=True)
 
-    results = fleet.act(Action.STOP, [instance]) + fleet.act(Action.TERMINATE, [instance])
+    results = fleet.act_now(Action.STOP, [instance]) + fleet.act_now(Action.TERMINATE, [instance])
 
     assert [r.outcome for r in results] == [Outcome.REFUSED, Outcome.REFUSED]
     assert all("read-only" in r.detail for r in results)
@@ -383,7 +382,7 @@ def test_vanished_instance_is_refused(journal: Journal, clock: FakeClock) -> Non
     seen = make_instance("i-gone")
     provider = FakeProvider([])
 
-    (result,) = make_fleet(journal, clock, provider).act(Action.TERMINATE, [seen])
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.TERMINATE, [seen])
 
     assert result.outcome is Outcome.REFUSED
     assert result.detail == "it no longer exists"
@@ -395,7 +394,7 @@ def test_describe_failure_is_failed_not_acted_on(journal: Journal, clock: FakeCl
     provider = FakeProvider([instance])
     provider.describe_error = ProviderError("fake", "throttled")
 
-    (result,) = make_fleet(journal, clock, provider).act(Action.TERMINATE, [instance])
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.TERMINATE, [instance])
 
     assert result.outcome is Outcome.FAILED
     assert result.detail == "could not check its state: throttled"
@@ -408,7 +407,7 @@ def test_provider_error_during_the_action_is_failed(journal: Journal, clock: Fak
     provider = FakeProvider([instance])
     provider.action_error = ProviderError("fake", "not permitted: ec2:StopInstances")
 
-    (result,) = make_fleet(journal, clock, provider).act(Action.STOP, [instance])
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.STOP, [instance])
 
     assert result.outcome is Outcome.FAILED
     assert result.detail == "not permitted: ec2:StopInstances"
@@ -419,19 +418,19 @@ def test_provider_error_during_the_action_is_failed(journal: Journal, clock: Fak
 
 def test_unsupported_action_is_refused(journal: Journal, clock: FakeClock) -> None:
     instance = make_instance("i-1")
-    provider = FakeProvider([instance], capabilities=Capabilities(stop=False))
+    provider = FakeProvider([instance], actions=frozenset({Action.START, Action.TERMINATE}))
 
-    (result,) = make_fleet(journal, clock, provider).act(Action.STOP, [instance])
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.STOP, [instance])
 
     assert result.outcome is Outcome.REFUSED
-    assert result.detail == "fake cannot stop"
+    assert result.detail == "stop does not apply to an EC2 instance"
     assert provider.calls == []
 
 
 def test_unknown_provider_is_refused(journal: Journal, clock: FakeClock) -> None:
     stranger = make_instance("i-1", provider="elsewhere")
 
-    (result,) = make_fleet(journal, clock, FakeProvider()).act(Action.STOP, [stranger])
+    (result,) = make_fleet(journal, clock, FakeProvider()).act_now(Action.STOP, [stranger])
 
     assert result.outcome is Outcome.REFUSED
     assert "elsewhere" in result.detail
@@ -443,7 +442,7 @@ def test_each_target_is_checked_on_its_own(journal: Journal, clock: FakeClock) -
     gone = make_instance("i-gone")
     provider = FakeProvider([ok, guarded])
 
-    results = make_fleet(journal, clock, provider).act(Action.TERMINATE, [ok, guarded, gone])
+    results = make_fleet(journal, clock, provider).act_now(Action.TERMINATE, [ok, guarded, gone])
 
     assert [(r.instance.id, r.outcome) for r in results] == [
         ("i-ok", Outcome.DONE),
@@ -477,7 +476,7 @@ def test_act_describes_with_what_the_user_saw(journal: Journal, clock: FakeClock
     seen = make_instance("i-1", name="old-name")
     provider = FakeProvider([make_instance("i-1", name="renamed")])
 
-    (result,) = make_fleet(journal, clock, provider).act(Action.STOP, [seen])
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.STOP, [seen])
 
     assert result.outcome is Outcome.DONE
     assert result.instance.name == "old-name"
@@ -621,16 +620,16 @@ class JournalWatchingProvider(FakeProvider):
         self.journal = journal
         self.lines_at_call: list[int] = []
 
-    def stop(self, instance: Instance) -> InstanceState:
+    def perform(self, action: Action, instance: Instance) -> InstanceState:
         self.lines_at_call.append(len(journal_lines(self.journal)))
-        return super().stop(instance)
+        return super().perform(action, instance)
 
 
 def test_attempted_line_is_on_disk_before_each_call(journal: Journal, clock: FakeClock) -> None:
     a, b = make_instance("i-a"), make_instance("i-b")
     provider = JournalWatchingProvider(journal, [a, b])
 
-    make_fleet(journal, clock, provider).act(Action.STOP, [a, b])
+    make_fleet(journal, clock, provider).act_now(Action.STOP, [a, b])
 
     # a: attempted (1) before its call; b: a's two lines and its own attempted line (3).
     assert provider.lines_at_call == [1, 3]
@@ -649,7 +648,7 @@ def test_unwritable_journal_refuses_the_action(tmp_path: Path, clock: FakeClock)
     instance = make_instance("i-1")
     provider = FakeProvider([instance])
 
-    (result,) = make_fleet(journal, clock, provider).act(Action.STOP, [instance])
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.STOP, [instance])
 
     assert result.outcome is Outcome.REFUSED
     assert str(blocker / "journal.jsonl") in result.detail
@@ -682,7 +681,7 @@ def test_terminate_cancels_the_spot_request_first_when_asked(
 ) -> None:
     instance, provider = persistent_spot()
 
-    results = make_fleet(journal, clock, provider).act(
+    results = make_fleet(journal, clock, provider).act_now(
         Action.TERMINATE, [instance], cancel_spot_requests=True
     )
 
@@ -703,7 +702,7 @@ def test_terminate_cancels_the_spot_request_first_when_asked(
 def test_terminate_keeps_the_spot_request_unless_asked(journal: Journal, clock: FakeClock) -> None:
     instance, provider = persistent_spot()
 
-    make_fleet(journal, clock, provider).act(Action.TERMINATE, [instance])
+    make_fleet(journal, clock, provider).act_now(Action.TERMINATE, [instance])
 
     assert provider.acted() == [("terminate", "i-spot")]
 
@@ -714,7 +713,7 @@ def test_terminate_is_refused_when_the_spot_request_cannot_be_cancelled(
     instance, provider = persistent_spot()
     provider.cancel_error = ProviderError("fake", "not permitted: ec2:CancelSpotInstanceRequests")
 
-    results = make_fleet(journal, clock, provider).act(
+    results = make_fleet(journal, clock, provider).act_now(
         Action.TERMINATE, [instance], cancel_spot_requests=True
     )
 
@@ -731,13 +730,12 @@ def test_terminate_is_refused_when_the_spot_request_cannot_be_cancelled(
 class AsyncFakeProvider:
     """A provider whose listing is a coroutine, like one built on the SSH hub."""
 
-    capabilities = Capabilities(stop=False, start=False, terminate=False)
-
     def __init__(self, instances: list[Instance], *, name: str = "hosts") -> None:
         self.name = name
         self.instances = instances
         self.gate: asyncio.Event | None = None
         self.loops: list[asyncio.AbstractEventLoop] = []
+        self.performed: list[tuple[Action, str]] = []
 
     async def list_instances(self) -> list[Instance]:
         self.loops.append(asyncio.get_running_loop())
@@ -746,7 +744,25 @@ class AsyncFakeProvider:
         return list(self.instances)
 
     async def describe(self, instance: Instance) -> Instance:
-        return instance
+        for known in self.instances:
+            if known.id == instance.id:
+                return known
+        raise NotFoundError(self.name, f"{instance.id} is gone")
+
+    def actions(self, instance: Instance) -> frozenset[Action]:
+        return (
+            frozenset({Action.INTERRUPT, Action.KILL})
+            if instance.kind == "process"
+            else frozenset()
+        )
+
+    def refusal(self, action: Action, instance: Instance) -> str | None:
+        return None
+
+    async def perform(self, action: Action, instance: Instance) -> InstanceState:
+        self.loops.append(asyncio.get_running_loop())
+        self.performed.append((action, instance.id))
+        return InstanceState.STOPPING
 
 
 async def test_async_providers_are_polled_on_the_callers_loop(
@@ -778,3 +794,107 @@ async def test_a_hung_async_provider_is_abandoned_at_the_deadline(
     assert status.ok
     # The second poll took the answer of the first call instead of starting another.
     assert len(hosts.loops) == 1
+
+
+async def test_an_async_providers_action_runs_on_the_callers_loop(
+    journal: Journal, clock: FakeClock
+) -> None:
+    run = make_run(4242, provider="hosts")
+    hosts = AsyncFakeProvider([run])
+    fleet = Fleet([hosts], journal=journal, clock=clock)
+
+    (result,) = await fleet.act(Action.INTERRUPT, [run])
+
+    assert (result.outcome, result.new_state) == (Outcome.DONE, InstanceState.STOPPING)
+    assert hosts.performed == [(Action.INTERRUPT, run.id)]
+    assert hosts.loops == [asyncio.get_running_loop()]
+    assert [line["result"] for line in journal_lines(journal)] == ["attempted", "done"]
+
+
+# The key's action, resolved per kind of item -----------------------------------------------------
+
+
+def test_stop_on_a_run_is_an_interrupt_and_terminate_a_kill(
+    journal: Journal, clock: FakeClock
+) -> None:
+    run = make_run()
+    fleet = make_fleet(journal, clock, FakeProvider([run, RUNNING]))
+
+    assert fleet.resolve(Action.STOP, [run]) is Action.INTERRUPT
+    assert fleet.resolve(Action.TERMINATE, [run]) is Action.KILL
+    assert fleet.resolve(Action.STOP, [RUNNING]) is Action.STOP
+    assert fleet.resolve(Action.START, [run]) is Action.START
+
+
+def test_a_key_pressed_on_mixed_kinds_refuses_the_other_kind(
+    journal: Journal, clock: FakeClock
+) -> None:
+    run = make_run()
+    fleet = make_fleet(journal, clock, FakeProvider([run, RUNNING]))
+
+    reasons = fleet.preflight(Action.INTERRUPT, [run, RUNNING])
+
+    assert list(reasons) == [RUNNING.key]
+    assert "an EC2 instance takes stop, not interrupt" in reasons[RUNNING.key]
+
+
+def test_an_action_the_item_does_not_take_is_refused_without_a_call(
+    journal: Journal, clock: FakeClock
+) -> None:
+    run = make_run()
+    provider = FakeProvider([run])
+
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.START, [run])
+
+    assert result.outcome is Outcome.REFUSED
+    assert "start does not apply to a training run" in result.detail
+    assert provider.acted() == []
+
+
+def test_interrupt_and_kill_a_run(journal: Journal, clock: FakeClock) -> None:
+    first, second = make_run(1), make_run(2)
+    provider = FakeProvider([first, second])
+    fleet = make_fleet(journal, clock, provider)
+
+    (interrupted,) = fleet.act_now(Action.INTERRUPT, [first])
+    (killed,) = fleet.act_now(Action.KILL, [second])
+
+    assert (interrupted.outcome, killed.outcome) == (Outcome.DONE, Outcome.DONE)
+    assert provider.acted() == [("interrupt", first.id), ("kill", second.id)]
+
+
+def test_another_users_run_is_shown_but_never_acted_on(journal: Journal, clock: FakeClock) -> None:
+    theirs = make_run(7, own=False)
+    provider = FakeProvider([theirs])
+    fleet = make_fleet(journal, clock, provider)
+
+    assert "belongs to alice" in fleet.preflight(Action.KILL, [theirs])[theirs.key]
+    (result,) = fleet.act_now(Action.KILL, [theirs])
+    assert result.outcome is Outcome.REFUSED
+    assert provider.acted() == []
+
+
+def test_a_protected_run_is_never_killed(journal: Journal, clock: FakeClock) -> None:
+    run = make_run(9, protected=True, protected_by="name contains [protect]")
+    provider = FakeProvider([run])
+
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.KILL, [run])
+
+    assert result.outcome is Outcome.REFUSED
+    assert "protected by name contains [protect]" in result.detail
+    assert provider.acted() == []
+
+
+def test_a_provider_whose_refusal_check_breaks_refuses_rather_than_acts(
+    journal: Journal, clock: FakeClock
+) -> None:
+    class Broken(FakeProvider):
+        def refusal(self, action: Action, instance: Instance) -> str | None:
+            raise RuntimeError("no idea")
+
+    provider = Broken([RUNNING])
+    (result,) = make_fleet(journal, clock, provider).act_now(Action.STOP, [RUNNING])
+
+    assert result.outcome is Outcome.REFUSED
+    assert "could not check: RuntimeError: no idea" in result.detail
+    assert provider.acted() == []

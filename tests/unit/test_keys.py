@@ -48,6 +48,8 @@ def test_catalog_covers_every_binding_once() -> None:
         "sort",
         "sort-reverse",
         "clear",
+        "pane-fleet",
+        "pane-journal",
         "help",
         "quit",
     )

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from runctl_tui.models import GpuSpec
-from runctl_tui.providers.base import Provider, ReportsWarnings
+from runctl_tui.models import (
+    Action,
+    GpuSpec,
+    HostDetails,
+    Instance,
+    InstanceState,
+    ProcessDetails,
+)
+from runctl_tui.models import GpuUsage as ModelGpuUsage
+from runctl_tui.providers.base import NamesLosses, Provider, ReportsWarnings
 from runctl_tui.providers.local import (
     DEFAULT_PATTERNS,
     GpuUsage,
@@ -180,10 +189,76 @@ def test_the_provider_follows_the_protocol() -> None:
     provider = LocalProvider(nvidia_smi=None)
     assert isinstance(provider, Provider)
     assert isinstance(provider, ReportsWarnings)
+    assert isinstance(provider, NamesLosses)
     assert provider.name == "local"
     assert provider.grace_seconds == 30
-    caps = provider.capabilities
-    assert (caps.stop, caps.start, caps.terminate) == (True, False, True)
+
+
+def process_row(**details: Any) -> Instance:
+    """A training-run row as a poll would build it."""
+    fields: dict[str, Any] = {
+        "pid": 4242,
+        "start_time": 1718000000.25,
+        "host": "box",
+        "username": "me",
+        "own": True,
+        "cmdline": ("python", "train.py"),
+        "program": "train.py",
+        "pattern": "train*.py",
+        **details,
+    }
+    return Instance(
+        provider="local",
+        id=identity_key(4242, 1718000000.25),
+        location="box",
+        state=InstanceState.STOPPED if fields.get("stopped") else InstanceState.RUNNING,
+        details=ProcessDetails(**fields),
+    )
+
+
+def test_a_run_takes_interrupt_and_kill_and_the_host_nothing() -> None:
+    provider = LocalProvider(nvidia_smi=None)
+    host = Instance(
+        provider="local",
+        id="host",
+        location="box",
+        state=InstanceState.RUNNING,
+        details=HostDetails(hostname="box"),
+    )
+    run = process_row()
+
+    assert provider.actions(host) == frozenset()
+    assert provider.actions(run) == {Action.INTERRUPT, Action.KILL}
+    assert provider.refusal(Action.INTERRUPT, run) is None
+    assert provider.refusal(Action.KILL, run) is None
+    assert provider.refusal(Action.STOP, run) == "stop is not something local does to this item"
+    assert provider.refusal(Action.KILL, host) == "kill is not something local does to this item"
+    assert provider.losses(Action.START, run) == []
+
+
+def test_another_users_run_is_offered_but_refused() -> None:
+    provider = LocalProvider(nvidia_smi=None)
+    theirs = process_row(username="alice", own=False)
+
+    assert provider.actions(theirs) == {Action.INTERRUPT, Action.KILL}
+    for action in (Action.INTERRUPT, Action.KILL):
+        assert provider.refusal(action, theirs) == (
+            "belongs to alice; only your own processes are acted on"
+        )
+
+
+def test_a_suspended_run_can_be_killed_but_not_interrupted() -> None:
+    provider = LocalProvider(nvidia_smi=None)
+    suspended = process_row(stopped=True)
+
+    reason = provider.refusal(Action.INTERRUPT, suspended)
+    assert reason is not None
+    assert reason.startswith("suspended (e.g. Ctrl-Z): resume it first")
+    assert provider.refusal(Action.KILL, suspended) is None
+
+
+def test_gpu_usage_is_the_models_own() -> None:
+    assert GpuUsage is ModelGpuUsage
 
 
 @pytest.mark.parametrize(

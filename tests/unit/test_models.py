@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from runctl_tui.models import (
     Action,
     ActionResult,
+    Ec2Details,
     FleetSnapshot,
     GpuSpec,
     InstanceState,
@@ -111,13 +112,16 @@ def test_uptime_never_negative_when_clocks_disagree() -> None:
     [(None, False), ("one-time", True), ("persistent", False)],
 )
 def test_one_time_spot(spot: str | None, one_time: bool) -> None:
-    assert make_instance(spot=spot).one_time_spot is one_time
+    details = make_instance(spot=spot).details
+    assert isinstance(details, Ec2Details)
+    assert details.one_time_spot is one_time
 
 
 def test_spot_request_type_on_an_on_demand_instance_is_not_one_time_spot() -> None:
     instance = make_instance(lifecycle=Lifecycle.ON_DEMAND, spot_request_type="one-time")
 
-    assert instance.one_time_spot is False
+    assert isinstance(instance.details, Ec2Details)
+    assert instance.details.one_time_spot is False
 
 
 def test_key_and_immutability() -> None:
@@ -178,3 +182,31 @@ def test_instance_launch_time_must_be_a_datetime() -> None:
     with pytest.raises(ValidationError):
         make_instance(launched_at="yesterday")
     assert make_instance(launched_at=datetime(2026, 1, 1, tzinfo=UTC)).launched_at is not None
+
+
+def test_details_round_trip_by_kind() -> None:
+    """The details union is told apart by ``kind``, so a dumped item loads back as itself."""
+    from runctl_tui.models import Instance, ProcessDetails
+    from tests.fakes import make_run
+
+    for item in (make_instance(zone="us-east-1a"), make_run(77)):
+        again = Instance.model_validate(item.model_dump())
+        assert again == item
+        assert type(again.details) is type(item.details)
+    assert isinstance(make_run(77).details, ProcessDetails)
+    assert make_run(77).kind == "process"
+    assert make_instance().kind == "ec2"
+
+
+def test_every_kind_has_a_type_label_and_facts() -> None:
+    from runctl_tui.models import HostDetails, OtherDetails, PodDetails
+
+    kinds = [
+        make_instance().details,
+        PodDetails(gpu_count=2, gpu_display_name="RTX 4090", volume_gb=50),
+        HostDetails(hostname="box", cpus=8, load_average=(0.5, 0.4, 0.3)),
+        OtherDetails(type_label="vm", rows=(("Flavour", "big"),)),
+    ]
+    labels = [d.type_label for d in kinds]
+    assert labels == ["g5.xlarge", "RTX 4090", "host · 8 CPU · load 0.50", "vm"]
+    assert all(d.facts() for d in kinds)

@@ -13,14 +13,27 @@ from typing import Any
 
 import pytest
 
-from runctl_tui.models import GpuSpec, InstanceState, Lifecycle
+from runctl_tui.models import (
+    Action,
+    GpuSpec,
+    GpuUsage,
+    Instance,
+    InstanceState,
+    OtherDetails,
+    PodDetails,
+)
+from runctl_tui.providers.base import NamesLosses, Provider
 from runctl_tui.providers.runpod import (
-    GpuUse,
+    PODS_QUERY,
+    Explained,
+    RunPodAnswerError,
     RunPodProvider,
     api_key_from_environment,
     find_api_key,
     pod_from_api,
+    pod_query,
     pod_state,
+    read_answer,
     redact,
     retry_after_seconds,
 )
@@ -34,7 +47,7 @@ NOW = datetime(2025, 3, 14, 12, 0, 0, tzinfo=UTC)
 SECRET = "rpa_UNITTESTSECRET0123456789ABCDEFGHIJ"
 
 RUNNING_POD: dict[str, Any] = {
-    # Shaped as get_pods() returns it: only the fields the SDK's query selects.
+    # Shaped as the list query's answer, before per-GPU telemetry is added.
     "id": "x7k2m9q4w1e8r3",
     "containerDiskInGb": 20,
     "costPerHr": 0.69,
@@ -86,8 +99,15 @@ RUNNING_POD: dict[str, Any] = {
 }
 
 
+def details_of(instance: Instance) -> PodDetails:
+    """The pod details of ``instance``."""
+    assert isinstance(instance.details, PodDetails)
+    return instance.details
+
+
 def test_a_running_on_demand_pod() -> None:
-    instance, details = pod_from_api(RUNNING_POD, now=NOW)
+    instance = pod_from_api(RUNNING_POD, now=NOW)
+    details = details_of(instance)
 
     assert (instance.provider, instance.id, instance.name) == (
         "runpod",
@@ -95,16 +115,17 @@ def test_a_running_on_demand_pod() -> None:
         "llama3-8b-sft",
     )
     assert instance.key == "runpod:x7k2m9q4w1e8r3"
-    assert (instance.region, instance.instance_type) == ("runpod", "RTX 4090")
+    assert (instance.location, details.type_label) == ("runpod", "RTX 4090")
     assert instance.state is InstanceState.RUNNING
-    assert instance.lifecycle is Lifecycle.ON_DEMAND
+    assert details.market == "on-demand"
     assert instance.gpus == GpuSpec(count=2, model="RTX 4090")
     assert instance.launched_at == NOW - timedelta(hours=3, seconds=5)
     assert instance.uptime(NOW) == timedelta(hours=3, seconds=5)
     # The private mapping of port 22 is not how a user reaches the pod.
-    assert instance.public_ip == "194.68.245.20"
-    assert instance.instance_store_gb == 20
-    assert instance.protected is False
+    assert details.address == "194.68.245.20:22034"
+    assert (instance.protected, instance.protected_by) == (False, "")
+    assert instance.hourly_usd == Decimal("0.69")
+    assert instance.rate_source == "the pod's costPerHr"
 
     assert details.kind == "pod"
     assert details.desired_status == "RUNNING"
@@ -112,14 +133,12 @@ def test_a_running_on_demand_pod() -> None:
     assert details.status_reason.startswith("Rented by User:")
     assert details.gpu_count == 2
     assert details.gpu_display_name == "RTX 4090"
-    assert details.hourly_usd == Decimal("0.69")
     assert details.ssh_endpoint == "194.68.245.20:22034"
     assert (details.volume_gb, details.container_disk_gb) == (50, 20)
     assert details.image == "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"
     assert details.interruptible is False
     assert (details.memory_gb, details.vcpu_count) == (62, 16)
-    assert details.uptime_seconds == 3 * 3600 + 5
-    assert details.gpu_util == ()
+    assert instance.gpu_usage == ()
 
 
 def test_an_outbid_spot_pod_is_stopped_and_says_why() -> None:
@@ -132,17 +151,17 @@ def test_an_outbid_spot_pod_is_stopped_and_says_why() -> None:
         "runtime": None,
     }
 
-    instance, details = pod_from_api(raw, now=NOW)
+    instance = pod_from_api(raw, now=NOW)
+    details = details_of(instance)
 
     assert instance.state is InstanceState.STOPPED
-    assert instance.lifecycle is Lifecycle.SPOT
+    assert details.market == "spot"
     assert details.interruptible is True
     assert details.status_reason == "Outbid: your spot bid of $0.160/hr was outbid"
     assert instance.launched_at is None
     assert instance.uptime(NOW) is None
-    assert details.uptime_seconds is None
-    assert instance.public_ip is None
     assert details.ssh_endpoint is None
+    assert instance.gpu_usage == ()
 
 
 def test_telemetry_and_runtime_uptime_are_used_when_the_answer_has_them() -> None:
@@ -160,30 +179,31 @@ def test_telemetry_and_runtime_uptime_are_used_when_the_answer_has_them() -> Non
         },
     }
 
-    instance, details = pod_from_api(raw, now=NOW)
+    instance = pod_from_api(raw, now=NOW)
 
-    assert instance.region == "EU-RO-1"
+    assert instance.location == "EU-RO-1"
     assert instance.launched_at == NOW - timedelta(minutes=10)
-    assert details.gpu_util == (
-        GpuUse(id="GPU-a", util_percent=97.0, memory_percent=80.5),
-        GpuUse(id="GPU-b"),
+    assert instance.gpu_usage == (
+        GpuUsage(index=0, name="RTX 4090", utilization_percent=97, memory_percent=80),
+        GpuUsage(index=1, name="RTX 4090"),
     )
 
 
 def test_a_sparse_pod_still_maps() -> None:
-    instance, details = pod_from_api({"id": "abc123"}, now=NOW)
+    instance = pod_from_api({"id": "abc123"}, now=NOW)
+    details = details_of(instance)
 
-    assert (instance.id, instance.name, instance.region) == ("abc123", "", "runpod")
+    assert (instance.id, instance.name, instance.location) == ("abc123", "", "runpod")
     assert instance.state is InstanceState.UNKNOWN
-    assert instance.instance_type == "cpu"
+    assert details.type_label == "cpu"
     assert instance.gpus is None
-    assert instance.instance_store_gb is None
+    assert details.container_disk_gb is None
     assert instance.launched_at is None
-    assert instance.public_ip is None
+    assert details.address is None
     assert details.desired_status == "UNKNOWN"
-    assert details.hourly_usd is None
+    assert instance.hourly_usd is None
     assert details.status_reason is None
-    assert details.gpu_util == ()
+    assert instance.gpu_usage == ()
 
 
 @pytest.mark.parametrize(
@@ -224,8 +244,8 @@ def test_states(raw: dict[str, Any], expected: InstanceState) -> None:
     ],
 )
 def test_hourly_rate_comes_from_cost_per_hr(cost: Any, expected: Decimal | None) -> None:
-    _, details = pod_from_api({**RUNNING_POD, "costPerHr": cost}, now=NOW)
-    assert details.hourly_usd == expected
+    instance = pod_from_api({**RUNNING_POD, "costPerHr": cost}, now=NOW)
+    assert instance.hourly_usd == expected
 
 
 @pytest.mark.parametrize(
@@ -241,7 +261,7 @@ def test_hourly_rate_comes_from_cost_per_hr(cost: Any, expected: Decimal | None)
     ],
 )
 def test_hostile_names_are_kept_raw(name: str) -> None:
-    instance, _ = pod_from_api({**RUNNING_POD, "name": name}, now=NOW)
+    instance = pod_from_api({**RUNNING_POD, "name": name}, now=NOW)
     assert instance.name == name
 
 
@@ -256,8 +276,9 @@ def test_hostile_names_are_kept_raw(name: str) -> None:
     ],
 )
 def test_protection_marker(name: str, marker: str, protected: bool) -> None:
-    instance, _ = pod_from_api({**RUNNING_POD, "name": name}, protect_marker=marker, now=NOW)
+    instance = pod_from_api({**RUNNING_POD, "name": name}, protect_marker=marker, now=NOW)
     assert instance.protected is protected
+    assert instance.protected_by == (f"name contains {marker}" if protected else "")
 
 
 @pytest.mark.parametrize("raw", [{}, {"id": ""}, {"id": 7}, [], "pod", None])
@@ -278,15 +299,149 @@ def test_odd_types_do_not_crash_the_mapping() -> None:
         "desiredStatus": "running",
     }
 
-    instance, details = pod_from_api(raw, now=NOW)
+    instance = pod_from_api(raw, now=NOW)
+    details = details_of(instance)
 
     assert instance.name == ""
     assert instance.gpus == GpuSpec(count=3, model="GPU")
-    assert instance.instance_type == "?"
+    assert details.type_label == "?"
     assert instance.state is InstanceState.RUNNING
     assert (details.volume_gb, details.container_disk_gb) == (1, None)
     assert details.ssh_endpoint is None
-    assert details.gpu_util == ()
+    assert instance.gpu_usage == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(97, 97), (80.5, 80), (0, 0), (100.4, 100), (250, 100), (-1, None), (None, None),
+     ("50", None), (True, None), (float("nan"), None)],
+)  # fmt: skip
+def test_gpu_utilisation_figures(value: Any, expected: int | None) -> None:
+    raw = {**RUNNING_POD, "runtime": {"gpus": [{"id": "GPU-a", "gpuUtilPercent": value}]}}
+    (usage,) = pod_from_api(raw, now=NOW).gpu_usage
+    assert usage.utilization_percent == expected
+
+
+def pod(state: str, **extra: Any) -> Instance:
+    """A pod row in RunPod's ``state``."""
+    runtime = RUNNING_POD["runtime"] if state == "RUNNING" else None
+    return pod_from_api({**RUNNING_POD, "desiredStatus": state, "runtime": runtime, **extra})
+
+
+def test_a_pod_takes_stop_start_and_terminate() -> None:
+    provider = RunPodProvider(SECRET)
+    running, exited = pod("RUNNING"), pod("EXITED")
+
+    assert isinstance(provider, Provider)
+    assert isinstance(provider, NamesLosses)
+    assert provider.actions(running) == {Action.STOP, Action.START, Action.TERMINATE}
+    assert provider.refusal(Action.STOP, running) is None
+    assert provider.refusal(Action.TERMINATE, running) is None
+    assert provider.refusal(Action.START, exited) is None
+    assert provider.refusal(Action.TERMINATE, exited) is None
+    assert provider.refusal(Action.START, running) == (
+        "only a stopped (exited) pod can be resumed; it is running"
+    )
+    assert provider.refusal(Action.STOP, exited) == (
+        "only a running pod can be stopped; it is stopped"
+    )
+    assert provider.refusal(Action.TERMINATE, pod("TERMINATED")) == "already terminated"
+    # Asked to run but not up yet: nothing to stop until it is.
+    assert provider.refusal(Action.STOP, pod("RUNNING", runtime=None)) == (
+        "only a running pod can be stopped; it is pending"
+    )
+    assert (
+        provider.refusal(Action.KILL, running) == "kill is not something runpod does to this item"
+    )
+
+
+def test_nothing_is_offered_for_an_item_that_is_no_pod() -> None:
+    provider = RunPodProvider(SECRET)
+    foreign = pod("RUNNING").model_copy(update={"details": OtherDetails()})
+    assert provider.actions(foreign) == frozenset()
+    assert provider.refusal(Action.STOP, foreign) == (
+        "stop is not something runpod does to this item"
+    )
+
+
+def test_what_stop_and_terminate_lose() -> None:
+    provider = RunPodProvider(SECRET)
+    running = pod("RUNNING")
+
+    assert provider.losses(Action.STOP, running) == [
+        "the container disk (20 GB) is wiped",
+        "the volume (50 GB, /workspace) is kept and still billed",
+        "the GPU is released: resuming may find none free on its machine",
+    ]
+    assert provider.losses(Action.TERMINATE, running) == [
+        "the pod and its volume (50 GB) are deleted",
+        "this cannot be undone",
+    ]
+    assert provider.losses(Action.START, running) == []
+
+
+# -- reading an answer -------------------------------------------------------------------------
+
+
+def failure(status: int, body: bytes, headers: dict[str, str] | None = None) -> Explained:
+    """What :func:`read_answer` makes of an answer that is a failure."""
+    with pytest.raises(RunPodAnswerError) as caught:
+        read_answer(status, headers or {}, body, SECRET)
+    return caught.value.explained
+
+
+def test_an_answer_is_its_data() -> None:
+    assert read_answer(200, {}, b'{"data": {"pod": null}}') == {"pod": None}
+
+
+def test_the_status_decides_whatever_the_body_says() -> None:
+    graphql_error = b'{"errors": [{"message": "rate limited"}]}'
+
+    throttled = failure(429, graphql_error, {"Retry-After": "3"})
+    assert (throttled.status, throttled.retry_after) == (429, 3.0)
+    assert throttled.message == "RunPod is throttling requests (HTTP 429)"
+    assert throttled.hint == "waiting 3 s as RunPod asked before calling again"
+    assert failure(429, b"").retry_after == 10.0
+
+    for status in (500, 502, 503):
+        broken = failure(status, b'{"data": {"myself": null}}')
+        assert broken.message == f"RunPod's API failed (HTTP {status})"
+        assert broken.retry_after is None
+    assert failure(503, b"", {"Retry-After": "30"}).retry_after == 30.0
+    assert failure(401, b'{"data": {}}').message == "RunPod rejected the API key"
+    assert failure(403, b"").message == "RunPod refused the API key access (HTTP 403)"
+    assert failure(404, b"<html>").message == "RunPod sent an answer that is not JSON (HTTP 404)"
+    assert failure(404, b'{"error": "x"}').message == "RunPod refused the request (HTTP 404)"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"<html>", b'{"data": ', b"\xff\xfe", b"[" * 100_000 + b"]" * 100_000],
+)
+def test_a_body_that_is_not_json(body: bytes) -> None:
+    found = failure(200, body)
+    assert found.message == "RunPod sent an answer that is not JSON (HTTP 200)"
+    assert "<html>" not in (found.hint or "")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[]", b'"x"', b"{}", b'{"data": null}', b'{"data": []}'],
+)
+def test_an_answer_of_another_shape(body: bytes) -> None:
+    assert failure(200, body).message == "RunPod sent an answer of an unexpected shape"
+
+
+def test_a_graphql_error_is_one_redacted_line() -> None:
+    body = json.dumps(
+        {"errors": [{"message": f"bad\n\x1b[2Jtoken {SECRET}"}, {"message": "second"}]}
+    ).encode()
+    found = failure(200, body)
+    assert found.message == "RunPod refused the request: bad ␛[2Jtoken ***"
+    assert not found.not_found
+    assert failure(200, b'{"errors": [{"message": "Pod not found."}]}').not_found
+    assert failure(200, b'{"errors": [{}]}').message == "RunPod refused the request: no message"
+    assert failure(200, b'{"errors": "odd"}').message == "RunPod refused the request: no message"
 
 
 # -- the API key ---------------------------------------------------------------------------------
@@ -470,6 +625,37 @@ def test_the_stand_in_answers_only_the_selected_fields() -> None:
     assert json.loads(body) == {
         "data": {"pod": {"id": "abc123", "name": "one", "machine": {"gpuDisplayName": "RTX 4090"}}}
     }
+
+
+def test_the_stand_in_answers_the_pod_queries_with_gpu_figures() -> None:
+    stand_in = RunPodStandIn(
+        [
+            make_pod("abc123", "one", gpu_count=2, gpu_util=[(94, 81), (3, 1)]),
+            make_pod("def456", "two", status="EXITED"),
+        ],
+        lifetime=None,
+    )
+    headers = {"Authorization": f"Bearer {stand_in.api_key}"}
+
+    status, _, body = stand_in.answer(
+        "/graphql", headers, json.dumps({"query": PODS_QUERY}).encode()
+    )
+    assert status == 200
+    one, two = json.loads(body)["data"]["myself"]["pods"]
+    assert one["runtime"]["gpus"] == [
+        {"id": "GPU-abc123-0", "gpuUtilPercent": 94, "memoryUtilPercent": 81},
+        {"id": "GPU-abc123-1", "gpuUtilPercent": 3, "memoryUtilPercent": 1},
+    ]
+    assert "env" not in one
+    assert two["runtime"] is None
+    instance = pod_from_api(one)
+    assert [g.utilization_percent for g in instance.gpu_usage] == [94, 3]
+
+    status, _, body = stand_in.answer(
+        "/graphql", headers, json.dumps({"query": pod_query("abc123")}).encode()
+    )
+    assert status == 200
+    assert json.loads(body)["data"]["pod"]["runtime"]["gpus"][0]["gpuUtilPercent"] == 94
 
 
 def test_the_stand_in_reads_what_the_sdk_writes() -> None:

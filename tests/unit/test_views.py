@@ -94,11 +94,11 @@ def test_row_cells_placeholders() -> None:
 
     assert row[""] == ""
     assert row["NAME"] == "-"
-    assert row["ZONE"] == "eu-west-1"
+    assert row["WHERE"] == "eu-west-1"
     assert row["GPUS"] == "-"
     assert row["STATE"] == "stopped"
     assert row["UPTIME"] == "-"
-    assert row["PUBLIC IP"] == "-"
+    assert row["ADDRESS"] == "-"
     # A stopped instance pays for no compute, priced or not.
     assert row["$/H"] == "-"
     assert cells(instance.model_copy(update={"state": InstanceState.RUNNING}))["$/H"] == "?"
@@ -224,6 +224,12 @@ def test_json_report_schema() -> None:
         }
     ]
     trainer, notebook = report["instances"]
+    # Fields added since v1 was published; every v1 field keeps its name and meaning.
+    assert trainer.pop("kind") == "ec2"
+    assert trainer.pop("gpu_usage") == []
+    assert trainer.pop("address") == "54.1.2.3"
+    assert trainer.pop("rate_source") is None
+    assert trainer.pop("details")["instance_type"] == "p5.48xlarge"
     assert trainer == {
         "provider": "aws",
         "id": "i-2",
@@ -299,8 +305,8 @@ def test_text_report() -> None:
     lines = text.splitlines()
 
     assert lines[0].split() == [
-        "PROVIDER", "REGION", "NAME", "ID", "ZONE", "TYPE", "GPUS", "MARKET", "STATE",
-        "UPTIME", "PUBLIC", "IP", "$/H", "PROTECTED",
+        "PROVIDER", "REGION", "NAME", "ID", "WHERE", "TYPE", "GPUS", "MARKET", "STATE",
+        "UPTIME", "ADDRESS", "$/H", "PROTECTED",
     ]  # fmt: skip
     # Running before stopped; columns line up under their headers.
     assert lines[1].split()[:4] == ["aws", "us-east-1", "trainer", "i-2"]

@@ -34,12 +34,12 @@ from runctl_tui.models import (
     ActionResult,
     Instance,
     InstanceState,
-    Lifecycle,
     Outcome,
+    ProcessDetails,
     format_usd,
 )
 from runctl_tui.providers.base import SpotRequest
-from runctl_tui.services.fleet import refusal
+from runctl_tui.services.fleet import persistent_spot, refusal
 from runctl_tui.text import one_line
 from runctl_tui.threads import run_blocking
 
@@ -111,50 +111,22 @@ class KeyGuard:
         return self.shown_at is not None and at >= self.shown_at + self.seconds
 
 
-def store_loss(instance: Instance, verb: str) -> str | None:
-    """What happens to the instance store, when the instance has data in it now."""
-    if instance.state not in LIVE_STATES:
-        # A stopped instance's store was already wiped when it stopped.
-        return None
-    if instance.instance_store_gb is None:
-        why = instance.type_facts_missing or "the instance type could not be described"
-        return f"instance-store data: unknown ({one_line(why, 120)})"
-    if instance.instance_store_gb:
-        return f"instance-store data ({instance.instance_store_gb} GB local NVMe) {verb}"
-    return None
+NOUNS = {"ec2": "instance", "pod": "pod", "process": "run", "host": "host"}
+"""What one target is called in a title, by kind; anything else is an ``item``."""
 
 
-def volume_list(ids: Sequence[str]) -> str:
-    """Volume ids, each made safe, the whole cut to one line."""
-    return one_line(", ".join(one_line(i, 40) for i in ids), 160)
+def noun(targets: Sequence[Instance]) -> str:
+    """``instance``, ``3 runs``, or ``2 items`` when the kinds differ."""
+    kinds = {t.kind for t in targets}
+    word = NOUNS.get(next(iter(kinds)), "item") if len(kinds) == 1 else "item"
+    return word if len(targets) == 1 else f"{len(targets)} {word}s"
 
 
-def losses(action: Action, instance: Instance) -> list[str]:
-    """What the user loses or keeps paying for, given the instance's current state."""
-    lost: list[str] = []
-    live = instance.state in LIVE_STATES
-    if action is Action.STOP:
-        store = store_loss(instance, "is wiped")
-        if store:
-            lost.append(store)
-        kept = "EBS volumes are kept (and still billed)"
-        if instance.public_ip and live:
-            kept += "; the public IP is released"
-        lost.append(kept)
-        if instance.lifecycle is Lifecycle.SPOT and not instance.spot_request_type:
-            lost.append("spot: AWS refuses to stop it unless its request is persistent")
-    elif action is Action.TERMINATE:
-        deleted = [v.id for v in instance.volumes if v.delete_on_termination]
-        kept_ids = [v.id for v in instance.volumes if not v.delete_on_termination]
-        if deleted:
-            lost.append(f"EBS volumes deleted: {volume_list(deleted)}")
-        if kept_ids:
-            lost.append(f"EBS volumes kept (still billed): {volume_list(kept_ids)}")
-        store = store_loss(instance, "is gone")
-        if store:
-            lost.append(store)
-        lost.append("this cannot be undone")
-    return lost
+def typed_token(instance: Instance) -> str:
+    """What the user types to confirm a destroying action on ``instance``: a run's pid, else
+    the provider's id."""
+    details = instance.details
+    return str(details.pid) if isinstance(details, ProcessDetails) else instance.id
 
 
 def identity(instance: Instance) -> Text:
@@ -162,9 +134,9 @@ def identity(instance: Instance) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(one_line(instance.id, 40), "bold")
     text.append("  ")
-    text.append(one_line(instance.instance_type, 30))
+    text.append(one_line(instance.details.type_label, 30))
     text.append("  ")
-    text.append(one_line(instance.zone or instance.region, 30))
+    text.append(one_line(instance.details.sublocation or instance.location, 30))
     text.append("  ")
     text.append(one_line(instance.state, 20), "bold")
     text.append("   ")
@@ -192,7 +164,7 @@ def spot_lines(instance: Instance, request: SpotRequest | None, lookup_error: st
         text.append("\n   ! its persistent spot request ", "bold red")
         text.append(one_line(request.id, 60), "bold red")
         text.append(f" ({one_line(request.state, 20)}) will launch a replacement", "bold red")
-    elif instance.persistent_spot:
+    elif persistent_spot(instance):
         why = f"lookup failed: {one_line(lookup_error, 120)}" if lookup_error else "not found"
         text.append(f"\n   ! persistent spot: may launch a replacement (request {why})", "bold red")
     return text
@@ -207,14 +179,13 @@ def target_text(
     action: Action,
     instance: Instance,
     prices: PriceTable,
-    protect_tag: str,
     reason: str | None = None,
-    said: Sequence[str] | None = None,
+    said: Sequence[str] = (),
 ) -> Text:
     """One target: who it is, what it costs, what is lost, or why it will be refused."""
     text = identity(instance)
     text.append("\n")
-    text.append_text(details_text(action, instance, prices, protect_tag, reason, said))
+    text.append_text(details_text(action, instance, prices, reason, said))
     return text
 
 
@@ -222,9 +193,8 @@ def details_text(
     action: Action,
     instance: Instance,
     prices: PriceTable,
-    protect_tag: str,
     reason: str | None = None,
-    said: Sequence[str] | None = None,
+    said: Sequence[str] = (),
 ) -> Text:
     """The lines under a target's identity: cost, then losses or why it will be refused."""
     text = cost_text(action, instance, prices)
@@ -232,12 +202,12 @@ def details_text(
         text.append("\n   ✖ will be refused: ", "bold red")
         text.append(one_line(reason, 200), "bold red")
         return text
-    if instance.protected and action is not Action.TERMINATE:
-        text.append("\n   ! protected (", "yellow")
-        text.append(one_line(protect_tag, 60), "yellow")
-        text.append("=true)", "yellow")
-    # A provider that says what its action does (a process's signals) is taken at its word.
-    for line in losses(action, instance) if said is None else said:
+    if instance.protected:
+        text.append("\n   ! protected", "yellow")
+        if instance.protected_by:
+            text.append(f" ({one_line(instance.protected_by, 60)})", "yellow")
+    # What the action does and loses is the provider's to say (volumes, signals, disks).
+    for line in said:
         text.append(f"\n   • {one_line(line, 200)}", "yellow" if action is not Action.START else "")
     return text
 
@@ -256,9 +226,9 @@ def refusal_notice(action: Action, targets: Sequence[Instance], reasons: Mapping
         return f"Cannot {action} {who(first)}: {reason}"
     same = all(reasons.get(t.key) == reasons.get(first.key) for t in targets)
     if same:
-        return f"Cannot {action} any of the {len(targets)} instances: {reason}"
+        return f"Cannot {action} any of the {noun(targets)}: {reason}"
     return (
-        f"Cannot {action} any of the {len(targets)} instances: "
+        f"Cannot {action} any of the {noun(targets)}: "
         f"{who(first)}: {reason} (and {len(targets) - 1} more)"
     )
 
@@ -375,7 +345,6 @@ class ConfirmScreen(ModalScreen[Decision]):
         action: Action,
         targets: Sequence[Instance],
         prices: PriceTable,
-        protect_tag: str,
         *,
         refused: Mapping[str, str] | None = None,
         hidden: int = 0,
@@ -384,17 +353,14 @@ class ConfirmScreen(ModalScreen[Decision]):
     ) -> None:
         super().__init__()
         self.losses_by_key = dict(losses_by_key or {})
-        """What the providers say each target's action does, by key (else EC2's losses)."""
+        """What the providers say each target's action does, by key."""
         self.action = action
         self.targets = tuple(targets)
         """The instances captured when the modal opened: the only ones it can act on."""
         self.prices = prices
-        self.protect_tag = protect_tag
         if refused is None:
             refused = {
-                t.key: reason
-                for t in self.targets
-                if (reason := refusal(action, t, t, protect_tag)) is not None
+                t.key: reason for t in self.targets if (reason := refusal(action, t, t)) is not None
             }
         self.refused = dict(refused)
         """Why each target that cannot take the action as shown would be refused, by key."""
@@ -416,9 +382,7 @@ class ConfirmScreen(ModalScreen[Decision]):
 
     def title_text(self) -> str:
         """``Stop 2 instances?``"""
-        count = len(self.targets)
-        noun = "instance" if count == 1 else f"{count} instances"
-        return f"{VERB[self.action]} {noun}?"
+        return f"{VERB[self.action]} {noun(self.targets)}?"
 
     def summary_text(self) -> Text:
         """The money line under the targets."""
@@ -454,9 +418,8 @@ class ConfirmScreen(ModalScreen[Decision]):
             self.action,
             target,
             self.prices,
-            self.protect_tag,
             self.refused.get(target.key),
-            self.losses_by_key.get(target.key),
+            self.losses_by_key.get(target.key, ()),
         )
         if not self.needs_spot_lookup(target):
             return text
@@ -472,7 +435,7 @@ class ConfirmScreen(ModalScreen[Decision]):
         return (
             self.action is Action.TERMINATE
             and target.key not in self.refused
-            and target.persistent_spot
+            and persistent_spot(target)
         )
 
     def compose_body(self) -> ComposeResult:
@@ -638,7 +601,7 @@ class ConfirmScreen(ModalScreen[Decision]):
             return
         ids = self.replacing_requests()
         unknown = any(
-            t.persistent_spot and t.key not in self.spot_requests for t in self.actionable
+            persistent_spot(t) and t.key not in self.spot_requests for t in self.actionable
         )
         if self.spot_pending or (not ids and not unknown):
             box.display = False
@@ -705,11 +668,13 @@ class ConfirmAction(ConfirmScreen):
 
 
 class ConfirmTerminate(ConfirmScreen):
-    """Terminate: the user types the instance id (or ``terminate`` for several)."""
+    """Terminate or kill: the user types the id (a run's pid), or the verb for several."""
 
     def expected(self) -> str:
         """What must be typed."""
-        return self.targets[0].id if len(self.targets) == 1 else "terminate"
+        if len(self.targets) == 1:
+            return typed_token(self.targets[0])
+        return VERB[self.action].lower()
 
     def keys_text(self) -> str:
         """The key hint at the bottom."""

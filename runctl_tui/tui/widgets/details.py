@@ -13,9 +13,8 @@ from textual.content import Content
 from textual.widgets import Static
 
 from runctl_tui.costs.rates import PriceTable, billed, format_rate
-from runctl_tui.models import Instance, format_duration
+from runctl_tui.models import Ec2Details, Instance, format_duration
 from runctl_tui.text import clean, one_line
-from runctl_tui.views import market_label
 
 TAG_KEY_WIDTH = 24
 """Longer tag keys fold onto more lines rather than squeezing the values out."""
@@ -26,25 +25,35 @@ def plain(value: object) -> Text:
     return Text(clean(value))
 
 
-def unknown_fact(instance: Instance) -> str:
-    """``none``, or why a GPU or instance-store fact is unknown when the provider could not say."""
-    if instance.type_facts_missing:
-        return f"unknown ({instance.type_facts_missing})"
+def gpu_fact(instance: Instance) -> str:
+    """The GPUs, ``none``, or why they are unknown when the provider could not say."""
+    if instance.gpus:
+        return instance.gpus.label()
+    details = instance.details
+    if isinstance(details, Ec2Details) and details.type_facts_missing:
+        return f"unknown ({details.type_facts_missing})"
     return "none"
 
 
-def store_fact(instance: Instance) -> str:
-    """The instance store's size, ``none``, or why it is unknown."""
-    store = instance.instance_store_gb
-    if store is None:
-        return unknown_fact(instance) if instance.type_facts_missing else "unknown"
-    return f"{store} GB" if store else "none"
+def usage_fact(instance: Instance) -> list[tuple[str, str]]:
+    """One row per GPU with its load now, where the provider measures it."""
+    rows = []
+    for gpu in instance.gpu_usage:
+        util = "?" if gpu.utilization_percent is None else f"{gpu.utilization_percent}%"
+        memory = ""
+        if gpu.memory_used_mib is not None and gpu.memory_total_mib:
+            memory = f", {gpu.memory_used_mib} of {gpu.memory_total_mib} MiB"
+        elif gpu.memory_percent is not None:
+            memory = f", memory {gpu.memory_percent}% used"
+        label = f"GPU {gpu.index}"
+        rows.append((label, f"{gpu.name + ': ' if gpu.name else ''}{util} busy{memory}"))
+    return rows
 
 
 def details_renderable(
     instance: Instance | None, now: datetime, prices: PriceTable
 ) -> RenderableType:
-    """A key/value view of ``instance``: identity, network, launch, cost, volumes, tags."""
+    """A key/value view of ``instance``: identity, what its kind adds, cost, tags."""
     if instance is None:
         return Text("No instance selected.", style="italic")
     facts = Table.grid(padding=(0, 2))
@@ -54,36 +63,28 @@ def details_renderable(
     rate = format_rate(instance, prices, basis=True)
     if not billed(instance):
         rate = f"none while {instance.state.value} (list rate {rate})"
-    spot_request = [("Spot request", instance.spot_request_id)] if instance.spot_request_id else []
+    protected = "no"
+    if instance.protected:
+        protected = f"yes, by {instance.protected_by}" if instance.protected_by else "yes"
+        protected += " (terminate and kill refused)"
     rows: list[tuple[str, object]] = [
         ("Name", instance.name or "-"),
         ("ID", instance.id),
         ("Provider", instance.provider),
-        ("Region", instance.region),
-        ("Zone", instance.zone or "-"),
+        ("Kind", instance.kind),
+        ("Location", instance.location),
         ("State", instance.state.value),
-        ("Type", instance.instance_type),
-        ("GPUs", instance.gpus.label() if instance.gpus else unknown_fact(instance)),
-        ("Instance store", store_fact(instance)),
-        ("Market", market_label(instance)),
-        *spot_request,
+        ("GPUs", gpu_fact(instance)),
+        *usage_fact(instance),
+        *instance.details.facts(),
         ("Rate", rate),
         ("Launched", launched),
         ("Uptime", format_duration(instance.uptime(now))),
-        ("Public IP", instance.public_ip or "-"),
-        ("Private IP", instance.private_ip or "-"),
-        ("AMI", instance.image_id or "-"),
-        ("Key name", instance.key_name or "-"),
-        ("Protected", "yes (terminate refused)" if instance.protected else "no"),
+        ("Protected", protected),
     ]
     for key, value in rows:
         facts.add_row(Text(key), plain(value))
     parts: list[RenderableType] = [facts, Text("")]
-    parts.append(Text(f"Volumes ({len(instance.volumes)})", style="bold underline"))
-    for volume in instance.volumes:
-        fate = "deleted on terminate" if volume.delete_on_termination else "kept on terminate"
-        parts.append(plain(f"  {volume.device}  {volume.id}  {fate}"))
-    parts.append(Text(""))
     parts.append(Text(f"Tags ({len(instance.tags)})", style="bold underline"))
     tags = Table.grid(padding=(0, 2))
     tags.add_column(style="cyan", overflow="fold", max_width=TAG_KEY_WIDTH)

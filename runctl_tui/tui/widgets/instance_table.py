@@ -38,15 +38,15 @@ DIMMED_STATES = frozenset({InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN
 PROVIDER = COLUMNS.index("PROVIDER")
 NAME = COLUMNS.index("NAME")
 ID = COLUMNS.index("ID")
-ZONE = COLUMNS.index("ZONE")
+WHERE = COLUMNS.index("WHERE")
 TYPE = COLUMNS.index("TYPE")
 GPUS = COLUMNS.index("GPUS")
 MARKET = COLUMNS.index("MARKET")
 UPTIME = COLUMNS.index("UPTIME")
-PUBLIC_IP = COLUMNS.index("PUBLIC IP")
+ADDRESS = COLUMNS.index("ADDRESS")
 PRICE = COLUMNS.index("$/H")
 
-MAX_WIDTH = {NAME: 28, ID: 24, ZONE: 16, TYPE: 20, GPUS: 16, PUBLIC_IP: 39}
+MAX_WIDTH = {NAME: 28, ID: 24, WHERE: 16, TYPE: 20, GPUS: 16, ADDRESS: 39}
 """Longer values are cut with an ellipsis; the details panel shows them whole."""
 
 MIN_WIDTH = {
@@ -96,7 +96,7 @@ class Layout:
 def layout(widths: Sequence[int], available: int, *, providers: int = 1) -> Layout:
     """Fit the columns into ``available`` cells, giving up the least useful first.
 
-    PROVIDER is shown only when rows come from more than one provider. PUBLIC IP and ZONE
+    PROVIDER is shown only when rows come from more than one provider. ADDRESS and WHERE
     go first, then the ID collapses to its tail, UPTIME goes, PROVIDER goes, NAME
     narrows, the gaps narrow, MARKET goes, NAME narrows further, then GPUS, TYPE and ID go.
     NAME, STATE and $/H always stay; what is still too wide scrolls sideways.
@@ -125,8 +125,8 @@ def layout(widths: Sequence[int], available: int, *, providers: int = 1) -> Layo
         gap = NARROW_GAP
 
     steps: tuple[Callable[[], None], ...] = (
-        lambda: drop(PUBLIC_IP),
-        lambda: drop(ZONE),
+        lambda: drop(ADDRESS),
+        lambda: drop(WHERE),
         shorten_ids,
         lambda: drop(UPTIME),
         lambda: drop(PROVIDER) if PROVIDER in shown else None,
