@@ -25,12 +25,14 @@ import random
 import re
 import shlex
 import socket
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from runctl_tui.text import clean, clip
+from runctl_tui.threads import import_sdk, run_blocking
 
 if TYPE_CHECKING:
     import asyncssh
@@ -459,6 +461,13 @@ def _client_type() -> Callable[[_OnLost], asyncssh.SSHClient]:
     return HubClient
 
 
+async def load_asyncssh() -> None:
+    """Import asyncssh on a daemon thread the first time: its import (~0.4 s of module code)
+    would otherwise freeze the event loop, and the dashboard with it."""
+    if "asyncssh" not in sys.modules:
+        await run_blocking(lambda: import_sdk("asyncssh"), name="runctl-import-asyncssh")
+
+
 class SshHub:
     """One asyncssh connection per target, shared by every caller on the app's event loop."""
 
@@ -521,6 +530,10 @@ class SshHub:
 
     async def connection(self, target: SshTarget) -> asyncssh.SSHClientConnection:
         """The open connection to ``target``; concurrent callers await one shared connect."""
+        await load_asyncssh()
+        return await self._connection(target)
+
+    async def _connection(self, target: SshTarget) -> asyncssh.SSHClientConnection:
         if self._closed:
             raise SshError(target, "the SSH hub is closed")
         link = self._links.get(target)
@@ -739,6 +752,7 @@ class SshHub:
     # forget to bound a call to a host that stopped answering.
     async def run(self, target: SshTarget, command: str, *, timeout: float) -> RunResult:  # noqa: ASYNC109
         """Run a shell command on ``target``; the whole call, connect included, takes <= timeout."""
+        await load_asyncssh()
         import asyncssh
 
         loop = asyncio.get_running_loop()

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -105,18 +105,26 @@ class PollOutcome:
     identity: str | None
 
 
+def _identity(provider: HasIdentity, name: str) -> str | None:
+    try:
+        return provider.identity()
+    except Exception:
+        log.exception("%s: identity lookup failed", name)
+        return None
+
+
 def _poll_provider(provider: Provider) -> PollOutcome:
-    """List one provider's instances, then its warnings and identity (blocking)."""
+    """List one provider's instances, its warnings and, meanwhile, its identity (blocking)."""
+    asked: Future[str | None] | None = None
+    if isinstance(provider, HasIdentity):
+        # Who the account is (one more client and call, once) need not wait for the listing.
+        who = provider
+        asked = submit(lambda: _identity(who, provider.name), name=f"identity-{provider.name}")
     instances = tuple(provider.list_instances())
     warnings: tuple[str, ...] = ()
-    identity = None
     if isinstance(provider, ReportsWarnings):
         warnings = tuple(one_line(w, 300) for w in provider.poll_warnings())
-    if isinstance(provider, HasIdentity):
-        try:
-            identity = provider.identity()
-        except Exception:
-            log.exception("%s: identity lookup failed", provider.name)
+    identity = asked.result() if asked is not None else None
     return PollOutcome(instances, warnings, one_line(identity, 300) if identity else None)
 
 
@@ -201,7 +209,12 @@ class Fleet:
         for task in pending:
             task.cancel()
 
-    async def poll_async(self, deadline: float | None = None) -> FleetSnapshot:
+    async def poll_async(
+        self,
+        deadline: float | None = None,
+        *,
+        on_progress: Callable[[FleetSnapshot], Awaitable[None]] | None = None,
+    ) -> FleetSnapshot:
         """Poll every provider at once, waiting at most ``deadline`` seconds in all.
 
         Blocking providers run on daemon threads; providers whose ``list_instances`` is a
@@ -209,7 +222,8 @@ class Fleet:
         A provider that has not answered by then is reported as timed out and keeps its last
         good data, marked stale; its call goes on unwaited for, and the next poll waits for
         that same call rather than starting another. Cancelling this coroutine (quitting)
-        abandons every call at once.
+        abandons every call at once. With ``on_progress``, each provider that answers while
+        others are still out is shown at once: it is awaited with the snapshot so far.
         """
         limit = self.poll_deadline if deadline is None else deadline
         self._polling_since = self.clock()
@@ -218,9 +232,10 @@ class Fleet:
                 name: self._poll_started(name, provider)
                 for name, provider in self.providers.items()
             }
-            if waits:
-                await asyncio.wait(waits.values(), timeout=limit)
+            shown = await self._wait_for(waits, limit, on_progress) if waits else set()
             for name, waiting in waits.items():
+                if name in shown:
+                    continue
                 if not waiting.done():
                     self._record_failure(
                         name,
@@ -237,6 +252,34 @@ class Fleet:
         finally:
             self._polling_since = None
         return self.snapshot()
+
+    async def _wait_for(
+        self,
+        waits: Mapping[str, asyncio.Future[PollOutcome]],
+        limit: float,
+        on_progress: Callable[[FleetSnapshot], Awaitable[None]] | None,
+    ) -> set[str]:
+        """Wait at most ``limit`` seconds for every call, reporting answers as they come;
+        the names of the providers already recorded and shown."""
+        shown: set[str] = set()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit
+        pending = set(waits.values())
+        while pending:
+            left = end - loop.time()
+            if left <= 0:
+                break
+            returned = asyncio.FIRST_COMPLETED if on_progress else asyncio.ALL_COMPLETED
+            _, pending = await asyncio.wait(pending, timeout=left, return_when=returned)
+            if on_progress is None or not pending:
+                continue
+            for name, waiting in waits.items():
+                if waiting.done() and name not in shown:
+                    shown.add(name)
+                    self._in_flight.pop(name, None)
+                    self._record(name, waiting)
+            await on_progress(self.snapshot())
+        return shown
 
     def _poll_started(self, name: str, provider: AnyProvider) -> asyncio.Future[PollOutcome]:
         """The call in flight for ``provider``, started now unless one still runs."""

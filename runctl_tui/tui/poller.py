@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.widget import Widget
 
 from runctl_tui.costs.rates import PriceTable
+from runctl_tui.models import FleetSnapshot
 from runctl_tui.services.fleet import Clock, Fleet
 from runctl_tui.text import clean
 from runctl_tui.threads import run_blocking
@@ -95,12 +96,24 @@ class Poller:
         # thread workers is joined on exit, so a poll stuck on a hung endpoint would hold up
         # quitting. Cancelling this worker abandons them.
         try:
-            snapshot = await self.fleet.poll_async()
+            # Until the first poll ends, each provider's rows are shown as soon as they come:
+            # a slow one (an SDK still loading) does not hold back the others.
+            progress = self._show_progress if self._first else None
+            snapshot = await self.fleet.poll_async(on_progress=progress)
             rows = partial(prepare, snapshot.instances, self.clock(), self.prices)
             table = await run_blocking(rows, name="runctl-rows")
         except Exception as exc:
             return PollFailed(clean(f"{type(exc).__name__}: {exc}"))
         return FleetPolled(snapshot, table)
+
+    async def _show_progress(self, snapshot: FleetSnapshot) -> None:
+        """Show what the providers that answered so far found."""
+        node = self._node
+        if node is None or not node.is_attached:
+            return
+        rows = partial(prepare, snapshot.instances, self.clock(), self.prices)
+        table = await run_blocking(rows, name="runctl-rows")
+        node.post_message(FleetPolled(snapshot, table))
 
     def _collect_after(self, message: Message) -> None:
         """The GC policy: collection is held off from start-up until the first poll ends."""

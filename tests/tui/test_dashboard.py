@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -752,12 +753,12 @@ async def test_a_failing_poll_is_reported_and_polling_goes_on(
         screen = dashboard(app)
         poll = screen.fleet.poll_async
 
-        async def flaky(deadline: float | None = None) -> FleetSnapshot:
+        async def flaky(deadline: float | None = None, **options: Any) -> FleetSnapshot:
             nonlocal failures
             if failures:
                 failures -= 1
                 raise RuntimeError("the poll broke")
-            return await poll(deadline)
+            return await poll(deadline, **options)
 
         screen.fleet.poll_async = flaky  # type: ignore[method-assign]
         for _ in range(20):

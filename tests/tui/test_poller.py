@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.app import App, ComposeResult
@@ -190,12 +191,12 @@ async def test_a_broken_poll_is_posted_and_the_timer_goes_on(
     poll = poller.fleet.poll_async
     failures = 1
 
-    async def flaky(deadline: float | None = None) -> FleetSnapshot:
+    async def flaky(deadline: float | None = None, **options: Any) -> FleetSnapshot:
         nonlocal failures
         if failures:
             failures -= 1
             raise RuntimeError("the poll broke\x1b[2J")
-        return await poll(deadline)
+        return await poll(deadline, **options)
 
     poller.fleet.poll_async = flaky  # type: ignore[method-assign]
     app = PollingApp(poller)

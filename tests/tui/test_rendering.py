@@ -230,7 +230,7 @@ async def test_poll_crash_with_markup_in_its_message(
         await settle(pilot)
         screen = dashboard(app)
 
-        async def explode() -> None:
+        async def explode(**options: object) -> None:
             raise RuntimeError("[/] [@click=app.quit]boom\x1b[2J")
 
         screen.fleet.poll_async = explode  # type: ignore[assignment,method-assign]

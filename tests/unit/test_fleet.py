@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from runctl_tui.audit import Journal
-from runctl_tui.models import Action, Instance, InstanceState, Outcome
+from runctl_tui.models import Action, FleetSnapshot, Instance, InstanceState, Outcome
 from runctl_tui.providers.base import (
     NotFoundError,
     Provider,
@@ -898,3 +898,26 @@ def test_a_provider_whose_refusal_check_breaks_refuses_rather_than_acts(
     assert result.outcome is Outcome.REFUSED
     assert "could not check: RuntimeError: no idea" in result.detail
     assert provider.acted() == []
+
+
+async def test_providers_that_answer_are_shown_before_a_slow_one(
+    journal: Journal, clock: FakeClock
+) -> None:
+    slow = AsyncFakeProvider([make_instance("gpu-box", provider="hosts")])
+    slow.gate = asyncio.Event()
+    quick = FakeProvider([make_instance("i-1")])
+    fleet = Fleet([slow, quick], journal=journal, clock=clock)
+    shown: list[list[str]] = []
+
+    async def progress(snapshot: FleetSnapshot) -> None:
+        shown.append([i.id for i in snapshot.instances])
+        slow.gate.set()  # type: ignore[union-attr]
+
+    final = await fleet.poll_async(deadline=5, on_progress=progress)
+
+    assert shown == [["i-1"]]
+    assert sorted(i.id for i in final.instances) == ["gpu-box", "i-1"]
+    assert [s.ok for s in final.statuses] == [True, True]
+    # Each provider was asked once and recorded once.
+    assert len(slow.loops) == 1
+    assert sum(1 for call in quick.calls if call[0] == "list") == 1
