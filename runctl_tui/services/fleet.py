@@ -362,6 +362,11 @@ class Fleet:
                 return concrete
         return action
 
+    def takes(self, action: Action, instance: Instance) -> bool:
+        """Whether ``action``'s key does anything to ``instance`` at all (state aside)."""
+        provider = self.providers.get(instance.provider)
+        return provider is not None and resolve_one(provider, action, instance) is not None
+
     def preflight(self, action: Action, targets: Sequence[Instance]) -> dict[str, str]:
         """Why each target that cannot take ``action`` as it was shown is refused, by key.
 

@@ -231,3 +231,29 @@ def test_run_details(snap_compare: SnapCompare, make_mixed_app: MixedApp) -> Non
     assert snap_compare(
         make_mixed_app(), terminal_size=(160, 45), run_before=then("enter", key=OWN_SSH_RUN)
     )
+
+
+async def test_the_footer_greys_out_what_the_cursor_row_does_not_take(
+    make_mixed_app: MixedApp,
+) -> None:
+    app = make_mixed_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        pane = app.screen_stack[0].query_one("FleetPane")
+        table(app).move_to_key("ssh:lab-a100")
+        await pilot.pause()
+        assert [pane.check_action("act", (name,)) for name in ("stop", "start", "terminate")] == [
+            None,
+            None,
+            None,
+        ]
+        table(app).move_to_key(OWN_SSH_RUN)
+        await pilot.pause()
+        assert [pane.check_action("act", (name,)) for name in ("stop", "start", "terminate")] == [
+            True,
+            None,
+            True,
+        ]
+        table(app).move_to_key(STOPPED_POD)
+        await pilot.pause()
+        assert pane.check_action("act", ("start",)) is True

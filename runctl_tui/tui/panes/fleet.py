@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input
 
-from runctl_tui.actions import BY_ACTION, CATALOG, Confirmation, spec_for
+from runctl_tui.actions import BY_ACTION, CATALOG, KEYED, Confirmation, spec_for
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
 from runctl_tui.models import Action, FleetSnapshot, Instance, Outcome
 from runctl_tui.text import clean
@@ -68,7 +68,7 @@ class FleetPane(Pane):
         super().__init__(context)
         self.snapshot: FleetSnapshot | None = None
         # Before the first poll the table is empty, so no action has a target.
-        self._binding_state = (False, False)
+        self._binding_state: tuple[bool, bool, frozenset[Action]] = (False, False, frozenset())
 
     def compose(self) -> ComposeResult:
         """The table beside the details, the filter box below."""
@@ -140,9 +140,16 @@ class FleetPane(Pane):
         if self.details.display:
             self.details.show(self.table.current, self.context.clock())
 
+    def offered(self, targets: Sequence[Instance]) -> frozenset[Action]:
+        """The keyed actions at least one of ``targets`` takes, as its key asks for them."""
+        return frozenset(
+            spec.action for spec in KEYED if any(self.fleet.takes(spec.action, t) for t in targets)
+        )
+
     def sync_bindings(self) -> None:
         """Re-check the footer's keys only when what they depend on changed (it is costly)."""
-        state = (bool(self.table.targets()), bool(self.table.row_count))
+        targets = self.table.targets()
+        state = (bool(targets), bool(self.table.row_count), self.offered(targets))
         if state != self._binding_state:
             self._binding_state = state
             self.screen.refresh_bindings()
@@ -171,6 +178,10 @@ class FleetPane(Pane):
         """
         if action == "act":
             if self.fleet.readonly or not (self.is_mounted and self.table.targets()):
+                return None
+            # Greyed out where no target takes it (start on a run, stop on a host).
+            asked = spec_for(str(parameters[0])) if parameters else None
+            if asked is not None and asked.key_action not in self._binding_state[2]:
                 return None
         elif action == "mark" and not (self.is_mounted and self.table.row_count):
             return None
