@@ -24,12 +24,16 @@ async def capture(out: Path) -> list[Path]:
     saved: list[Path] = []
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one(InstanceTable)
-        for _ in range(150):
+        # Rows come provider by provider: wait until every provider has answered, and the lab
+        # box's run is listed too (it starts on the first poll).
+        for _ in range(300):
             await pilot.pause(0.1)
-            if table.row_count:
+            polled = fleet.snapshot()
+            kinds = {(i.provider, i.kind) for i in polled.instances}
+            if polled.all_ok and ("ssh", "process") in kinds and len(table.keys) >= 20:
                 break
         else:
-            raise SystemExit("the demo fleet did not appear within 15 s")
+            raise SystemExit("the demo fleet did not appear within 30 s")
 
         def by_name(name: str) -> str:
             return next(k for k in table.keys if table.instance(k).name == name)  # type: ignore[union-attr]
@@ -56,6 +60,14 @@ async def capture(out: Path) -> list[Path]:
         await pilot.press(*"i-0")
         await shot("confirm-terminate")
         # Backing out is journaled too: the journal pane lists it.
+        await pilot.press("escape")
+        await pilot.pause(0.5)
+        # On a training run the stop key interrupts it; here the lab box's, over SSH.
+        run = next(k for k in table.keys if k.startswith("ssh:") and ":" in k[4:])
+        table.move_to_key(run)
+        await pilot.press("s")
+        await pilot.pause(0.5)
+        await shot("confirm-interrupt")
         await pilot.press("escape")
         await pilot.pause(0.5)
         await pilot.press("2")
