@@ -31,7 +31,16 @@ from runctl_tui.text import clean
 log = logging.getLogger("runctl_tui")
 
 EXIT_OK, EXIT_PROVIDER_FAILED, EXIT_USAGE = 0, 1, 2
-QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "werkzeug", "moto", "asyncio", "asyncssh")
+QUIET_LOGGERS = (
+    "botocore",
+    "boto3",
+    "urllib3",
+    "s3transfer",
+    "werkzeug",
+    "moto",
+    "asyncio",
+    "asyncssh",
+)
 """Third-party loggers kept at WARNING even with --debug: their debug output carries request
 headers, including session tokens."""
 

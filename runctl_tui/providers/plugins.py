@@ -41,7 +41,7 @@ TableT = TypeVar("TableT", bound=BaseModel)
 class NoSettings(BaseModel):
     """The settings model of a plugin that takes no keys: its table, if written, stays empty."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass(frozen=True)

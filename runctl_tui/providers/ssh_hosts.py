@@ -112,7 +112,7 @@ ACTIONS = frozenset({Action.INTERRUPT, Action.KILL})
 class RemoteHostFacts(BaseModel):
     """What one SSH host reported about itself."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     hostname: str
     cpus: int
