@@ -333,7 +333,8 @@ class DemoRun:
 
     def __init__(self, seed: int = 7) -> None:
         self.seed = seed
-        self.directory = Path(tempfile.mkdtemp(prefix="runctl-demo-run-"))
+        self.directory: Path | None = None
+        """Where the run logs and saves checkpoints, made when it starts."""
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         atexit.register(self.stop)
@@ -349,6 +350,7 @@ class DemoRun:
             if self._process is not None:
                 return
             script = Path(__file__).with_name("train_demo.py")
+            self.directory = Path(tempfile.mkdtemp(prefix="runctl-demo-run-"))
             self._process = subprocess.Popen(
                 [
                     sys.executable,
@@ -372,7 +374,8 @@ class DemoRun:
                 os.killpg(self._process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=2)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def owns(self, instance: Instance) -> bool:
         """Whether ``instance`` is a machine's row or this run's, not another demo's run."""

@@ -26,12 +26,20 @@ from runctl_tui.demo import (
     DEMO_LAB_BOX,
     DEMO_REGIONS,
     DemoBackend,
+    DemoLabBox,
     DemoLocal,
     demo_lab_box,
     demo_providers,
 )
 from runctl_tui.demo_ssh import DEMO_SSH_USER, DemoSshServer
-from runctl_tui.models import Ec2Details, HostDetails, Instance, InstanceState, Lifecycle
+from runctl_tui.models import (
+    Ec2Details,
+    HostDetails,
+    Instance,
+    InstanceState,
+    Lifecycle,
+    ProcessDetails,
+)
 from runctl_tui.providers.aws import AwsProvider
 from runctl_tui.providers.base import AnyProvider, ProviderError
 from runctl_tui.remote.ssh import ChangedHostKey, SshError, SshHub, UnknownHostKey
@@ -162,7 +170,7 @@ async def test_demo_fleet_reaches_the_lab_box_over_ssh(
         snapshot = await fleet.poll_async()
     finally:
         for provider in providers:
-            if isinstance(provider, DemoLocal):
+            if isinstance(provider, DemoLocal | DemoLabBox):
                 provider.run.stop()
         await close(providers[-1])
 
@@ -177,6 +185,14 @@ async def test_demo_fleet_reaches_the_lab_box_over_ssh(
     assert box.details.ssh_target == f"{DEMO_SSH_USER}@127.0.0.1:{lab_box.port}"
     assert lab_box.commands, "the poll ran its commands on the demo's server"
     assert not (isolated_environment / ".ssh").exists()
+    # Each machine shows its own run: the lab box's is not also listed as this machine's.
+    runs = {
+        i.provider: i.details.pid
+        for i in snapshot.instances
+        if isinstance(i.details, ProcessDetails)
+    }
+    assert set(runs) == {"local", "ssh"}
+    assert runs["local"] != runs["ssh"]
 
 
 async def test_lab_box_host_key_is_checked_against_the_demos_known_hosts(
