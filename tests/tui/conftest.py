@@ -303,10 +303,11 @@ def mixed_providers() -> list[FakeProvider]:
 def make_mixed_app(journal_path: Path) -> Callable[..., RunctlApp]:
     """The app over a mixed fleet of four providers, frozen clock, no background polls."""
 
-    def build(readonly: bool = False) -> RunctlApp:
+    def build(readonly: bool = False, only: tuple[str, ...] = ()) -> RunctlApp:
         config = Settings(poll_seconds=3600, readonly=readonly)
+        providers = [p for p in mixed_providers() if not only or p.name in only]
         fleet = Fleet(
-            mixed_providers(), journal=Journal(journal_path), readonly=readonly, clock=lambda: NOW
+            providers, journal=Journal(journal_path), readonly=readonly, clock=lambda: NOW
         )
         return RunctlApp(config, fleet, clock=lambda: NOW)
 

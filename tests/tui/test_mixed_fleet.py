@@ -9,6 +9,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from runctl_tui.models import Action, InstanceState
+from runctl_tui.providers.base import ProviderError
 from runctl_tui.tui.app import RunctlApp
 from runctl_tui.tui.screens.confirm import ConfirmAction, ConfirmScreen, ConfirmTerminate
 from runctl_tui.tui.widgets.instance_table import InstanceTable
@@ -190,6 +191,24 @@ async def test_read_only_refuses_every_provider(make_mixed_app: MixedApp) -> Non
             assert provider_of(app, name).acted() == []
 
 
+async def test_a_running_pod_is_stopped_and_another_terminated(make_mixed_app: MixedApp) -> None:
+    app = make_mixed_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await press_on(pilot, "runpod:x7k2m9q4w1e8r3", "s")
+        assert isinstance(app.screen, ConfirmAction)
+        assert app.screen.title_text() == "Stop pod?"
+        await pilot.press("y")
+        await settle(pilot)
+        await press_on(pilot, "runpod:s4d7f1g8h2j5k0", "T")
+        assert isinstance(app.screen, ConfirmTerminate)
+        await pilot.press(*"s4d7f1g8h2j5k0", "enter")
+        await settle(pilot)
+        assert provider_of(app, "runpod").acted() == [
+            ("stop", "x7k2m9q4w1e8r3"),
+            ("terminate", "s4d7f1g8h2j5k0"),
+        ]
+
+
 # Snapshots ---------------------------------------------------------------------------------------
 
 
@@ -257,3 +276,13 @@ async def test_the_footer_greys_out_what_the_cursor_row_does_not_take(
         table(app).move_to_key(STOPPED_POD)
         await pilot.pause()
         assert pane.check_action("act", ("start",)) is True
+
+
+def test_three_providers_one_failing(snap_compare: SnapCompare, make_mixed_app: MixedApp) -> None:
+    """Up to three providers, each has its own status line; a failing one says why and how."""
+    app = make_mixed_app(only=("aws", "runpod", "ssh"))
+    runpod = provider_of(app, "runpod")
+    runpod.list_error = ProviderError(
+        "runpod", "rate limited; retrying in 30 s", hint="wait, or poll less often"
+    )
+    assert snap_compare(app, terminal_size=(160, 45), run_before=then())
