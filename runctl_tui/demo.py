@@ -32,11 +32,12 @@ from runctl_tui.providers.local import LocalProvider
 from runctl_tui.providers.runpod import RunPodProvider
 from runctl_tui.providers.ssh_hosts import SshHost, SshHostsProvider
 from runctl_tui.remote.ssh import SshHub
-from runctl_tui.runpod_standin import RunPodStandIn
 from runctl_tui.threads import import_sdk
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.client import EC2Client
+
+    from runctl_tui.runpod_standin import RunPodStandIn
 
 DEMO_REGIONS = ("us-east-1", "eu-west-1")
 DEMO_KEY = ("demo", "demo")
@@ -314,6 +315,8 @@ class DemoRunPod(RunPodProvider):
     def _serving(self) -> None:
         with self._start_lock:
             if self._stand_in is None:
+                from runctl_tui.runpod_standin import RunPodStandIn
+
                 self._stand_in = RunPodStandIn(api_key=DEMO_RUNPOD_KEY, lifetime=None).start()
                 # The SDK reads the base URL on every call; the demo process talks to no other.
                 os.environ["RUNPOD_API_BASE_URL"] = self._stand_in.url
