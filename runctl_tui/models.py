@@ -246,7 +246,23 @@ class PodDetails(BaseModel):
         ]
 
 
-class HostDetails(BaseModel):
+class _OnAMachine(BaseModel):
+    """What a machine someone already has (and what runs on it) says where a market would."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    @property
+    def sublocation(self) -> str | None:
+        """Nothing finer than its host."""
+        return None
+
+    @property
+    def market(self) -> str:
+        """Not bought from a market."""
+        return "-"
+
+
+class HostDetails(_OnAMachine):
     """A whole machine: this one, or a host reached over SSH."""
 
     model_config = ConfigDict(frozen=True, defer_build=True)
@@ -274,16 +290,6 @@ class HostDetails(BaseModel):
         return f"host · {cpus} CPU · load {self.load_average[0]:.2f}"
 
     @property
-    def sublocation(self) -> str | None:
-        """A host is its own place."""
-        return None
-
-    @property
-    def market(self) -> str:
-        """Not bought from a market."""
-        return "-"
-
-    @property
     def address(self) -> str | None:
         """The SSH target, for a remote host."""
         return self.ssh_target
@@ -306,7 +312,7 @@ class HostDetails(BaseModel):
         ]
 
 
-class ProcessDetails(BaseModel):
+class ProcessDetails(_OnAMachine):
     """A training run: one process whose command line matched a training pattern."""
 
     model_config = ConfigDict(frozen=True, defer_build=True)
@@ -345,16 +351,6 @@ class ProcessDetails(BaseModel):
     def type_label(self) -> str:
         """The TYPE column: the program."""
         return self.program or "process"
-
-    @property
-    def sublocation(self) -> str | None:
-        """A process runs on its host."""
-        return None
-
-    @property
-    def market(self) -> str:
-        """Not bought from a market."""
-        return "-"
 
     @property
     def address(self) -> str | None:
