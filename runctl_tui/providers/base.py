@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from runctl_tui.models import Action, Instance, InstanceState
 
@@ -103,6 +103,37 @@ class NamesLosses(Protocol):
 
     def losses(self, action: Action, instance: Instance) -> list[str]:
         """Short lines such as ``SIGINT to process group 4242 (3 processes)``; quick, local."""
+        ...
+
+
+@dataclass(frozen=True)
+class LogLocation:
+    """Where an item's training log is, and how that was found out."""
+
+    path: str
+    """A path on the item's machine; raw, possibly hostile text: escape it to show it."""
+    target: str | None = None
+    """``user@host:port`` when the file is on another machine (reached over SSH)."""
+    found: str = ""
+    """One line, e.g. ``open for writing by pid 4242``."""
+
+    @property
+    def source(self) -> str:
+        """What ``runctl-tui tail`` takes: the path, or ``ssh://user@host:port/path``."""
+        if self.target is None:
+            return self.path
+        return f"ssh://{self.target}{self.path if self.path.startswith('/') else '/' + self.path}"
+
+
+@runtime_checkable
+class HasLogs(Protocol):
+    """A provider that can say where an item's logs are (blocking, or a coroutine for
+    providers whose calls are coroutines)."""
+
+    def log_locations(self, instance: Instance) -> Any:
+        """The item's log files, likeliest first: ``list[LogLocation]``, or a coroutine
+        giving one. Raises :class:`ProviderError` (with :class:`NotFoundError` when the item
+        is gone)."""
         ...
 
 

@@ -39,7 +39,7 @@ from runctl_tui.models import (
     InstanceState,
     ProcessDetails,
 )
-from runctl_tui.providers.base import NotFoundError, ProviderError
+from runctl_tui.providers.base import LogLocation, NotFoundError, ProviderError
 from runctl_tui.threads import submit
 
 if TYPE_CHECKING:
@@ -284,6 +284,23 @@ def match_command(cmdline: Sequence[str], patterns: Sequence[str]) -> str | None
         tokens = pattern.split()
         if tokens and any(_matches(form, tokens) for form in forms):
             return pattern
+    return None
+
+
+LOG_SUFFIXES = (".log", ".txt", ".out", ".err", ".jsonl")
+"""Files with these endings, open in a run, are taken for its log."""
+
+
+def log_rank(path: str, fd: int) -> int | None:
+    """How likely ``path``, open as ``fd`` in a run, is its log (lower first); ``None``: not."""
+    if path.startswith(("/dev/", "/proc/", "/sys/")):
+        return None
+    if path.endswith(".log"):
+        return 0
+    if fd in (1, 2):
+        return 1
+    if path.endswith(LOG_SUFFIXES):
+        return 2
     return None
 
 
@@ -765,6 +782,36 @@ class LocalProvider:
                 if os.getpgid(other) == group:
                     members.append(other)
         return SignalScope(pid=pid, pgid=group, members=tuple(members))
+
+    def log_locations(self, instance: Instance) -> list[LogLocation]:
+        """The files a run (or any process of its group) has open that look like its log:
+        ``*.log`` files first, then what its stdout and stderr go to, then other text files.
+        A host row has none of its own."""
+        import psutil
+
+        if instance.kind != "process":
+            return []
+        pid, create_time = self._identity(instance)
+        proc = self._verified(pid, create_time)
+        members = [proc]
+        with contextlib.suppress(psutil.Error):
+            members += proc.children(recursive=True)
+        found: dict[str, tuple[int, LogLocation]] = {}
+        for member in members:
+            try:
+                files = member.open_files()
+            except psutil.AccessDenied:
+                continue
+            except psutil.NoSuchProcess:
+                continue
+            for opened in files:
+                rank = log_rank(opened.path, opened.fd)
+                if rank is None or opened.path in found:
+                    continue
+                how = "stdout" if opened.fd == 1 else "stderr" if opened.fd == 2 else "open"
+                where = LogLocation(opened.path, found=f"{how} of pid {member.pid}")
+                found[opened.path] = (rank, where)
+        return [where for _, where in sorted(found.values(), key=lambda item: item[0])]
 
     def _identity(self, instance: Instance) -> tuple[int, float]:
         if instance.id == HOST_ID:

@@ -34,11 +34,12 @@ from runctl_tui.models import (
     InstanceState,
     ProcessDetails,
 )
-from runctl_tui.providers.base import NotFoundError, ProviderError
+from runctl_tui.providers.base import LogLocation, NotFoundError, ProviderError
 from runctl_tui.providers.local import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_PATTERNS,
     gpu_spec,
+    log_rank,
     match_command,
     parse_compute_apps,
     parse_nvidia_smi,
@@ -52,6 +53,8 @@ from runctl_tui.remote.procs import (
     SignalStatus,
     group_to_signal,
     list_script,
+    open_files_script,
+    parse_open_files,
     parse_processes,
     parse_signal_answer,
     signal_command,
@@ -481,6 +484,26 @@ class SshHostsProvider:
         fresh = self._process_instance(host, table, row, pattern, None, seen)
         self._seen.update(seen)
         return fresh
+
+    async def log_locations(self, instance: Instance) -> list[LogLocation]:
+        """The files a run (or a child of it) has open on its host that look like its log,
+        likeliest first; checked against the start time seen, so a reused pid shows none."""
+        if instance.kind != "process":
+            return []
+        host, pid, ticks = self._identity(instance)
+        result = await self._run(host, wrap(open_files_script(pid, ticks)), COMMAND_TIMEOUT)
+        opened = parse_open_files(result.stdout)
+        if opened is None:
+            raise NotFoundError(self.name, f"{host.label}: pid {pid} has exited")
+        found: dict[str, tuple[int, LogLocation]] = {}
+        for fd, owner, path in opened:
+            rank = log_rank(path, fd)
+            if rank is None or path in found:
+                continue
+            how = "stdout" if fd == 1 else "stderr" if fd == 2 else "open"
+            where = LogLocation(path, target=str(host.target), found=f"{how} of pid {owner}")
+            found[path] = (rank, where)
+        return [where for _, where in sorted(found.values(), key=lambda item: item[0])]
 
     def actions(self, instance: Instance) -> frozenset[Action]:
         """A run takes interrupt and kill; a host itself takes nothing from here."""

@@ -459,3 +459,60 @@ def training_rows(
             pattern = match(row.cmdline)
             if pattern is not None:
                 yield row, pattern
+
+
+OPEN_FILES_MARK = "--runctl-open-files--"
+"""Heads the answer of :func:`open_files_script`; what comes before it is not ours."""
+
+
+def open_files_script(pid: int, start_ticks: int) -> str:
+    """The ``sh`` script that lists the regular files ``pid`` (with that start time) and its
+    children have open: ``F fd pid hex-path`` lines after :data:`OPEN_FILES_MARK`, or
+    ``GONE`` when the pid has exited or belongs to another process now.
+
+    Paths travel hex-encoded, as command lines do, so a newline in a name cannot forge a row.
+    """
+    pid, ticks = _pid(pid), _pid(start_ticks)
+    return "\n".join(
+        [
+            f"printf '%s\\n' {OPEN_FILES_MARK}",
+            f"rc_s=$(cat /proc/{pid}/stat 2>/dev/null) || {{ echo GONE; exit 0; }}",
+            _STAT_FIELDS,
+            f'[ "${{20}}" = {ticks} ] || {{ echo GONE; exit 0; }}',
+            f"rc_pids={pid}",
+            f"for rc_c in /proc/{pid}/task/*/children; do",
+            '  [ -r "$rc_c" ] && rc_pids="$rc_pids $(cat "$rc_c")"',
+            "done",
+            "for rc_p in $rc_pids; do",
+            '  for rc_f in /proc/"$rc_p"/fd/*; do',
+            '    rc_t=$(readlink "$rc_f" 2>/dev/null) || continue',
+            '    [ -f "$rc_t" ] || continue',
+            '    printf \'F %s %s\' "${rc_f##*/}" "$rc_p"',
+            "    printf '%s' \"$rc_t\" | od -An -v -tx1 | tr -d '\\n'",
+            "    echo",
+            "  done",
+            "done",
+        ]
+    )
+
+
+def parse_open_files(text: str) -> list[tuple[int, int, str]] | None:
+    """``(fd, pid, path)`` per line of :func:`open_files_script`'s answer; ``None`` when the
+    process is gone or replaced. Malformed lines are skipped."""
+    _, mark, body = text.partition(OPEN_FILES_MARK)
+    if not mark:
+        return []
+    found: list[tuple[int, int, str]] = []
+    for line in body.splitlines():
+        if line.strip() == "GONE":
+            return None
+        fields = line.split(" ", 3)
+        if len(fields) != 4 or fields[0] != "F":
+            continue
+        fd, pid = _uint(fields[1]), _uint(fields[2])
+        hex_path = " " + fields[3].strip()
+        if fd is None or pid is None or not _HEX_LINE.fullmatch(hex_path):
+            continue
+        raw = bytes.fromhex(hex_path.replace(" ", ""))
+        found.append((fd, pid, raw.decode("utf-8", errors="surrogateescape")))
+    return found

@@ -27,7 +27,9 @@ from runctl_tui.models import (
 from runctl_tui.providers.base import (
     AnyProvider,
     HasIdentity,
+    HasLogs,
     HasSpotRequests,
+    LogLocation,
     NamesLosses,
     NotConfiguredError,
     NotFoundError,
@@ -361,6 +363,15 @@ class Fleet:
             if concrete is not None:
                 return concrete
         return action
+
+    async def log_locations(self, instance: Instance) -> list[LogLocation]:
+        """Where ``instance``'s logs are, likeliest first; none when its provider cannot say.
+        Raises :class:`ProviderError`."""
+        provider = self.providers.get(instance.provider)
+        if not isinstance(provider, HasLogs):
+            return []
+        found: list[LogLocation] = await self._call(provider, "log_locations", instance)
+        return found
 
     def takes(self, action: Action, instance: Instance) -> bool:
         """Whether ``action``'s key does anything to ``instance`` at all (state aside)."""

@@ -404,3 +404,61 @@ async def test_another_users_run_is_shown_and_never_acted_on(
         await provider.perform(Action.KILL, row)
     await asyncio.sleep(0.2)
     assert nobodys_run.poll() is None
+
+
+LOGGING_SCRIPT = """\
+import sys, time
+from pathlib import Path
+
+log = open(sys.argv[1], "a")
+log.write("step 1 loss 2.3\\n")
+log.flush()
+print("started", flush=True)
+Path(sys.argv[1] + ".ready").write_text("")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def start_logging(script: Path, log: Path, out: Path) -> subprocess.Popen[bytes]:
+    """Start ``script`` writing ``log``, its stdout going to ``out``."""
+    with out.open("wb") as stdout:
+        return subprocess.Popen(
+            [sys.executable, str(script), str(log)],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            start_new_session=True,
+        )
+
+
+async def test_a_runs_log_files_are_found_on_its_host(
+    provider: SshHostsProvider, tmp_path: Path
+) -> None:
+    script = tmp_path / "train_logs.py"
+    script.write_text(LOGGING_SCRIPT)
+    log = tmp_path / "run 1\n[x].log"
+    out = tmp_path / "stdout.txt"
+    popen = start_logging(script, log, out)
+    try:
+        await wait_for(Path(f"{log}.ready").exists, "the run's log")
+        rows = await provider.list_instances()
+        (row,) = [
+            r for r in rows if isinstance(r.details, ProcessDetails) and r.details.pid == popen.pid
+        ]
+
+        found = await provider.log_locations(row)
+
+        # The log first (its name holds a newline: it arrives whole), then stdout's file.
+        assert [f.path for f in found] == [str(log), str(out)]
+        assert found[0].found == f"open of pid {popen.pid}"
+        assert found[1].found == f"stdout of pid {popen.pid}"
+        assert found[0].target == str(provider.hosts[0].target)
+        assert found[0].source.startswith(f"ssh://{provider.hosts[0].target}/")
+
+        # Another process under the same pid is not this run: its files are not shown.
+        stale = process_id(LABEL, popen.pid, 1)
+        with pytest.raises(NotFoundError):
+            await provider.log_locations(row.model_copy(update={"id": stale}))
+    finally:
+        os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait(timeout=5)

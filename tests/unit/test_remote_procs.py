@@ -259,3 +259,25 @@ def test_signal_answers(text: str, status: SignalStatus, target: str, exited: bo
 @pytest.mark.parametrize("text", ["", "\n", "sh: 1: syntax error\n", "SENT pid 1\n"])
 def test_no_status_word_is_no_answer(text: str) -> None:
     assert parse_signal_answer(text) is None
+
+
+def test_open_files_answer_keeps_hostile_paths_whole() -> None:
+    from runctl_tui.remote.procs import OPEN_FILES_MARK, parse_open_files
+
+    path = "/tmp/run 1\nF 9 9 2f\t\x1b[31m.log"
+    hex_path = " ".join(f"{b:02x}" for b in path.encode())
+    answer = f"junk\n{OPEN_FILES_MARK}\nF 3 4242  {hex_path}\nF x 1 2f\nnot a row\n"
+
+    assert parse_open_files(answer) == [(3, 4242, path)]
+    assert parse_open_files(f"{OPEN_FILES_MARK}\nGONE\n") is None
+    assert parse_open_files("no mark at all") == []
+
+
+def test_log_rank_prefers_log_files_then_stdout() -> None:
+    from runctl_tui.providers.local import log_rank
+
+    assert log_rank("/w/train.log", 5) == 0
+    assert log_rank("/w/out", 1) == 1
+    assert log_rank("/w/notes.txt", 7) == 2
+    assert log_rank("/w/model.pt", 7) is None
+    assert log_rank("/dev/null", 1) is None
