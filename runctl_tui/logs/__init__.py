@@ -1,0 +1,1 @@
+"""Training logs: sources (local files, remote files over SSH), decoding, search, metrics."""
