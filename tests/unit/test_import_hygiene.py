@@ -27,6 +27,15 @@ CORE = [
     "runctl_tui.text",
     "runctl_tui.demo",
     "runctl_tui.cli",
+    "runctl_tui.remote.procs",
+    "runctl_tui.logs.source",
+    "runctl_tui.logs.decode",
+    "runctl_tui.logs.index",
+    "runctl_tui.logs.local",
+    "runctl_tui.logs.remote",
+    "runctl_tui.logs.metrics",
+    "runctl_tui.logs.errors",
+    "runctl_tui.logs.chart",
 ]
 HEAVY_SDKS = ["boto3", "botocore", "moto", "asyncssh", "runpod"]
 
