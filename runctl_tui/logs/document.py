@@ -1,0 +1,295 @@
+"""One followed log: its source, the line index, a window of decoded lines, metrics and errors.
+
+The file is the store: memory holds the line index (a few bytes a line) and a bounded window of
+decoded lines; lines outside it are read back by range when asked for. Views ask with
+:meth:`LogDocument.get` and never wait: a line not held yet is ``None`` and is loaded in the
+background, after which the listeners hear of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from runctl_tui.logs.decode import Line, LineDecoder, StyledLine
+from runctl_tui.logs.errors import ErrorKind, StallDetector, classify
+from runctl_tui.logs.index import LineIndex
+from runctl_tui.logs.metrics import MetricsSeries
+from runctl_tui.logs.source import Chunk, LogSource, Rotated, SourceState, SourceStatus
+from runctl_tui.text import one_line
+
+log = logging.getLogger(__name__)
+
+WINDOW = 5000
+"""Decoded lines kept in memory; the rest are read back from the file when shown."""
+READ_AROUND = 200
+"""Lines read back at once around a line asked for."""
+SEARCH_BATCH = 2000
+"""Lines read back per step of a search."""
+DEFAULT_STALL_SECONDS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class DocLine:
+    """A line of the log as the view shows it."""
+
+    styled: StyledLine
+    error: ErrorKind | None = None
+    offset: int = 0
+    """Byte offset of the line in its generation of the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """What changed since the listeners last heard."""
+
+    front: int = 0
+    """Lines added before the first one (older lines found): indexes shifted by this."""
+    back: int = 0
+    """Lines added at the end."""
+    loaded: bool = False
+    """Lines asked for were read back; redraw."""
+    reset: bool = False
+    """The file was rotated or truncated: every index is new."""
+    status: bool = False
+    """:attr:`LogDocument.status` changed."""
+    error: ErrorKind | None = None
+    """An error pattern appeared in a new line (the newest such line is :attr:`last_error`)."""
+
+
+Listener = Callable[[Changed], None]
+
+
+class LogDocument:
+    """A log followed from its end, readable anywhere, bounded in memory however long it runs."""
+
+    def __init__(
+        self,
+        source: LogSource,
+        *,
+        window: int = WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+        stall_seconds: float = DEFAULT_STALL_SECONDS,
+    ) -> None:
+        self.source = source
+        self.window = window
+        self.index = LineIndex(source.read_range)
+        self.decoder = LineDecoder()
+        self.metrics = MetricsSeries(clock=clock)
+        self.stall = StallDetector(stall_seconds, clock)
+        self.status = SourceStatus(SourceState.OPENING)
+        self.generation = 0
+        self.errors_seen = 0
+        self.last_error: tuple[ErrorKind, str] | None = None
+        """The newest error line seen while following: its kind and its text (safe)."""
+        self._errors: list[int] = []
+        """Byte offsets (this generation) of error lines seen while following."""
+        self._cache: OrderedDict[int, DocLine] = OrderedDict()
+        """Decoded lines by byte offset, oldest use first."""
+        self._loading: set[int] = set()
+        self._listeners: list[Listener] = []
+        self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def name(self) -> str:
+        """The source's name."""
+        return self.source.name
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener`` on every change (on the loop that runs :meth:`run`)."""
+        self._listeners.append(listener)
+
+    def _tell(self, changed: Changed) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(changed)
+            except Exception:
+                log.exception("log listener failed")
+
+    # Reading -----------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def get(self, index: int) -> DocLine | None:
+        """Line ``index`` if held; else ``None``, and it is read back in the background."""
+        if index < 0 or index >= len(self.index):
+            return None
+        offset = self.index.start(index)
+        line = self._cache.get(offset)
+        if line is not None:
+            self._cache.move_to_end(offset)
+            return line
+        self._load_around(index)
+        return None
+
+    def partial(self) -> StyledLine | None:
+        """The open last line as it looks now (a progress bar being redrawn), if any."""
+        return self.decoder.partial()
+
+    def error_lines(self) -> list[int]:
+        """Indexes of the error lines seen while following, oldest first."""
+        found = []
+        for offset in self._errors:
+            line = self.index.line_at(offset)
+            if line is not None:
+                found.append(line)
+        return found
+
+    def _remember(self, line: Line) -> DocLine:
+        kind = classify(line.styled.text)
+        shown = DocLine(line.styled, kind, line.offset)
+        self._cache[line.offset] = shown
+        self._cache.move_to_end(line.offset)
+        while len(self._cache) > self.window:
+            self._cache.popitem(last=False)
+        return shown
+
+    def _load_around(self, index: int) -> None:
+        first = max(0, index - READ_AROUND // 2)
+        if first in self._loading or self._closed:
+            return
+        self._loading.add(first)
+        task = asyncio.get_running_loop().create_task(self._load(first, first + READ_AROUND))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _load(self, first: int, last: int) -> None:
+        generation = self.index.generation
+        asked = first
+        try:
+            grown = 0
+            if first < READ_AROUND and not self.index.complete:
+                # Near the first line known: find older ones, and read them with the rest.
+                grown = (await self.index.extend_back(READ_AROUND)).front
+                last += grown
+            lines = await self.index.read_lines(first, last)
+        except Exception as exc:
+            log.warning("%s: reading back lines failed: %s", self.name, exc)
+            return
+        finally:
+            self._loading.discard(asked)
+        if generation != self.index.generation:
+            return
+        for line in lines:
+            if line.offset not in self._cache:
+                self._remember(line)
+        self._tell(Changed(front=grown, loaded=True))
+
+    async def find(
+        self, pattern: re.Pattern[str], start: int, *, backwards: bool = False
+    ) -> int | None:
+        """The next line from ``start`` (not included) matching ``pattern``, reading back
+        through the file as far as needed; ``None`` when there is none."""
+        step = -1 if backwards else 1
+        index = start + step
+        while True:
+            if backwards and index < 0:
+                if self.index.complete:
+                    return None
+                grown = (await self.index.extend_back(SEARCH_BATCH)).front
+                if not grown:
+                    return None
+                self._tell(Changed(front=grown))
+                index += grown
+                continue
+            if not backwards and index >= len(self.index):
+                return None
+            first, last = (
+                (max(0, index - SEARCH_BATCH + 1), index + 1)
+                if backwards
+                else (index, index + SEARCH_BATCH)
+            )
+            lines = await self.index.read_lines(first, last)
+            order = range(len(lines) - 1, -1, -1) if backwards else range(len(lines))
+            for n in order:
+                if pattern.search(lines[n].styled.text):
+                    return first + n
+            index = first - 1 if backwards else first + len(lines)
+            if not lines:
+                return None
+
+    # Following ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow the log until :meth:`close`: lines, rotations and the source's state.
+
+        The source starts a little before the end; the index is opened backwards from where
+        the first chunk starts, so the file is never read from the top to find its end.
+        """
+        opened = False
+        async for event in self.source.events(None):
+            if self._closed:
+                break
+            if isinstance(event, Chunk):
+                if not opened:
+                    opened = True
+                    await self._open_at(event)
+                self._take(event)
+            elif isinstance(event, Rotated):
+                self._rotated(event)
+                opened = True
+            else:
+                self.status = event
+                self._tell(Changed(status=True))
+        tail = self.decoder.flush()
+        if tail is not None:
+            # The run ended without a final newline: its last line still counts.
+            self._remember(tail)
+            self._tell(Changed(loaded=True))
+
+    async def _open_at(self, first: Chunk) -> None:
+        """Index the lines before ``first`` (backwards from it) and decode from it on."""
+        self.generation = first.generation
+        try:
+            grown = await self.index.open(first.offset, generation=first.generation)
+        except Exception as exc:
+            log.warning("%s: reading back from the end failed: %s", self.name, exc)
+            self.index.reset(first.generation)
+            grown = None
+        # A chunk starting inside a line: that line is known to the index, not decoded live.
+        self.decoder.reset(first.offset, first.generation, align=first.offset > 0)
+        if grown is not None:
+            self._tell(Changed(front=grown.front, loaded=True))
+
+    def _take(self, chunk: Chunk) -> None:
+        if chunk.generation != self.index.generation:
+            self._rotated(Rotated(chunk.generation, "rotated"))
+        grown = self.index.feed(chunk)
+        lines = self.decoder.feed(chunk)
+        newest: ErrorKind | None = None
+        for line in lines:
+            shown = self._remember(line)
+            text = line.styled.text
+            self.metrics.feed(text)
+            if shown.error is not None:
+                newest = shown.error
+                self.errors_seen += 1
+                self._errors.append(line.offset)
+                self.last_error = (shown.error, one_line(text, 200))
+        if chunk.data:
+            self.stall.grew()
+        self._tell(Changed(back=grown.back, error=newest))
+
+    def _rotated(self, event: Rotated) -> None:
+        self.generation = event.generation
+        self.index.reset(event.generation)
+        self.decoder.reset(0, event.generation)
+        self._cache.clear()
+        self._errors.clear()
+        self._tell(Changed(reset=True))
+
+    async def close(self) -> None:
+        """Stop following; reads in flight are abandoned."""
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.source.close()
