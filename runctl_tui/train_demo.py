@@ -18,6 +18,8 @@ from types import FrameType
 
 CHECKPOINT_EVERY = 20
 """Steps between checkpoints."""
+WARN_EVERY = 37
+"""Steps between the occasional warning a real run logs (a loss-scale overflow)."""
 
 
 def save(directory: Path, step: int) -> Path:
@@ -55,11 +57,19 @@ def main(argv: list[str]) -> int:
             step += 1
             loss = 2.6 * math.exp(-step / 400) + 0.35 + noise.uniform(-0.03, 0.03)
             log.write(
-                f"{{'loss': {loss:.4f}, 'learning_rate': 3e-05, 'epoch': {step / 500:.2f}}}\n"
+                f"{{'loss': {loss:.4f}, 'grad_norm': {1.5 * loss:.3f}, "
+                f"'learning_rate': 3e-05, 'epoch': {step / 500:.2f}}}\n"
             )
+            if step % WARN_EVERY == 0:
+                log.write(
+                    f"[rank0]: UserWarning: step {step}: gradient overflow, "
+                    "skipping update and lowering the loss scale\n"
+                )
             log.flush()
             if step % CHECKPOINT_EVERY == 0:
-                save(directory, step)
+                path = save(directory, step)
+                log.write(f"step {step}: saved checkpoint {path.name}\n")
+                log.flush()
             time.sleep(0.5)
             if args.parent is not None and os.getppid() != args.parent:
                 # The dashboard that started the demo is gone: so is the demo.
