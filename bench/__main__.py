@@ -26,6 +26,7 @@ BENCHMARKS = {
     "quit": "bench.quit",
     "first-row": "bench.first_row",
     "mixed": "bench.mixed_fleet",
+    "logs": "bench.logs",
 }
 
 

@@ -27,7 +27,7 @@ class Figure:
     name: str
     value: float
     unit: str
-    """``x`` for a ratio, ``ms`` for a duration."""
+    """``x`` for a ratio, ``ms`` for a duration, ``MB`` for memory."""
     goal: float | None
     """The figure must be at most this; ``None`` for a figure reported without a goal."""
     detail: str = ""
@@ -50,8 +50,8 @@ class Figure:
 
 
 def fmt_value(value: float, unit: str) -> str:
-    """``1.23x`` or ``45 ms``."""
-    return f"{value:.2f}x" if unit == "x" else f"{value:.0f} ms"
+    """``1.23x``, ``45 ms`` or ``79 MB``: a ratio, or a whole number of ``unit``."""
+    return f"{value:.2f}x" if unit == "x" else f"{value:.0f} {unit}"
 
 
 def ms(seconds: float) -> str:

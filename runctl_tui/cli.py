@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import logging
@@ -11,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
@@ -27,6 +29,9 @@ from runctl_tui.config import (
 from runctl_tui.providers.base import AnyProvider
 from runctl_tui.services.fleet import Fleet
 from runctl_tui.text import clean
+
+if TYPE_CHECKING:
+    from runctl_tui.logs.source import LogSource
 
 log = logging.getLogger("runctl_tui")
 
@@ -145,6 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     _common(status, suppress=True)
+    tail = commands.add_parser(
+        "tail",
+        help="follow a log (a path, [user@]host:PATH or ssh://user@host:port/PATH)",
+        description="Follow a training log in the logs pane, or print it with --no-tui.",
+    )
+    tail.add_argument("source", metavar="SOURCE", help="PATH, [user@]host:PATH or ssh://host/PATH")
+    tail.add_argument(
+        "--no-tui",
+        action="store_true",
+        help="print the lines to stdout as they arrive (for pipes), until Ctrl-C",
+    )
+    _common(tail, suppress=True)
     config = commands.add_parser("config", help="where the config lives; write a default one")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     init = config_commands.add_parser("init", help="write a commented default config file")
@@ -233,13 +250,123 @@ def _status_command(settings: Settings, args: argparse.Namespace) -> int:
     return code
 
 
+def _write_lines(lines: Sequence[str]) -> None:
+    """Write ``lines`` to stdout at once (raises BrokenPipeError when the reader is gone)."""
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    sys.stdout.flush()
+
+
+def reader_gone(fd: int) -> bool:
+    """Whether ``fd`` is a pipe whose reader has gone away (``| head`` has exited)."""
+    import select
+    import stat
+
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+        poller = select.poll()
+        poller.register(fd, 0)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+async def _close_when_reader_leaves(source: LogSource, every: float = 0.2) -> None:
+    """Stop following once stdout's reader is gone, as ``tail -f | head`` should, even while
+    the log is quiet and nothing is written that would fail."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):
+        return
+    while True:
+        if reader_gone(fd):
+            break
+        await asyncio.sleep(every)
+    _silence_stdout()
+    await source.close()
+
+
+async def print_log(source_text: str) -> int:
+    """Follow ``source_text`` and print its lines to stdout; states go to stderr, one line
+    each. Returns the exit code (1 when the source failed)."""
+    from runctl_tui.logs.decode import LineDecoder
+    from runctl_tui.logs.remote import parse_log_source
+    from runctl_tui.logs.source import Chunk, Rotated, SourceState
+
+    try:
+        target, path = parse_log_source(source_text)
+    except ValueError as exc:
+        print(f"{APP_NAME}: {clean(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    source: LogSource
+    hub = None
+    if target is None:
+        from runctl_tui.logs.local import LocalFileSource
+
+        source = LocalFileSource(path)
+    else:
+        from runctl_tui.logs.remote import RemoteFileSource
+        from runctl_tui.remote.ssh import SshHub
+
+        hub = SshHub()
+        source = RemoteFileSource(hub, target, path)
+    watcher = asyncio.create_task(_close_when_reader_leaves(source))
+    decoder = LineDecoder()
+    opened = False
+    generation = 0
+    code = EXIT_OK
+    try:
+        async for event in source.events(None):
+            if isinstance(event, Chunk):
+                if not opened or event.generation != generation:
+                    # The first chunk may start inside a line: skip to the next whole one.
+                    decoder.reset(
+                        event.offset, event.generation, align=not opened and event.offset > 0
+                    )
+                    opened, generation = True, event.generation
+                _write_lines([line.styled.text for line in decoder.feed(event)])
+            elif isinstance(event, Rotated):
+                opened, generation = True, event.generation
+                decoder.reset(0, event.generation)
+                print(f"{APP_NAME}: {source.name} was {event.reason}", file=sys.stderr)
+            else:
+                if event.state is SourceState.FAILED:
+                    print(f"{APP_NAME}: {clean(event.detail)}", file=sys.stderr)
+                    code = EXIT_PROVIDER_FAILED
+                    break
+                if event.state in (SourceState.RECONNECTING, SourceState.WAITING):
+                    print(f"{APP_NAME}: {clean(event.detail)}", file=sys.stderr)
+        tail = decoder.flush()
+        if tail is not None:
+            _write_lines([tail.styled.text])
+    except BrokenPipeError:
+        _silence_stdout()
+    finally:
+        watcher.cancel()
+        await source.close()
+        if hub is not None:
+            await hub.close()
+    return code
+
+
+def _tail_command(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(print_log(args.source))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_OK
+
+
 def _dashboard(settings: Settings, args: argparse.Namespace, log_problem: str | None) -> int:
     from runctl_tui.tui.app import RunctlApp
 
     fleet, warnings = _build_fleet(settings, args.demo)
     if log_problem is not None:
         warnings.append(log_problem)
-    app = RunctlApp(settings, fleet, demo=args.demo, startup_warnings=warnings)
+    open_log = args.source if args.command == "tail" else None
+    app = RunctlApp(settings, fleet, demo=args.demo, startup_warnings=warnings, open_log=open_log)
     app.run()
     return app.return_code or EXIT_OK
 
@@ -253,7 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.enable()
     if args.command == "config":
         return _config_command(args)
-    dashboard = args.command is None
+    if args.command == "tail" and args.no_tui:
+        setup_logging(args.debug, to_stderr_on_failure=True)
+        return _tail_command(args)
+    dashboard = args.command is None or args.command == "tail"
     # The dashboard owns the terminal, so nothing of ours may be printed over it.
     log_problem = setup_logging(args.debug, to_stderr_on_failure=not dashboard)
     overrides = {"readonly": True} if args.readonly else {}
@@ -265,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if dashboard and not has_terminal():
         print(
             f"{APP_NAME}: the dashboard needs a terminal (stdin and stdout); "
-            f"use '{APP_NAME} status' or 'status --json' in scripts and pipes",
+            f"use '{APP_NAME} status' or 'status --json' in scripts and pipes"
+            f"{f', and {APP_NAME} tail --no-tui to print a log' if args.command == 'tail' else ''}",
             file=sys.stderr,
         )
         return EXIT_USAGE

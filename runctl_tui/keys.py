@@ -66,6 +66,12 @@ class PaneEntry:
 PANES: tuple[PaneEntry, ...] = (
     PaneEntry("fleet", "Fleet", ("1",), "show the fleet: every machine and training run"),
     PaneEntry("journal", "Journal", ("2",), "show the audit journal of actions, newest first"),
+    PaneEntry(
+        "logs",
+        "Logs",
+        ("3",),
+        "show the training log: follow, search, error jumps and the loss curve",
+    ),
 )
 """Every pane of the main screen, in the order of their keys; the first is shown at start."""
 
@@ -92,6 +98,13 @@ BINDINGS: tuple[KeyBinding, ...] = (
     *(
         KeyBinding(spec.binding_id, spec.keys, spec.screen_action, spec.description, spec.verb)
         for spec in KEYED
+    ),
+    KeyBinding(
+        "open-log",
+        ("l",),
+        "open_log",
+        "open the row's training log in the logs pane (follow, search, errors, loss curve)",
+        "Log",
     ),
     KeyBinding(
         "sort",

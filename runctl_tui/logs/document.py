@@ -33,6 +33,8 @@ READ_AROUND = 200
 SEARCH_BATCH = 2000
 """Lines read back per step of a search."""
 DEFAULT_STALL_SECONDS = 300.0
+SLICE_BYTES = 8 * 1024
+"""Bytes decoded (and parsed for metrics and errors) between two turns of the event loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,10 +231,11 @@ class LogDocument:
             if self._closed:
                 break
             if isinstance(event, Chunk):
-                if not opened:
+                first = not opened
+                if first:
                     opened = True
                     await self._open_at(event)
-                self._take(event)
+                await self._take(event, newest_first=first)
             elif isinstance(event, Rotated):
                 self._rotated(event)
                 opened = True
@@ -259,24 +262,40 @@ class LogDocument:
         if grown is not None:
             self._tell(Changed(front=grown.front, loaded=True))
 
-    def _take(self, chunk: Chunk) -> None:
+    async def _take(self, chunk: Chunk, *, newest_first: bool = False) -> None:
+        """Index ``chunk`` at once (so its lines can be shown by reading them back), then
+        decode it in slices, letting the loop run between them: a flood of output never
+        holds the interface for longer than one slice. With ``newest_first`` (the chunk a
+        log is opened with), its last lines are read back and shown before the rest."""
         if chunk.generation != self.index.generation:
             self._rotated(Rotated(chunk.generation, "rotated"))
         grown = self.index.feed(chunk)
-        lines = self.decoder.feed(chunk)
-        newest: ErrorKind | None = None
-        for line in lines:
-            shown = self._remember(line)
-            text = line.styled.text
-            self.metrics.feed(text)
-            if shown.error is not None:
-                newest = shown.error
-                self.errors_seen += 1
-                self._errors.append(line.offset)
-                self.last_error = (shown.error, one_line(text, 200))
+        if grown.back:
+            self._tell(Changed(back=grown.back))
+        if newest_first and len(chunk.data) > SLICE_BYTES:
+            # Opening: the last lines are what is shown first; read them back before
+            # decoding the whole chunk (metrics and errors) from its start.
+            await self._load(max(0, len(self.index) - READ_AROUND), len(self.index))
         if chunk.data:
             self.stall.grew()
-        self._tell(Changed(back=grown.back, error=newest))
+        newest: ErrorKind | None = None
+        data, base = chunk.data, chunk.offset
+        for start in range(0, max(1, len(data)), SLICE_BYTES):
+            piece = Chunk(data[start : start + SLICE_BYTES], base + start, chunk.generation)
+            for line in self.decoder.feed(piece):
+                shown = self._remember(line)
+                text = line.styled.text
+                self.metrics.feed(text)
+                if shown.error is not None:
+                    newest = shown.error
+                    self.errors_seen += 1
+                    self._errors.append(line.offset)
+                    self.last_error = (shown.error, one_line(text, 200))
+            if start + SLICE_BYTES < len(data):
+                await asyncio.sleep(0)
+                if self._closed or self.index.generation != chunk.generation:
+                    return
+        self._tell(Changed(loaded=True, error=newest))
 
     def _rotated(self, event: Rotated) -> None:
         self.generation = event.generation

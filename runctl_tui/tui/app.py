@@ -47,6 +47,7 @@ class RunctlApp(App[None]):
         clock: Clock = utc_now,
         prices: PriceTable | None = None,
         startup_warnings: Sequence[str] = (),
+        open_log: str | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -55,6 +56,8 @@ class RunctlApp(App[None]):
         self.clock = clock
         self.prices = prices or bundled_prices()
         self.startup_warnings = list(startup_warnings)
+        self.open_log = open_log
+        """A log to open at start, in the logs pane (``runctl-tui tail SOURCE``)."""
         self.warning = header_warning(demo=demo, readonly=fleet.readonly)
         """What the header shows first, so that no terminal is too narrow for it."""
         self.sub_title = header_sub_title(demo=demo, readonly=fleet.readonly)
@@ -82,6 +85,7 @@ class RunctlApp(App[None]):
             clock=self.clock,
             demo=self.demo,
             keymap=self.settings.keymap,
+            open_log=self.open_log,
         )
 
     def on_mount(self) -> None:

@@ -45,11 +45,13 @@ def test_catalog_covers_every_binding_once() -> None:
         "stop-instance",
         "start-instance",
         "terminate-instance",
+        "open-log",
         "sort",
         "sort-reverse",
         "clear",
         "pane-fleet",
         "pane-journal",
+        "pane-logs",
         "help",
         "quit",
     )

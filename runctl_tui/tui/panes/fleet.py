@@ -17,7 +17,7 @@ from textual.widgets import Input
 from runctl_tui.actions import BY_ACTION, CATALOG, KEYED, Confirmation, spec_for
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
 from runctl_tui.models import Action, FleetSnapshot, Instance, Outcome
-from runctl_tui.text import clean
+from runctl_tui.text import clean, one_line
 from runctl_tui.threads import run_blocking
 from runctl_tui.tui.messages import ActionsFinished, FleetPolled, JournalWritten
 from runctl_tui.tui.panes import Pane, PaneContext
@@ -43,6 +43,7 @@ FLEET_BINDING_IDS = frozenset(
         "sort",
         "sort-reverse",
         "clear",
+        "open-log",
         *(spec.binding_id for spec in CATALOG),
     }
 )
@@ -238,6 +239,36 @@ class FleetPane(Pane):
         elif self.table.marked:
             self.table.clear_marks()
 
+    def action_open_log(self) -> None:
+        """Open the cursor row's training log in the logs pane."""
+        row = self.table.current
+        if row is None:
+            self.notify("No row selected.", severity="warning")
+            return
+        self.find_log(row)
+
+    @work(exclusive=True, group="open-log", exit_on_error=False)
+    async def find_log(self, row: Instance) -> None:
+        """Ask the row's provider where its log is, then show the likeliest one."""
+        try:
+            found = await self.fleet.log_locations(row)
+        except Exception as exc:
+            reason = one_line(f"{row.name or row.id}: cannot find its log: {exc}", 300)
+            self.notify(reason, severity="error", timeout=10, markup=False)
+            return
+        if not found:
+            self.notify(no_log_notice(row), severity="warning", timeout=10, markup=False)
+            return
+        location = found[0]
+        screen = self.screen
+        show_log = getattr(screen, "show_log", None)
+        if show_log is None:
+            return
+        show_log(location.source)
+        if location.found:
+            shown = one_line(f"{location.source}: {location.found}", 300)
+            self.notify(shown, timeout=4, markup=False)
+
     def action_sort_next(self) -> None:
         """Sort the table by its next column."""
         self.table.action_sort_next()
@@ -349,6 +380,17 @@ class FleetPane(Pane):
         if done & self.table.marked:
             self.table.marked -= done
             self.table.post_message(InstanceTable.MarksChanged(len(self.table.marked)))
+
+
+def no_log_notice(row: Instance) -> str:
+    """One line: why ``row`` has no log to open, and what opens any file."""
+    details = row.details
+    pid = getattr(details, "pid", None)
+    if pid is not None:
+        why = f"no log file open by pid {pid}"
+    else:
+        why = f"no log known for {row.name or row.id} ({row.provider})"
+    return one_line(f"{why}; runctl-tui tail PATH opens any file", 300)
 
 
 PANE = FleetPane

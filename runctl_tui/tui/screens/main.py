@@ -54,8 +54,11 @@ class MainScreen(Screen[None]):
         clock: Clock,
         demo: bool = False,
         keymap: Mapping[str, str] | None = None,
+        open_log: str | None = None,
     ) -> None:
         super().__init__()
+        self.open_log = open_log
+        """A log to open in the logs pane at start (``runctl-tui tail SOURCE``)."""
         self.fleet = fleet
         self.prices = prices
         self.clock = clock
@@ -108,6 +111,8 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         """Show the providers, start polling; age labels tick every second."""
         self.focus_pane(self.current_pane)
+        if self.open_log is not None:
+            self.show_log(self.open_log)
         self.render_status()
         self.poller.start(self)
         self.set_interval(1.0, self.tick, name="ages")
@@ -139,6 +144,13 @@ class MainScreen(Screen[None]):
         self.action_show_pane(pane_id)
         pane = self.pane(pane_id)
         self.call_later(pane.run_action, action)
+
+    def show_log(self, source: str) -> None:
+        """Switch to the logs pane and follow ``source`` (a path, ``host:path``, ``ssh://``)."""
+        from runctl_tui.tui.panes.logs import LogsPane
+
+        self.action_show_pane(LogsPane.PANE_ID)
+        self.query_one(LogsPane).open_source(source)
 
     def ask(self, action: Action) -> None:
         """Show the fleet and ask for ``action`` on its cursor row or marked rows."""

@@ -28,6 +28,8 @@ MATCH_STYLE = Style(reverse=True)
 CURRENT_MATCH_STYLE = Style(reverse=True, bold=True, underline=True)
 ERROR_MARK_STYLE = Style(color="red", bold=True)
 PENDING_STYLE = Style(dim=True, italic=True)
+CURRENT_LINE_STYLE = Style(bgcolor="grey23")
+"""Under the line a search or an error jump went to, so it stands out without a match."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,8 @@ class LogView(ScrollView, can_focus=True):
             self.call_later(self._update_size)
         strip = Strip(body).crop(scroll_x, scroll_x + max(0, width - gutter))
         head = [mark, number] if number is not None else [mark, Segment(" ")]
-        return Strip([*head, *strip]).adjust_cell_length(width)
+        shown = Strip([*head, *strip]).adjust_cell_length(width)
+        return shown.apply_style(CURRENT_LINE_STYLE) if index == self.current_match else shown
 
     # Keys ----------------------------------------------------------------------------------
 
