@@ -447,3 +447,23 @@ def test_states_as_the_header_says_them() -> None:
 def test_rich_style_drops_what_it_cannot_draw() -> None:
     assert rich_style(TextStyle(fg="red", bold=True)) == Style(color="red", bold=True)
     assert rich_style(TextStyle(fg="not-a-colour", italic=True)) == Style(italic=True)
+
+
+async def test_a_search_typed_in_one_burst_lands_in_the_box(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    """``/`` and the keys after it arriving in one write (a paste, a laggy link) all go
+    into the search box, a ``/`` inside the pattern included."""
+    from tests.tui.test_key_bursts import burst
+
+    log = tmp_path / "train.log"
+    log.write_text(lines_text(50) + "saved ckpt/step-40.pt\n")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_log(pilot, log, 51)
+        burst(app, "slash", *"ckpt/step", "enter")
+        logs = pane(app)
+        await until(pilot, lambda: logs.at_line is not None)
+        assert logs.at_line == 50
+        assert logs.view.pattern is not None
+        assert logs.view.pattern.pattern == "ckpt/step"

@@ -197,7 +197,8 @@ class LogsPane(Pane):
     PANE_ID = "logs"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "search", "Search", id="logs-search"),
+        # The box opens as the key arrives, before the keys typed after it (a burst).
+        Binding("slash", "search", "Search", id="logs-search", priority=True),
         Binding("n", "next_match", "Next", id="logs-next-match"),
         Binding("N", "previous_match", "Previous", id="logs-previous-match", show=False),
         Binding("e", "next_error", "Next error", id="logs-next-error"),
@@ -459,7 +460,12 @@ class LogsPane(Pane):
             self.notify(HOW_TO_OPEN, severity="warning", markup=False)
             return
         box = self.search_box
+        if self.screen.focused is box:
+            # The priority binding takes a slash typed into the box (a regex): put it back.
+            box.call_later(box.insert_text_at_cursor, "/")
+            return
         box.display = True
+        # Not focus(), which waits a turn: keys already on their way would reach the view.
         self.screen.set_focus(box)
 
     def action_close_search(self) -> None:
