@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import tempfile
@@ -72,6 +73,12 @@ async def capture(out: Path) -> list[Path]:
         await pilot.pause(0.5)
         await pilot.press("2")
         await shot("journal")
+        # The lab box's training log, tailed over SSH, with its loss curve.
+        await pilot.press("1")
+        table.move_to_key(run)
+        await pilot.press("l")
+        await pilot.pause(6.0)
+        await shot("logs")
     return saved
 
 
@@ -79,6 +86,8 @@ def main() -> None:
     """Write the SVGs into the folder named on the command line (default: screenshots/)."""
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "screenshots").resolve()
     out.mkdir(parents=True, exist_ok=True)
+    # asyncssh says every connection at INFO: the dashboard logs to its file, this to nowhere.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as scratch:
         # The demo must not read the user's config or write to their journal.
         for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
