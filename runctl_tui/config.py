@@ -136,6 +136,15 @@ class SshSettings(BaseModel):
     """Seconds to wait for a host to accept a connection."""
 
 
+class LogsSettings(BaseModel):
+    """The ``[logs]`` table: how training logs are watched."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stall_minutes: float = Field(default=5.0, gt=0, le=24 * 60)
+    """A followed log that gains no line for this long is flagged (the run may be hung)."""
+
+
 class Settings(BaseModel):
     """Everything the user can configure."""
 
@@ -153,6 +162,7 @@ class Settings(BaseModel):
     runpod: RunPodSettings = Field(default_factory=RunPodSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
     ssh: SshSettings = Field(default_factory=SshSettings)
+    logs: LogsSettings = Field(default_factory=LogsSettings)
     keymap: dict[str, str] = Field(default_factory=dict)
     """Binding id to keys, e.g. ``stop-instance = "x"``; stored as Textual key names."""
     _plugin_tables: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)

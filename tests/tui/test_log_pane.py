@@ -467,3 +467,29 @@ async def test_a_search_typed_in_one_burst_lands_in_the_box(
         assert logs.at_line == 50
         assert logs.view.pattern is not None
         assert logs.view.pattern.pattern == "ckpt/step"
+
+
+async def test_a_log_that_stops_growing_is_flagged_once_until_it_grows(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    log = tmp_path / "train.log"
+    log.write_text(lines_text(20))
+    app = make_app(logs={"stall_minutes": 0.01})
+    async with app.run_test(size=SIZE) as pilot:
+        logs = await open_log(pilot, log, 20)
+        document = logs.document
+        assert document is not None
+        assert document.stall.timeout == pytest.approx(0.6)
+        await pilot.pause(0.8)
+        logs.check_stall()
+        await pilot.pause()
+        assert "no new line for" in static_text(app, "#logs-flag")
+        assert sum("stopped growing" in n or "no new line" in n for n in notices(app)) == 1
+        logs.check_stall()
+        assert sum("no new line" in n for n in notices(app)) == 1
+        append(log, lines_text(1, 20))
+        await until(pilot, lambda: len(document) == 21)
+        logs.check_stall()
+        await pilot.pause()
+        assert logs.stalled is None
+        assert not pane(app).query_one("#logs-flag", Static).display

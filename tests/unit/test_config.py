@@ -520,7 +520,7 @@ def test_variable_for_a_table_that_does_not_exist_is_refused(
 
     assert str(caught.value) == (
         "environment variable RUNCTL_TUI_KEYMAPS__STOP_INSTANCE: unknown table 'keymaps' "
-        "(did you mean 'keymap'?); the tables are: aws, keymap, local, runpod, ssh"
+        "(did you mean 'keymap'?); the tables are: aws, keymap, local, logs, runpod, ssh"
     )
 
 
@@ -708,7 +708,7 @@ def test_known_keys_come_from_the_settings_models() -> None:
 def test_the_tables_come_from_the_settings_model() -> None:
     from runctl_tui.config import builtin_tables, known_tables
 
-    assert builtin_tables() == ["aws", "runpod", "local", "ssh", "keymap"]
+    assert builtin_tables() == ["aws", "runpod", "local", "ssh", "logs", "keymap"]
     assert set(builtin_tables()) <= set(known_tables())
 
 
@@ -716,7 +716,7 @@ def test_an_unknown_table_lists_the_tables_there_are(tmp_path: Path) -> None:
     path = write(tmp_path, "readonly = true\n\n[colours]\nbackground = 'dark'\n")
 
     assert config_error(path) == (
-        f"{path}:3: unknown table 'colours'; the tables are: aws, keymap, local, runpod, ssh"
+        f"{path}:3: unknown table 'colours'; the tables are: aws, keymap, local, logs, runpod, ssh"
     )
 
 
@@ -732,7 +732,7 @@ def test_an_unknown_top_level_value_is_still_an_unknown_key(tmp_path: Path) -> N
     assert config_error(path) == f"{path}:2: unknown key 'keymaps' (did you mean 'keymap'?)"
 
 
-@pytest.mark.parametrize("table", ["aws", "runpod", "local", "ssh", "keymap"])
+@pytest.mark.parametrize("table", ["aws", "runpod", "local", "ssh", "logs", "keymap"])
 def test_a_table_written_as_an_array_of_tables_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str
 ) -> None:

@@ -25,7 +25,7 @@ from textual.widgets import Input, Static
 
 from runctl_tui.logs.chart import sparkline
 from runctl_tui.logs.decode import StyledLine, TextStyle
-from runctl_tui.logs.document import Changed, LogDocument
+from runctl_tui.logs.document import DEFAULT_STALL_SECONDS, Changed, LogDocument
 from runctl_tui.logs.source import LogSource, SourceState, SourceStatus
 from runctl_tui.text import clean, one_line
 from runctl_tui.tui.panes import Pane, PaneContext
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 REDRAW_SECONDS = 0.05
 """How often gathered changes are drawn: about 20 frames a second at most."""
+STALL_CHECK_SECONDS = 5.0
+"""How often a followed log is checked for having stopped growing."""
 
 SPARK_WIDTH = 40
 BAR_WIDTH = 24
@@ -227,6 +229,8 @@ class LogsPane(Pane):
         self._dirty = False
         self._new_error = False
         self._notified: set[str] = set()
+        self.stalled: str | None = None
+        """Why the log is flagged as stalled, while it is."""
 
     def compose(self) -> ComposeResult:
         """Header, metrics, error flag, the log (or how to open one), the search box."""
@@ -244,6 +248,7 @@ class LogsPane(Pane):
         self.show_empty(True)
         self.search_box.display = False
         self.set_interval(REDRAW_SECONDS, self.draw_changes, name="logs-redraw")
+        self.set_interval(STALL_CHECK_SECONDS, self.check_stall, name="logs-stall")
 
     async def on_unmount(self) -> None:
         """Stop following and close the connection the pane opened itself."""
@@ -296,7 +301,36 @@ class LogsPane(Pane):
             from runctl_tui.logs.remote import RemoteFileSource
 
             source = RemoteFileSource(self.ssh_hub(), target, path)
-        self.open_document(LogDocument(source))
+        self.open_document(LogDocument(source, stall_seconds=self.stall_seconds()))
+
+    def stall_seconds(self) -> float:
+        """How long a log may gain no line before it is flagged (``[logs] stall_minutes``)."""
+        settings = getattr(self.app, "settings", None)
+        logs = getattr(settings, "logs", None)
+        minutes = getattr(logs, "stall_minutes", None)
+        return float(minutes) * 60 if minutes else DEFAULT_STALL_SECONDS
+
+    def check_stall(self) -> None:
+        """Flag a followed log that stopped growing, and say so once per stall."""
+        document = self.document
+        if document is None or document.status.state is not SourceState.FOLLOWING:
+            return
+        if document.stall.check():
+            minutes = document.stall.idle_for() / 60
+            message = f"no new line for {minutes:.0f} min: is the run still making progress?"
+            self.stalled = message
+            self.draw_flag()
+            self.notify(
+                one_line(f"{document.name}: {message}", 300),
+                title="The log stopped growing",
+                severity="warning",
+                timeout=10,
+                markup=False,
+            )
+            self.app.bell()
+        elif self.stalled is not None and not document.stall.stalled():
+            self.stalled = None
+            self.draw_flag()
 
     def ssh_hub(self) -> SshHub:
         """The fleet's SSH hub (one connection per host), or one of the pane's own."""
@@ -319,6 +353,7 @@ class LogsPane(Pane):
         self.at_line = None
         self._front = 0
         self._notified.clear()
+        self.stalled = None
         document.subscribe(self.document_changed)
         self.view.store = DocumentLines(document)
         self.view.highlight(None)
@@ -406,8 +441,12 @@ class LogsPane(Pane):
         """The newest error seen, in red; a notification and a bell the first time of a kind."""
         document = self.document
         flag = self.query_one("#logs-flag", Static)
-        if document is None or document.last_error is None:
+        if document is None or (document.last_error is None and self.stalled is None):
             flag.display = False
+            return
+        if document.last_error is None:
+            flag.update(Text(one_line(self.stalled or "", 300), style="yellow"))
+            flag.display = True
             return
         kind, text = document.last_error
         lines = document.error_lines()
