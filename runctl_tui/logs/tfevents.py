@@ -37,8 +37,8 @@ from runctl_tui.text import clean, one_line
 if TYPE_CHECKING:
     import asyncssh
 
-EVENT_FILE_MARK = "tfevents"
-"""What every event file name contains: ``events.out.tfevents.<time>.<host>...``."""
+EVENT_FILE_PREFIX = "events.out.tfevents."
+"""How every event file name starts: ``events.out.tfevents.<time>.<host>...``."""
 BLOCK_BYTES = 4 * 1024 * 1024
 """How much one read asks for: bounds memory per read, and reads per poll."""
 POLL_BYTES = 64 * 1024 * 1024
@@ -790,7 +790,7 @@ def sftp_reader(
 
 
 def _is_event_name(name: str) -> bool:
-    return name.startswith("events.out.tfevents.")
+    return name.startswith(EVENT_FILE_PREFIX)
 
 
 def find_event_files(directory: str | os.PathLike[str], *, recursive: bool = False) -> list[Path]:
@@ -799,7 +799,7 @@ def find_event_files(directory: str | os.PathLike[str], *, recursive: bool = Fal
     root = Path(directory)
     found: list[tuple[float, str, Path]] = []
     try:
-        paths = root.rglob("events.out.tfevents.*") if recursive else root.iterdir()
+        paths = root.rglob(f"{EVENT_FILE_PREFIX}*") if recursive else root.iterdir()
         for path in paths:
             if not _is_event_name(path.name):
                 continue

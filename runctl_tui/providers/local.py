@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -302,6 +302,21 @@ def log_rank(path: str, fd: int) -> int | None:
     if path.endswith(LOG_SUFFIXES):
         return 2
     return None
+
+
+def likely_logs(
+    opened: Iterable[tuple[int, int, str]], target: str | None = None
+) -> list[LogLocation]:
+    """The log files among ``(fd, pid, path)`` files a run has open, likeliest first (see
+    :func:`log_rank`), each path once; ``target`` is the SSH host they are on, if remote."""
+    found: dict[str, tuple[int, LogLocation]] = {}
+    for fd, pid, path in opened:
+        rank = log_rank(path, fd)
+        if rank is None or path in found:
+            continue
+        how = "stdout" if fd == 1 else "stderr" if fd == 2 else "open"
+        found[path] = (rank, LogLocation(path, target=target, found=f"{how} of pid {pid}"))
+    return [where for _, where in sorted(found.values(), key=lambda item: item[0])]
 
 
 def run_name(cmdline: Sequence[str]) -> str:
@@ -796,22 +811,14 @@ class LocalProvider:
         members = [proc]
         with contextlib.suppress(psutil.Error):
             members += proc.children(recursive=True)
-        found: dict[str, tuple[int, LogLocation]] = {}
+        opened: list[tuple[int, int, str]] = []
         for member in members:
             try:
                 files = member.open_files()
-            except psutil.AccessDenied:
+            except (psutil.AccessDenied, psutil.NoSuchProcess):
                 continue
-            except psutil.NoSuchProcess:
-                continue
-            for opened in files:
-                rank = log_rank(opened.path, opened.fd)
-                if rank is None or opened.path in found:
-                    continue
-                how = "stdout" if opened.fd == 1 else "stderr" if opened.fd == 2 else "open"
-                where = LogLocation(opened.path, found=f"{how} of pid {member.pid}")
-                found[opened.path] = (rank, where)
-        return [where for _, where in sorted(found.values(), key=lambda item: item[0])]
+            opened += [(file.fd, member.pid, file.path) for file in files]
+        return likely_logs(opened)
 
     def _identity(self, instance: Instance) -> tuple[int, float]:
         if instance.id == HOST_ID:

@@ -39,7 +39,7 @@ from runctl_tui.providers.local import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_PATTERNS,
     gpu_spec,
-    log_rank,
+    likely_logs,
     match_command,
     parse_compute_apps,
     parse_nvidia_smi,
@@ -495,15 +495,7 @@ class SshHostsProvider:
         opened = parse_open_files(result.stdout)
         if opened is None:
             raise NotFoundError(self.name, f"{host.label}: pid {pid} has exited")
-        found: dict[str, tuple[int, LogLocation]] = {}
-        for fd, owner, path in opened:
-            rank = log_rank(path, fd)
-            if rank is None or path in found:
-                continue
-            how = "stdout" if fd == 1 else "stderr" if fd == 2 else "open"
-            where = LogLocation(path, target=str(host.target), found=f"{how} of pid {owner}")
-            found[path] = (rank, where)
-        return [where for _, where in sorted(found.values(), key=lambda item: item[0])]
+        return likely_logs(opened, str(host.target))
 
     def actions(self, instance: Instance) -> frozenset[Action]:
         """A run takes interrupt and kill; a host itself takes nothing from here."""

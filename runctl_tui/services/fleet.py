@@ -234,54 +234,35 @@ class Fleet:
                 name: self._poll_started(name, provider)
                 for name, provider in self.providers.items()
             }
-            shown = await self._wait_for(waits, limit, on_progress) if waits else set()
-            for name, waiting in waits.items():
-                if name in shown:
-                    continue
-                if not waiting.done():
-                    self._record_failure(
+            loop = asyncio.get_running_loop()
+            end = loop.time() + limit
+            pending = set(waits)
+            while pending and (left := end - loop.time()) > 0:
+                await asyncio.wait(
+                    [waits[name] for name in pending],
+                    timeout=left,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                answered = [name for name in pending if waits[name].done()]
+                for name in answered:
+                    pending.discard(name)
+                    self._in_flight.pop(name, None)
+                    self._record(name, waits[name])
+                if on_progress is not None and answered and pending:
+                    await on_progress(self.snapshot())
+            for name in pending:
+                self._record_failure(
+                    name,
+                    ProviderError(
                         name,
-                        ProviderError(
-                            name,
-                            f"no answer within {limit:g} s",
-                            hint="check the network and the endpoint; "
-                            "raise poll_deadline_seconds in the config for very large fleets",
-                        ),
-                    )
-                    continue
-                self._in_flight.pop(name, None)
-                self._record(name, waiting)
+                        f"no answer within {limit:g} s",
+                        hint="check the network and the endpoint; "
+                        "raise poll_deadline_seconds in the config for very large fleets",
+                    ),
+                )
         finally:
             self._polling_since = None
         return self.snapshot()
-
-    async def _wait_for(
-        self,
-        waits: Mapping[str, asyncio.Future[PollOutcome]],
-        limit: float,
-        on_progress: Callable[[FleetSnapshot], Awaitable[None]] | None,
-    ) -> set[str]:
-        """Wait at most ``limit`` seconds for every call, reporting answers as they come;
-        the names of the providers already recorded and shown."""
-        shown: set[str] = set()
-        loop = asyncio.get_running_loop()
-        end = loop.time() + limit
-        pending = set(waits.values())
-        while pending:
-            left = end - loop.time()
-            if left <= 0:
-                break
-            returned = asyncio.FIRST_COMPLETED if on_progress else asyncio.ALL_COMPLETED
-            _, pending = await asyncio.wait(pending, timeout=left, return_when=returned)
-            if on_progress is None or not pending:
-                continue
-            for name, waiting in waits.items():
-                if waiting.done() and name not in shown:
-                    shown.add(name)
-                    self._in_flight.pop(name, None)
-                    self._record(name, waiting)
-            await on_progress(self.snapshot())
-        return shown
 
     def _poll_started(self, name: str, provider: AnyProvider) -> asyncio.Future[PollOutcome]:
         """The call in flight for ``provider``, started now unless one still runs."""

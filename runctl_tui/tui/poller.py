@@ -100,20 +100,20 @@ class Poller:
             # a slow one (an SDK still loading) does not hold back the others.
             progress = self._show_progress if self._first else None
             snapshot = await self.fleet.poll_async(on_progress=progress)
-            rows = partial(prepare, snapshot.instances, self.clock(), self.prices)
-            table = await run_blocking(rows, name="runctl-rows")
+            return await self._polled(snapshot)
         except Exception as exc:
             return PollFailed(clean(f"{type(exc).__name__}: {exc}"))
-        return FleetPolled(snapshot, table)
+
+    async def _polled(self, snapshot: FleetSnapshot) -> FleetPolled:
+        """``snapshot`` with its rows sorted and rendered, off the event loop."""
+        rows = partial(prepare, snapshot.instances, self.clock(), self.prices)
+        return FleetPolled(snapshot, await run_blocking(rows, name="runctl-rows"))
 
     async def _show_progress(self, snapshot: FleetSnapshot) -> None:
         """Show what the providers that answered so far found."""
         node = self._node
-        if node is None or not node.is_attached:
-            return
-        rows = partial(prepare, snapshot.instances, self.clock(), self.prices)
-        table = await run_blocking(rows, name="runctl-rows")
-        node.post_message(FleetPolled(snapshot, table))
+        if node is not None and node.is_attached:
+            node.post_message(await self._polled(snapshot))
 
     def _collect_after(self, message: Message) -> None:
         """The GC policy: collection is held off from start-up until the first poll ends."""

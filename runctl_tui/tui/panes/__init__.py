@@ -65,14 +65,6 @@ class Pane(Vertical):
         """The user asked for fresh data (the refresh key), while this pane is shown."""
 
 
-def pane_entry(pane_id: str) -> PaneEntry:
-    """The catalog entry of ``pane_id``; raises ``KeyError`` for an unknown id."""
-    for entry in PANES:
-        if entry.id == pane_id:
-            return entry
-    raise KeyError(pane_id)
-
-
 def pane_class(entry: PaneEntry) -> type[Pane]:
     """The :class:`Pane` subclass its module (``runctl_tui.tui.panes.<id>``) names ``PANE``."""
     module = importlib.import_module(f"{__name__}.{entry.id}")

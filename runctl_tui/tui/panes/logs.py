@@ -577,7 +577,7 @@ class LogsPane(Pane):
             target = later[0] if later else None
         if target is None:
             where = "above" if backwards else "below"
-            self.notify(f"no error line {where} this one", timeout=3)
+            self.notify(f"no error line {where} this one", timeout=3, markup=False)
             return
         self.go_to(target)
 

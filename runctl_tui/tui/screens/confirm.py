@@ -33,7 +33,6 @@ from runctl_tui.models import (
     Action,
     ActionResult,
     Instance,
-    InstanceState,
     Outcome,
     ProcessDetails,
     format_usd,
@@ -44,9 +43,6 @@ from runctl_tui.text import one_line
 from runctl_tui.threads import run_blocking
 
 VERB = VERBS
-
-LIVE_STATES = frozenset({InstanceState.RUNNING, InstanceState.PENDING})
-"""States in which the instance store still holds data: stopping or terminating wipes it."""
 
 ENDED_SPOT_REQUEST_STATES = frozenset({"cancelled", "closed", "failed", "completed"})
 """A persistent spot request in any other state launches a replacement for its instance."""
