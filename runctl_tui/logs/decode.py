@@ -316,6 +316,7 @@ class LineDecoder:
             self._skipping = False
             pos = newline + 1
             self.line_start = base + pos
+        bulk_tried = False
         while True:
             newline = data.find(b"\n", pos)
             if newline < 0:
@@ -324,6 +325,29 @@ class LineDecoder:
             self._append(data[pos:newline])
             lines.append(self._emit(base + newline + 1))
             pos = newline + 1
+            if not bulk_tried:
+                bulk_tried = True
+                pos = self._bulk(data, base, pos, lines)
+
+    def _bulk(self, data: bytes, base: int, pos: int, lines: list[Line]) -> int:
+        """Lines of ``data`` from ``pos`` (a line's start, nothing held) up to its last newline,
+        all at once when no carriage return is among them: the common case, where each line is
+        just its bytes. Where the next line starts."""
+        last = data.rfind(b"\n")
+        if last < pos or data.find(b"\r", pos, last) >= 0:
+            return pos
+        cap, generation = self.cap, self.generation
+        start = base + pos
+        for raw in data[pos:last].split(b"\n"):
+            end = start + len(raw) + 1
+            if len(raw) > cap:
+                cut = len(raw) - cap
+                lines.append(Line(start, end, render(raw[:cap], cut), generation, cut))
+            else:
+                lines.append(Line(start, end, render(raw), generation))
+            start = end
+        self.line_start = start
+        return last + 1
 
     def flush(self) -> Line | None:
         """The open last line as complete (the log ended without a final newline)."""
@@ -362,3 +386,26 @@ class LineDecoder:
         self._seg_len = 0
         self._trailing_cr = False
         return line
+
+
+def plain_text(text: str) -> str:
+    """The text of a decoded line as shown, without its colours: what a filter tests.
+
+    The same text as :func:`style_text` gives, without building spans.
+    """
+    if text.isascii() and text.isprintable():
+        return text
+    pieces: list[str] = []
+    length = 0
+    pos = 0
+    for match in [*_CONTROL.finditer(text), None]:
+        piece = text[pos : match.start() if match is not None else len(text)]
+        if piece:
+            if "\t" in piece:
+                piece = _expand_tabs(piece, length)
+            piece = clean(piece)
+            pieces.append(piece)
+            length += len(piece)
+        if match is not None:
+            pos = match.end()
+    return "".join(pieces)

@@ -13,11 +13,11 @@ import contextlib
 import logging
 import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runctl_tui.logs.decode import Line, LineDecoder, StyledLine
+from runctl_tui.logs.decode import Line, LineDecoder, StyledLine, decode_line
 from runctl_tui.logs.errors import ErrorKind, StallDetector, classify
 from runctl_tui.logs.index import LineIndex
 from runctl_tui.logs.metrics import MetricsSeries
@@ -35,6 +35,10 @@ SEARCH_BATCH = 2000
 DEFAULT_STALL_SECONDS = 300.0
 SLICE_BYTES = 8 * 1024
 """Bytes decoded (and parsed for metrics and errors) between two turns of the event loop."""
+FIRST_SCREEN = 120
+"""Lines at the end of the opening chunk decoded and shown before anything else is done."""
+MAX_ERRORS = 10_000
+"""Error lines whose places are kept (the newest); :attr:`LogDocument.errors_seen` counts all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +94,17 @@ class LogDocument:
         self.errors_seen = 0
         self.last_error: tuple[ErrorKind, str] | None = None
         """The newest error line seen while following: its kind and its text (safe)."""
-        self._errors: list[int] = []
-        """Byte offsets (this generation) of error lines seen while following."""
+        self._errors: deque[int] = deque(maxlen=MAX_ERRORS)
+        """Byte offsets (this generation) of the newest error lines seen while following."""
         self._cache: OrderedDict[int, DocLine] = OrderedDict()
         """Decoded lines by byte offset, oldest use first."""
         self._loading: set[int] = set()
         self._listeners: list[Listener] = []
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running = False
+        self._ran = asyncio.Event()
+        self._ending: str | None = None
 
     @property
     def name(self) -> str:
@@ -107,6 +114,19 @@ class LogDocument:
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` on every change (on the loop that runs :meth:`run`)."""
         self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (nothing happens if it was not subscribed)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    async def extend_back(self, lines: int) -> int:
+        """Index up to ``lines`` more lines before the first one known, telling the listeners
+        (every index shifts); how many were found."""
+        grown = (await self.index.extend_back(lines)).front
+        if grown:
+            self._tell(Changed(front=grown))
+        return grown
 
     def _tell(self, changed: Changed) -> None:
         for listener in list(self._listeners):
@@ -226,7 +246,16 @@ class LogDocument:
         The source starts a little before the end; the index is opened backwards from where
         the first chunk starts, so the file is never read from the top to find its end.
         """
+        self._running = True
+        try:
+            await self._follow()
+        finally:
+            self._running = False
+            self._ran.set()
+
+    async def _follow(self) -> None:
         opened = False
+        ended: SourceStatus | None = None
         async for event in self.source.events(None):
             if self._closed:
                 break
@@ -239,28 +268,69 @@ class LogDocument:
             elif isinstance(event, Rotated):
                 self._rotated(event)
                 opened = True
+            elif event.state is SourceState.ENDED:
+                # Said once the last line is in, below.
+                ended = event
             else:
                 self.status = event
                 self._tell(Changed(status=True))
         tail = self.decoder.flush()
         if tail is not None:
             # The run ended without a final newline: its last line still counts.
-            self._remember(tail)
-            self._tell(Changed(loaded=True))
+            # Once the run is over (see :meth:`finish`), it is a line of the index too.
+            sealed = self._ending is not None and tail.end == self.index.size
+            grown = self.index.seal() if sealed else None
+            self._account(self._remember(tail), tail.styled.text)
+            self._tell(Changed(back=grown.back if grown else 0, loaded=True))
+        if ended is not None:
+            if self._ending is not None and not ended.detail:
+                ended = SourceStatus(SourceState.ENDED, one_line(self._ending, 300))
+            self.status = ended
+            self._tell(Changed(status=True))
+
+    async def finish(self, reason: str) -> None:
+        """The run is over: read the file to its very end now (no waiting for the watcher or
+        the next poll), deliver every line (a last one without a newline too), then end with
+        :attr:`SourceState.ENDED` and ``reason`` as its detail. Returns once :meth:`run` has
+        returned (at once if it is not running)."""
+        self._ending = reason
+        finish = getattr(self.source, "finish", None)
+        if finish is not None:
+            await finish(one_line(reason, 300))
+        else:
+            await self.source.close()
+        if self._running:
+            await self._ran.wait()
 
     async def _open_at(self, first: Chunk) -> None:
-        """Index the lines before ``first`` (backwards from it) and decode from it on."""
+        """Start the index where ``first`` starts, and decode from it on. The lines before it
+        are found (reading backwards) only once the last lines are shown: see :meth:`_take`."""
         self.generation = first.generation
-        try:
-            grown = await self.index.open(first.offset, generation=first.generation)
-        except Exception as exc:
-            log.warning("%s: reading back from the end failed: %s", self.name, exc)
-            self.index.reset(first.generation)
-            grown = None
+        await self.index.open(first.offset, lines=0, generation=first.generation)
         # A chunk starting inside a line: that line is known to the index, not decoded live.
         self.decoder.reset(first.offset, first.generation, align=first.offset > 0)
-        if grown is not None:
+
+    async def _index_back(self) -> None:
+        """Index some lines before the opening chunk, reading backwards from it."""
+        generation = self.index.generation
+        try:
+            grown = await self.index.extend_back(READ_AROUND)
+        except Exception as exc:
+            log.warning("%s: reading back from the end failed: %s", self.name, exc)
+            return
+        if grown.front and generation == self.index.generation:
             self._tell(Changed(front=grown.front, loaded=True))
+
+    def _show_last(self, chunk: Chunk) -> None:
+        """Decode the last lines the index knows straight from ``chunk``'s bytes, so that the
+        newest screenful is there before the chunk is decoded (with metrics) from its start."""
+        count = len(self.index)
+        for index in range(max(0, count - FIRST_SCREEN), count):
+            start, end = self.index.span(index)
+            if start < chunk.offset or start in self._cache:
+                continue
+            raw = chunk.data[start - chunk.offset : end - chunk.offset].removesuffix(b"\n")
+            self._remember(decode_line(raw, start, end, chunk.generation))
 
     async def _take(self, chunk: Chunk, *, newest_first: bool = False) -> None:
         """Index ``chunk`` at once (so its lines can be shown by reading them back), then
@@ -270,12 +340,16 @@ class LogDocument:
         if chunk.generation != self.index.generation:
             self._rotated(Rotated(chunk.generation, "rotated"))
         grown = self.index.feed(chunk)
-        if grown.back:
+        if newest_first:
+            # Opening: the last lines are what is shown first; only then are older lines
+            # looked for, and the whole chunk decoded (metrics and errors) from its start.
+            self._show_last(chunk)
+            self._tell(Changed(back=grown.back, loaded=True))
+            await asyncio.sleep(0)
+            if not self.index.complete:
+                await self._index_back()
+        elif grown.back:
             self._tell(Changed(back=grown.back))
-        if newest_first and len(chunk.data) > SLICE_BYTES:
-            # Opening: the last lines are what is shown first; read them back before
-            # decoding the whole chunk (metrics and errors) from its start.
-            await self._load(max(0, len(self.index) - READ_AROUND), len(self.index))
         if chunk.data:
             self.stall.grew()
         newest: ErrorKind | None = None
@@ -284,18 +358,23 @@ class LogDocument:
             piece = Chunk(data[start : start + SLICE_BYTES], base + start, chunk.generation)
             for line in self.decoder.feed(piece):
                 shown = self._remember(line)
-                text = line.styled.text
-                self.metrics.feed(text)
-                if shown.error is not None:
+                if self._account(shown, line.styled.text):
                     newest = shown.error
-                    self.errors_seen += 1
-                    self._errors.append(line.offset)
-                    self.last_error = (shown.error, one_line(text, 200))
             if start + SLICE_BYTES < len(data):
                 await asyncio.sleep(0)
                 if self._closed or self.index.generation != chunk.generation:
                     return
         self._tell(Changed(loaded=True, error=newest))
+
+    def _account(self, shown: DocLine, text: str) -> bool:
+        """Feed a new line to the metrics and note it if it is an error; whether it is."""
+        self.metrics.take(text)
+        if shown.error is None:
+            return False
+        self.errors_seen += 1
+        self._errors.append(shown.offset)
+        self.last_error = (shown.error, one_line(text, 200))
+        return True
 
     def _rotated(self, event: Rotated) -> None:
         self.generation = event.generation

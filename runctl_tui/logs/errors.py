@@ -107,13 +107,16 @@ _NAN_WORDS = re.compile(
     r"|\bloss\b.{0,40}\bis not finite\b",
     re.IGNORECASE,
 )
-_NONFINITE = re.compile(r"\b(?:nan|inf(?:inity)?)\b|non-finite|not finite")
+# ``\bnan`` and ``\binf`` written with the boundary after the first letter, so that the scan
+# skips ahead to an ``n`` or an ``i`` rather than trying the pattern at every position.
+_NONFINITE = re.compile(r"n(?:(?<!\wn)an\b|on-finite|ot finite)|i(?<!\wi)nf(?:inity)?\b")
 _CLUES = (
     "memory", "cublas", "cudnn", "nccl", "watchdog", "processgroup", "distbackend", "seg",
     "kill", "signal", "traceback", "exit", "non-zero", "childfailed", "return",
 )  # fmt: skip
 """A cheap first look, in lower case: a line with none of these words is only checked for a
 NaN loss."""
+_CLUE = re.compile("|".join(_CLUES))
 
 _KILLED_CODES = {-9, 137}
 _SEGFAULT_CODES = {-11, 139}
@@ -149,7 +152,7 @@ def classify(line: str) -> ErrorKind | None:
     """The failure ``line`` announces, or ``None`` for an ordinary line. Never raises."""
     text = line[:MAX_LINE]
     lowered = text.lower()
-    if any(clue in lowered for clue in _CLUES):
+    if _CLUE.search(lowered) is not None:
         for kind, pattern in _PATTERNS:
             if pattern.search(text):
                 return kind

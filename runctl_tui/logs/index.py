@@ -239,6 +239,15 @@ class LineIndex:
         self._fwd.extend(found)
         return Grown(back=len(found))
 
+    def seal(self) -> Grown:
+        """The file ended without a final newline: its open last line counts as a line (no
+        more bytes are fed after this)."""
+        if self.hi is None or self.size <= self.hi:
+            return Grown()
+        self._fwd.append(self.hi)
+        self.hi = self.size
+        return Grown(back=1)
+
     async def grow(self, size: int) -> Grown:
         """Read bytes from what was seen up to ``size`` and add their lines."""
         added = 0

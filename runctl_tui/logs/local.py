@@ -63,6 +63,8 @@ class LocalFileSource:
         """Whether a directory watch is running now."""
         self._fd: int | None = None
         self._closed = False
+        self._ending: str | None = None
+        """Why the source is finishing (see :meth:`finish`), once it is."""
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._io = asyncio.Lock()
@@ -116,6 +118,20 @@ class LocalFileSource:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+    async def finish(self, reason: str) -> None:
+        """The writer is done: read the file to its end now, without waiting for the watcher
+        or the next poll, then end with :attr:`SourceState.ENDED` and ``reason``."""
+        if self._ending is None:
+            self._ending = reason or self._say("read to its end")
+        self._wake.set()
+
+    @property
+    def _following(self) -> bool:
+        return self.follow and self._ending is None
+
+    def _ended(self) -> SourceStatus:
+        return SourceStatus(SourceState.ENDED, self._ending or self._say("read to its end"))
 
     def _open(self) -> tuple[int, os.stat_result] | SourceStatus:
         """The file opened, or why not: missing (wait) or not a regular file (fail)."""
@@ -199,6 +215,9 @@ class LocalFileSource:
             if opened.state is SourceState.FAILED:
                 yield opened
                 return
+            if self._ending is not None:
+                yield self._ended()
+                return
             if not self.follow:
                 yield SourceStatus(SourceState.FAILED, self._say("no such file"))
                 return
@@ -272,14 +291,14 @@ class LocalFileSource:
                     yield SourceStatus(SourceState.FOLLOWING, self._say("following"))
                     continue
             if current is None and not gone:
-                if not self.follow:
+                if not self._following:
                     break
                 gone = True
                 yield SourceStatus(
                     SourceState.WAITING, self._say("the file is gone; waiting for a new one")
                 )
-            if not self.follow:
+            if not self._following:
                 break
             await self._wait()
         if not self._closed:
-            yield SourceStatus(SourceState.ENDED, self._say("read to its end"))
+            yield self._ended()

@@ -24,6 +24,9 @@ MAX_LINE = 4096
 """Characters of a line that are looked at: a 10 MB line costs no more than a short one."""
 MAX_EXTRA = 32
 """Other numeric values kept per sample, beyond the known fields."""
+MAX_LATEST = 256
+"""Names :attr:`MetricsSeries.latest` holds at most: a long log printing ever new names (one
+per worker, per file) cannot grow it without bound. Names already held keep updating."""
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
@@ -45,10 +48,17 @@ _RATE = re.compile(
     rf"(?<![\w.])(?P<num>{_NUM})[ \t]*"
     r"(?P<unit>samples?|examples?|ex|seqs?|sequences?|imgs?|images?|tokens?|toks?|tok"
     r"|its?|iters?|iterations?|steps?|batch(?:es)?)[ \t]*/[ \t]*(?:s|sec|second)\b"
+    r"(?![ \t]*[=:])"  # ``tokens/s=512``: a name, its value comes after
 )
 _INVERSE_RATE = re.compile(
     rf"(?<![\w.])(?P<num>{_NUM})[ \t]*(?P<unit>s|ms)[ \t]*/[ \t]*(?:it|iter|step|batch)\b"
 )
+# Where a rate may end: a plain scan for these is far cheaper than trying the whole rate
+# pattern at every position, and the rate pattern then runs only just before each.
+_RATE_END = re.compile(r"/[ \t]*(?:s|sec|second)\b(?![ \t]*[=:])")
+_INVERSE_RATE_END = re.compile(r"/[ \t]*(?:it|iter|step|batch)\b")
+_NUM_REACH = 80
+"""More characters than the longest number token :data:`_NUM` can match."""
 _CLOCK = r"(?:\d{1,6}:)?\d{1,6}:\d{2}"
 _TQDM = re.compile(
     r"(?P<n>\d{1,15})/(?P<total>\d{1,15})[ \t]*"
@@ -89,9 +99,9 @@ bar or rate) gives no sample, so it is skipped before the costlier patterns run.
 _BAR_OR_RATE = re.compile(r"/\s*(?:s|it|batch)|\d(?:it)?\s*\[")
 
 
-def _maybe_metric(text: str) -> bool:
-    """Whether ``text`` could hold a known field: a cheap test, true for every line that does."""
-    lowered = text.lower()
+def _maybe_metric(lowered: str) -> bool:
+    """Whether ``lowered`` (a line in lower case) could hold a known field: a cheap test, true
+    for every line that does."""
     if any(word in lowered for word in _METRIC_WORDS):
         return True
     return ("/" in lowered or "[" in lowered) and _BAR_OR_RATE.search(lowered) is not None
@@ -215,17 +225,23 @@ class MetricsSample:
     def values(self) -> dict[str, float]:
         """Every number the sample holds, by normalised name, known fields first."""
         out: dict[str, float] = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, int | float) and item.name != "extra":
-                out[item.name] = float(value)
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = float(value)
         for name, value in self.extra:
             out.setdefault(name, value)
         return out
 
 
+_FIELDS = tuple(item.name for item in fields(MetricsSample) if item.name != "extra")
+"""The known fields, in order."""
+
 MEASURES = ("loss", "eval_loss", "lr", "grad_norm", "samples_per_s", "tokens_per_s", "it_per_s")
 """The fields that are measurements of the run, each given a history by :class:`MetricsSeries`."""
+_MEASURED = frozenset(MEASURES)
+_WHOLE = frozenset({"step", "total_steps", "total_epochs"})
+"""Fields a sample holds as whole numbers."""
 
 
 def _prepare(line: str) -> str:
@@ -264,6 +280,65 @@ def _duration(match: re.Match[str]) -> float | None:
     return None
 
 
+def _near_ends(
+    pattern: re.Pattern[str], end: re.Pattern[str], text: str
+) -> Iterator[re.Match[str]]:
+    """What ``pattern.finditer(text)`` gives, for a ``pattern`` made of a number, blanks, a
+    unit word, then ``end``: it is tried only in the few characters before each ``end``."""
+    done = 0
+    for tail in end.finditer(text):
+        # Back over the blanks and the unit word, then far enough for any number.
+        at = tail.start()
+        while at > done and text[at - 1] in " \t":
+            at -= 1
+        while at > done and text[at - 1].isalpha():
+            at -= 1
+        while at > done and text[at - 1] in " \t":
+            at -= 1
+        match = pattern.search(text, max(done, at - _NUM_REACH), tail.end())
+        if match is not None:
+            done = match.end()
+            yield match
+
+
+_PairSpans = tuple[tuple[int, int, int, int, int, int, bool], ...]
+_DIGITS_AS_ZERO = str.maketrans("123456789", "000000000")
+_ASCII_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_SHAPE_CACHE_LINE = 512
+"""Longest text whose pairs' places are remembered by its shape."""
+
+
+def _pair_spans(text: str) -> _PairSpans:
+    """Where :data:`_PAIR` matches in ``text``: key, value and ``/total`` spans (-1 when
+    absent), and whether only blanks part the key from the value.
+
+    Training scripts print the same line over and over with other numbers in it. Every
+    pattern here treats all digits alike, so with each digit made ``0`` a line keeps the very
+    same matches: the places are found once per shape, not once per line.
+    """
+    if len(text) > _SHAPE_CACHE_LINE:
+        return _find_pair_spans(text)
+    if text.isascii():
+        return _ascii_pair_spans(text.encode("ascii").translate(_ASCII_DIGITS_AS_ZERO))
+    return _shape_pair_spans(text.translate(_DIGITS_AS_ZERO))
+
+
+def _find_pair_spans(text: str) -> _PairSpans:
+    found = []
+    for match in _PAIR.finditer(text):
+        spaced = not match["sep"].strip() and not match["q1"]
+        found.append((*match.span("key"), *match.span("val"), *match.span("of"), spaced))
+    return tuple(found)
+
+
+_shape_pair_spans = lru_cache(maxsize=512)(_find_pair_spans)
+
+
+@lru_cache(maxsize=2048)
+def _ascii_pair_spans(shape: bytes) -> _PairSpans:
+    return _find_pair_spans(shape.decode("ascii"))
+
+
 class _Builder:
     """Fields gathered from one line, first value of each field winning."""
 
@@ -290,26 +365,25 @@ class _Builder:
             self.extra[name] = value
 
     def pairs(self, text: str) -> None:
-        for match in _PAIR.finditer(text):
-            name = normalise_name(match["key"])
-            value = float(match["val"])
-            spaced = not match["sep"].strip() and not match["q1"]
-            if name in MEASURES or name in _WEAK_ALONE or name in _FRACTIONAL:
-                self.put(name, value, strong=not spaced or match["of"] is not None)
-                if match["of"] is not None and name in _FRACTIONAL:
-                    self.put(_FRACTIONAL[name], float(match["of"]))
+        for key_at, key_end, val_at, val_end, of_at, of_end, spaced in _pair_spans(text):
+            name = normalise_name(text[key_at:key_end])
+            if name in _NAMED:
+                value = float(text[val_at:val_end])
+                self.put(name, value, strong=not spaced or of_at >= 0)
+                if of_at >= 0 and name in _FRACTIONAL:
+                    self.put(_FRACTIONAL[name], float(text[of_at:of_end]))
             elif not spaced:
-                self.put_extra(name, value)
+                self.put_extra(name, float(text[val_at:val_end]))
 
     def rates(self, text: str) -> None:
-        for match in _RATE.finditer(text):
+        for match in _near_ends(_RATE, _RATE_END, text):
             unit = match["unit"].lower()
             target = next(
                 (_RATE_FIELDS[u] for u in (unit, unit[:-1], unit[:-2]) if u in _RATE_FIELDS), None
             )
             if target is not None:
                 self.put(target, float(match["num"]))
-        for match in _INVERSE_RATE.finditer(text):
+        for match in _near_ends(_INVERSE_RATE, _INVERSE_RATE_END, text):
             seconds = float(match["num"]) / (1000.0 if match["unit"] == "ms" else 1.0)
             if seconds > 0 and math.isfinite(seconds):
                 self.put("it_per_s", 1.0 / seconds)
@@ -348,6 +422,8 @@ class _Builder:
 
 _FRACTIONAL = {"step": "total_steps", "epoch": "total_epochs"}
 """``step 5/100``, ``Epoch [3/10]``: what the number after the slash is."""
+_NAMED = frozenset(MEASURES) | _WEAK_ALONE | frozenset(_FRACTIONAL)
+"""Names read as known fields; any other name is an extra value."""
 
 
 def _tqdm(text: str, builder: _Builder) -> bool | None:
@@ -373,28 +449,36 @@ def _tqdm(text: str, builder: _Builder) -> bool | None:
     return True
 
 
-def parse_metrics(line: str) -> MetricsSample | None:
-    """The metrics ``line`` reports, or ``None`` when it reports none. Never raises."""
+def _parse(line: str) -> _Builder | None:
+    """The fields ``line`` gives, gathered; ``None`` when it gives none."""
     text = _prepare(line)
-    if not _DIGITS_OR_NONFINITE.search(text) or not _maybe_metric(text):
+    if not _DIGITS_OR_NONFINITE.search(text):
+        return None
+    lowered = text.lower()
+    if not _maybe_metric(lowered):
         return None
     builder = _Builder()
-    lowered = text.lower()
     # Each pattern runs only on lines holding the literal it needs: most lines hold none.
     total = _HF_TOTAL.search(text) if "optimization" in lowered else None
     if total is not None:
         builder.put("total_steps", float(total[1].replace(",", "")))
-        return builder.sample()
-    bar = _tqdm(text, builder) if "[" in text else None
-    if bar is False:
-        return None
-    if bar is None:
-        if "eta" in lowered or "remaining" in lowered or "left" in lowered:
-            builder.eta(text)
-        if "/" in text:
-            builder.rates(text)
-        builder.pairs(text)
-    return builder.sample()
+    else:
+        bar = _tqdm(text, builder) if "[" in text else None
+        if bar is False:
+            return None
+        if bar is None:
+            if "eta" in lowered or "remaining" in lowered or "left" in lowered:
+                builder.eta(text)
+            if "/" in text:
+                builder.rates(text)
+            builder.pairs(text)
+    return builder if builder.values and builder.strong else None
+
+
+def parse_metrics(line: str) -> MetricsSample | None:
+    """The metrics ``line`` reports, or ``None`` when it reports none. Never raises."""
+    builder = _parse(line)
+    return None if builder is None else builder.sample()
 
 
 @dataclass
@@ -473,35 +557,71 @@ class MetricsSeries:
             self.add(sample)
         return sample
 
+    def take(self, line: str) -> bool:
+        """Parse ``line`` and add what it says, as :meth:`feed` does without building a
+        sample (the cheaper call for every line of a log); whether it said anything."""
+        builder = _parse(line)
+        if builder is None:
+            return False
+        self._add(builder.values, builder.extra, self._clock())
+        return True
+
     def add(self, sample: MetricsSample, at: float | None = None) -> None:
         """Take in one sample, seen at ``at`` (the clock's now by default)."""
-        now = self._clock() if at is None else at
+        values: dict[str, float] = {}
+        for name in _FIELDS:
+            value = getattr(sample, name)
+            if value is not None:
+                values[name] = float(value)
+        self._add(values, dict(sample.extra), self._clock() if at is None else at)
+
+    def _add(self, values: dict[str, float], extra: dict[str, float], now: float) -> None:
         self.samples += 1
-        if sample.step is not None:
-            if self.step is not None and sample.step < self.step:
+        found = values.get("step")
+        step = None if found is None else int(found)
+        if step is not None:
+            if self.step is not None and step < self.step:
                 # A new epoch's bar (Lightning) or a restarted run: the rate starts afresh.
                 self._rate_from = None
             if self._rate_from is None:
-                self._rate_from = (sample.step, now)
-            self.step = sample.step
+                self._rate_from = (step, now)
+            self.step = step
             self._last_step_at = now
-        if sample.total_steps is not None:
-            self.total_steps = sample.total_steps
-        if sample.epoch is not None:
-            self.epoch = sample.epoch
-        if sample.eta is not None:
-            self._eta = (sample.eta, now)
-        elif sample.step is not None:
+        total = values.get("total_steps")
+        if total is not None:
+            self.total_steps = int(total)
+        epoch = values.get("epoch")
+        if epoch is not None:
+            self.epoch = epoch
+        eta = values.get("eta")
+        if eta is not None:
+            self._eta = (eta, now)
+        elif step is not None:
             self._eta = None
-        x = float(sample.step) if sample.step is not None else float(self.samples)
-        for name in MEASURES:
-            value = getattr(sample, name)
-            if value is not None:
+        # A sample without a step of its own (a Trainer dict after a progress bar) belongs to
+        # the last step seen; with no step ever seen, samples are counted.
+        if step is not None:
+            x = float(step)
+        elif self.step is not None:
+            x = float(self.step)
+        else:
+            x = float(self.samples)
+        latest = self.latest
+        for name in _FIELDS:
+            value = values.get(name)
+            if value is None:
+                continue
+            if name in _MEASURED:
                 history = self.histories.get(name)
                 if history is None:
                     history = self.histories[name] = History(self._capacity)
                 history.append(x, value)
-        self.latest.update(sample.values())
+            latest[name] = float(int(value)) if name in _WHOLE else value
+        for name, value in extra.items():
+            if name in values:
+                continue
+            if name in latest or len(latest) < MAX_LATEST:
+                latest[name] = value
 
     def history(self, name: str = "loss") -> list[float]:
         """The values of ``name`` in order, for the loss curve (empty if never seen)."""

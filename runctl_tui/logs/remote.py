@@ -185,6 +185,10 @@ class RemoteFileSource:
         self._processes: set[asyncssh.SSHClientProcess[bytes]] = set()
         self._inode = ""
         """The inode of the current generation, once the remote loop named it."""
+        self._ending: str | None = None
+        """Why the source is finishing (see :meth:`finish`), once it is."""
+        self._finishing = asyncio.Event()
+        """Set by :meth:`finish`: the following loop stops at once, wherever it waits."""
 
     @property
     def name(self) -> str:
@@ -204,20 +208,26 @@ class RemoteFileSource:
         yield SourceStatus(SourceState.OPENING, f"opening {self.name}")
         while not self._closed.is_set():
             process: asyncssh.SSHClientProcess[bytes] | None = None
+            # Once finishing, the loop is started (again) not to follow: it sends the rest of
+            # the file and says ``E``.
+            live = self.follow and self._ending is None
+            stop = self._finishing if live else None
             try:
-                process = await self._start_follow(offset, inode)
+                process = await self._start_follow(offset, inode, live)
                 while True:
-                    line = await self._line(process)
+                    if live and self._ending is not None:
+                        raise _Dropped("finishing")
+                    line = await self._line(process, stop)
                     kind, _, rest = line.partition(" ")
                     if kind == "D":
                         at, n = (int(part) for part in rest.split())
                         try:
                             data = await self._guard(
-                                process.stdout.readexactly(n), max(self.timeout, n / 65536)
+                                process.stdout.readexactly(n), max(self.timeout, n / 65536), stop
                             )
                         except TimeoutError:
                             raise _Dropped(f"a {n}-byte frame stalled") from None
-                        verdict = await self._line(process)
+                        verdict = await self._line(process, stop)
                         if at != offset:
                             raise _Dropped(f"frame at byte {at}, expected {offset}")
                         if verdict == "K":
@@ -245,7 +255,8 @@ class RemoteFileSource:
                                 SourceState.WAITING, f"{self.name} {why} (yet); waiting for it"
                             )
                     elif kind == "E":
-                        yield SourceStatus(SourceState.ENDED, f"{self.name}: read to its end")
+                        detail = self._ending or f"{self.name}: read to its end"
+                        yield SourceStatus(SourceState.ENDED, detail)
                         return
                     elif kind != "H":
                         raise _Dropped(f"unexpected reply {clip(clean(line), 40)!r}")
@@ -262,6 +273,9 @@ class RemoteFileSource:
             except _Dropped as exc:
                 if self._closed.is_set():
                     break
+                if live and self._ending is not None:
+                    # Not a lost link: the follower was stopped to drain the file and end.
+                    continue
                 reason = str(exc)
             except TimeoutError:
                 reason = f"no connection within {self.connect_timeout:g} s"
@@ -286,9 +300,11 @@ class RemoteFileSource:
                 break
         yield SourceStatus(SourceState.ENDED, f"{self.name}: closed")
 
-    async def _start_follow(self, offset: int, inode: str) -> asyncssh.SSHClientProcess[bytes]:
+    async def _start_follow(
+        self, offset: int, inode: str, follow: bool
+    ) -> asyncssh.SSHClientProcess[bytes]:
         """The remote loop, started on the hub's connection from ``offset`` of ``inode``."""
-        args = [self.path, str(offset), inode, "1" if self.follow else "0"]
+        args = [self.path, str(offset), inode, "1" if follow else "0"]
         args += [f"{self.poll_seconds:g}", str(MAX_FRAME)]
         process = await self._exec(_command(FOLLOW_SCRIPT, args))
         self._processes.add(process)
@@ -296,10 +312,13 @@ class RemoteFileSource:
             raise _Closed
         return process
 
-    async def _line(self, process: asyncssh.SSHClientProcess[bytes]) -> str:
-        """One protocol line; a silent, ended or failed stream raises :class:`_Dropped`."""
+    async def _line(
+        self, process: asyncssh.SSHClientProcess[bytes], stop: asyncio.Event | None = None
+    ) -> str:
+        """One protocol line; a silent, ended or failed stream (or ``stop`` set) raises
+        :class:`_Dropped`."""
         try:
-            raw = await self._guard(process.stdout.readline(), self.stall_seconds)
+            raw = await self._guard(process.stdout.readline(), self.stall_seconds, stop)
         except TimeoutError:
             raise _Dropped(f"no word from the host for {self.stall_seconds:g} s") from None
         if raw.endswith(b"\n"):
@@ -367,24 +386,32 @@ class RemoteFileSource:
         except (OSError, asyncssh.Error):
             raise _Dropped("connection lost") from None
 
-    async def _guard(self, awaitable: Awaitable[T], seconds: float) -> T:
-        """Await ``awaitable`` for at most ``seconds``; :meth:`close` interrupts it."""
+    async def _guard(
+        self, awaitable: Awaitable[T], seconds: float, stop: asyncio.Event | None = None
+    ) -> T:
+        """Await ``awaitable`` for at most ``seconds``; :meth:`close` interrupts it, and so
+        does ``stop`` (raising :class:`_Dropped`)."""
         import asyncssh
 
         task = asyncio.ensure_future(awaitable)
-        closer = asyncio.ensure_future(self._closed.wait())
+        waits = {task, asyncio.ensure_future(self._closed.wait())}
+        if stop is not None:
+            waits.add(asyncio.ensure_future(stop.wait()))
         try:
             done, _ = await asyncio.wait(
-                {task, closer}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+                waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            closer.cancel()
+            for waiter in waits - {task}:
+                waiter.cancel()
         if task not in done:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
             if self._closed.is_set():
                 raise _Closed
+            if stop is not None and stop.is_set():
+                raise _Dropped("finishing")
             raise TimeoutError
         try:
             return task.result()
@@ -396,6 +423,15 @@ class RemoteFileSource:
             ):
                 raise _Dropped(f"connection lost: {exc.reason}") from None
             raise _Dropped("connection lost") from None
+
+    async def finish(self, reason: str) -> None:
+        """The writer is done: read the file to its end now (the follower is stopped at once,
+        not at its next poll, and a loop that reads to the end and stops takes over from the
+        byte reached), then end with :attr:`SourceState.ENDED` and ``reason``."""
+        if self._ending is not None:
+            return
+        self._ending = reason or f"{self.name}: read to its end"
+        self._finishing.set()
 
     async def close(self) -> None:
         """Stop following: the remote loops are hung up on and :meth:`events` ends."""

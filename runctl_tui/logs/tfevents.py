@@ -457,7 +457,9 @@ class _Stream:
     """The reading state of one event file, fed bytes from wherever the file is."""
 
     def __init__(self, name: str, block_bytes: int, poll_bytes: int) -> None:
-        self.name = one_line(name, 120)
+        shown = one_line(name, 4096)
+        # A long path keeps its end: the file's name says which one it is.
+        self.name = shown if len(shown) <= 120 else "…" + shown[-119:]
         self.offset = 0
         self.file_version: str | None = None
         self.stopped: str | None = None

@@ -116,3 +116,74 @@ async def test_search_reads_the_whole_file(
     again = await document.find(re.compile(r"^step 49990 "), found)
     assert again == 49990
     assert await document.find(re.compile("no such line"), 0) is None
+
+
+WRITER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+for n in range(int(sys.argv[2])):
+    os.write(fd, b"step %d loss 1.0\\n" % n)
+os.write(fd, sys.argv[3].encode())
+"""
+
+
+@pytest.mark.parametrize("last", ["the last line\n", "the last line, no newline"])
+async def test_finish_after_the_writer_exits_loses_no_line(tmp_path: Path, last: str) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "run.log"
+    path.write_text("started\n")
+    # Slow polling and no watcher: the last lines must come from draining, not from luck.
+    source = LocalFileSource(path, watch=False, poll_seconds=30.0)
+    document = LogDocument(source)
+    seen: list[Changed] = []
+    document.subscribe(seen.append)
+    task = asyncio.create_task(document.run())
+    await until(lambda: document.status.state is SourceState.FOLLOWING, "following")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WRITER, str(path), "20000", last, stdout=subprocess.DEVNULL
+    )
+    assert await child.wait() == 0
+    async with asyncio.timeout(WAIT):
+        await document.finish("the run exited (code 0)")
+        await task
+    total = 20_002
+    assert len(document) == total
+    line = document.get(total - 1)
+    if line is None:
+        await until(lambda: document.get(total - 1) is not None, "the last line read back")
+        line = document.get(total - 1)
+    assert line is not None
+    assert line.styled.text == last.rstrip("\n")
+    assert document.index.span(total - 1)[1] == path.stat().st_size
+    assert document.metrics.step == 19999
+    assert document.status.state is SourceState.ENDED
+    assert document.status.detail == "the run exited (code 0)"
+    assert seen[-1].status
+
+
+async def test_finish_when_not_running_returns_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "run.log"
+    path.write_text("x\n")
+    document = LogDocument(LocalFileSource(path))
+    async with asyncio.timeout(2):
+        await document.finish("over")
+
+
+async def test_errors_kept_are_bounded_and_counted(tmp_path: Path) -> None:
+    from runctl_tui.logs import document as module
+
+    path = tmp_path / "run.log"
+    path.write_text("".join("Traceback (most recent call last):\n" for _ in range(300)))
+    source = LocalFileSource(path, follow=False, tail_bytes=1 << 30)
+    saved = module.MAX_ERRORS
+    module.MAX_ERRORS = 100
+    try:
+        document = LogDocument(source)
+    finally:
+        module.MAX_ERRORS = saved
+    async with asyncio.timeout(WAIT):
+        await document.run()
+    assert document.errors_seen == 300
+    assert document.error_lines() == list(range(200, 300))

@@ -414,3 +414,28 @@ async def test_a_hostile_path_is_passed_as_one_argument(
         await tail.task
     assert tail.data() == b"ok\n"
     assert not (tmp_path / "pwned").exists()
+
+
+async def test_finish_drains_to_the_end_then_ends_with_the_reason(
+    host: Host, tails: Callable[..., Tail], tmp_path: Path
+) -> None:
+    log = tmp_path / "train.log"
+    log.write_bytes(b"a\n")
+    # A slow poll: the bytes written just before finishing must not wait for it.
+    tail = tails(host.target, log)
+    tail.source.poll_seconds = 5.0
+    tail.start(0)
+    await tail.until(lambda: tail.data() == b"a\n", "the first bytes")
+    append(log, b"b\n" * 1000 + b"last without newline")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await tail.source.finish("the run exited")
+    assert tail.task is not None
+    async with asyncio.timeout(WAIT_SECONDS):
+        await tail.task
+    assert loop.time() - began < 4.0
+    assert tail.data() == log.read_bytes()
+    last = tail.events[-1]
+    assert isinstance(last, SourceStatus)
+    assert (last.state, last.detail) == (SourceState.ENDED, "the run exited")
+    assert SourceState.RECONNECTING not in tail.states()

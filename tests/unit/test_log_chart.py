@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runctl_tui.logs.chart import BRAILLE_BASE, braille_chart, sparkline
+from runctl_tui.logs.chart import BRAILLE_BASE, braille_chart, braille_plot, format_value, sparkline
 
 
 def dots(rows: tuple[str, ...]) -> list[list[bool]]:
@@ -79,3 +79,110 @@ def test_any_values_give_a_chart_of_the_asked_size(
     assert all(len(row) == width for row in chart.rows)
     assert all(BRAILLE_BASE <= ord(c) <= BRAILLE_BASE + 0xFF for row in chart.rows for c in row)
     assert len(sparkline(values, width)) == min(width, len(values)) or len(values) > width
+
+
+def column_dots(grid: list[list[bool]], x: int) -> list[int]:
+    """The dot rows set in dot column ``x``."""
+    return [y for y in range(len(grid)) if grid[y][x]]
+
+
+def test_steps_need_not_be_evenly_spaced() -> None:
+    plot = braille_plot([[(0.0, 1.0), (90.0, 0.0), (100.0, 1.0)]], width=10, height=2)
+    grid = dots(plot.rows())
+
+    assert (plot.x_low, plot.x_high) == (0.0, 100.0)
+    assert column_dots(grid, 0) == [0]
+    # Step 90 lands at 9/10 of the width, and the line falls to it through every column.
+    assert 7 in column_dots(grid, round(0.9 * 19))
+    assert all(column_dots(grid, x) for x in range(20))
+
+
+def test_curves_share_one_range_and_keep_their_own_layers() -> None:
+    loss = [(float(s), 2.0 - s / 100) for s in range(0, 101, 5)]
+    eval_loss = [(50.0, 1.8), (100.0, 1.6)]
+    plot = braille_plot([loss, eval_loss], width=20, height=4)
+
+    assert (plot.low, plot.high) == (1.0, 2.0)
+    assert plot.drawn == (21, 2)
+    eval_grid = dots(tuple("".join(chr(BRAILLE_BASE + b) for b in row) for row in plot.layers[1]))
+    assert not any(eval_grid[y][x] for y in range(16) for x in range(19))  # starts at step 50
+    assert column_dots(eval_grid, 39) == [6]
+    assert plot.owner(19, 1) == 1
+    assert plot.owner(0, 0) == 0
+    assert plot.owner(0, 3) is None
+
+
+def test_non_finite_values_and_log_scale() -> None:
+    points = [(0.0, 100.0), (1.0, math.nan), (2.0, 1.0), (3.0, -1.0), (4.0, 0.01)]
+    linear = braille_plot([points], width=5, height=2)
+    logged = braille_plot([points], width=5, height=2, log_scale=True)
+
+    assert linear.skipped == (1,)
+    assert logged.skipped == (2,)
+    assert logged.low is not None
+    assert math.isclose(logged.low, 0.01)
+    assert logged.high is not None
+    assert math.isclose(logged.high, 100.0)
+    # On a log scale 1.0 sits halfway between 0.01 and 100.
+    assert column_dots(dots(logged.rows()), round(2 / 4 * 9))[-1] in (3, 4)
+
+
+def test_nothing_drawable_is_a_blank_plot() -> None:
+    plot = braille_plot([[(0.0, math.nan)], []], width=3, height=2)
+    assert plot.rows() == (chr(BRAILLE_BASE) * 3,) * 2
+    assert (plot.low, plot.x_low, plot.skipped) == (None, None, (1, 0))
+
+
+def test_values_are_formatted_compactly() -> None:
+    assert [
+        format_value(v)
+        for v in (0.41234, 2.5, 0.0, 1234.5, 12345, 3e6, 9999.6, 1.2e-5, -1.234e-4, 1e20)
+    ] == ["0.4123", "2.5", "0", "1234", "12.3k", "3M", "10k", "1.2e-5", "-1.2e-4", "1e20"]
+    assert [format_value(v) for v in (math.nan, math.inf, -math.inf)] == ["nan", "inf", "-inf"]
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@given(
+    curves=st.lists(st.lists(st.tuples(finite, finite), max_size=80), min_size=1, max_size=3),
+    width=st.integers(min_value=1, max_value=60),
+    height=st.integers(min_value=1, max_value=8),
+)
+def test_any_finite_points_give_a_plot_of_the_asked_size(
+    curves: list[list[tuple[float, float]]], width: int, height: int
+) -> None:
+    plot = braille_plot(curves, width, height)
+    rows = plot.rows()
+    assert len(rows) == height
+    assert all(len(row) == width for row in rows)
+    assert len(plot.layers) == len(curves)
+    assert plot.skipped == (0,) * len(curves)
+    if any(curves):
+        grid = dots(rows)
+        assert any(grid[0]) or plot.low == plot.high
+        assert any(grid[-1]) or plot.low == plot.high
+
+
+@given(
+    values=st.lists(finite, min_size=2, max_size=120),
+    width=st.integers(min_value=1, max_value=60),
+    height=st.integers(min_value=1, max_value=8),
+)
+def test_the_lowest_and_highest_values_land_on_the_bottom_and_top_rows(
+    values: list[float], width: int, height: int
+) -> None:
+    points = [(float(step), value) for step, value in enumerate(values)]
+    plot = braille_plot([points], width, height)
+    grid = dots(plot.rows())
+    if len(values) <= width * 2:
+        # Every point has its own dot column: the range is that of the values themselves.
+        assert (plot.low, plot.high) == (min(values), max(values))
+    if plot.low != plot.high:
+        low_x = round(values.index(min(values)) / (len(values) - 1) * (width * 2 - 1))
+        high_x = round(values.index(max(values)) / (len(values) - 1) * (width * 2 - 1))
+        if len(values) <= width * 2:
+            assert grid[-1][low_x]
+            assert grid[0][high_x]
+        assert any(grid[-1])
+        assert any(grid[0])

@@ -165,3 +165,26 @@ def test_any_order_of_backward_and_forward_steps_finds_every_line(
         assert await index.read_lines(0, len(index)) == expected
 
     asyncio.run(run())
+
+
+async def test_seal_makes_the_open_last_line_a_line() -> None:
+    file = FakeFile(b"a\nbb\nlast")
+    index = LineIndex(file.read_range)
+    index.feed(Chunk(bytes(file.data), 0))
+    assert len(index) == 2
+    assert index.seal().back == 1
+    assert index.span(2) == (5, 9)
+    assert [line.styled.text for line in await index.read_lines(0, 3)] == ["a", "bb", "last"]
+    assert index.seal().back == 0
+
+
+async def test_open_without_lines_reads_nothing_until_asked() -> None:
+    file = FakeFile(b"x\n" * 1000)
+    index = LineIndex(file.read_range)
+    await index.open(1500, lines=0)
+    assert file.reads == []
+    index.feed(Chunk(bytes(file.data[1500:]), 1500))
+    # The line at 1500 is known only once the bytes before it are read.
+    assert len(index) == 249
+    assert (await index.extend_back(100)).front >= 100
+    assert index.start(0) % 2 == 0

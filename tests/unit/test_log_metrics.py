@@ -293,3 +293,40 @@ def test_history_keeps_nan_when_nothing_finite() -> None:
     values = history.values()
     assert any(math.isnan(v) for v in values)
     assert len(values) <= 5
+
+
+def test_a_rate_named_with_its_value_after_it_is_a_name() -> None:
+    sample = parsed("step=12 loss=0.25 lr=3.0e-04 tokens/s=51234")
+    assert (sample.lr, sample.tokens_per_s) == (3.0e-04, 51234.0)
+    assert parsed("loss 0.5, 3.0 tokens/s").tokens_per_s == 3.0
+
+
+def test_lines_of_one_shape_with_other_numbers_read_their_own_numbers() -> None:
+    for n in (1, 22, 333, 4444):
+        sample = parsed(f"step={n} loss=0.{n} grad_norm={n}.5 my_metric={n}")
+        assert (sample.step, sample.loss, sample.grad_norm) == (n, float(f"0.{n}"), n + 0.5)
+        assert sample.extra == (("my_metric", float(n)),)
+
+
+def test_take_adds_what_feed_adds_and_latest_stays_bounded() -> None:
+    from runctl_tui.logs.metrics import MAX_LATEST, MetricsSeries
+
+    fed, taken = MetricsSeries(clock=lambda: 1.0), MetricsSeries(clock=lambda: 1.0)
+    lines = [f"step={n} loss={1 / (n + 1)} worker_{n}_ms={n}" for n in range(MAX_LATEST * 2)]
+    for line in lines:
+        fed.feed(line)
+        assert taken.take(line)
+    assert not taken.take("nothing here")
+    assert fed.latest == taken.latest
+    assert len(taken.latest) == MAX_LATEST
+    assert taken.latest["step"] == MAX_LATEST * 2 - 1
+    assert fed.history("loss") == taken.history("loss")
+
+
+def test_a_sample_without_a_step_is_drawn_at_the_last_step_seen() -> None:
+    series = MetricsSeries()
+    series.feed("{'loss': 2.5, 'epoch': 0.01}")
+    series.feed("step 10/100 | loss 2.0")
+    series.feed("{'loss': 1.9, 'epoch': 0.1}")
+    series.feed("step 20/100 | loss 1.5")
+    assert series.histories["loss"].points() == [(1.0, 2.5), (10.0, 2.0), (10.0, 1.9), (20.0, 1.5)]
