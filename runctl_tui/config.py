@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from runctl_tui.keys import KeymapError, resolve_keymap
+from runctl_tui.providers.base import DEFAULT_LOG_GLOBS, DEFAULT_RECENT_DIRS, LogSearch
 from runctl_tui.providers.local import DEFAULT_GRACE_SECONDS, DEFAULT_PATTERNS
 from runctl_tui.providers.plugins import PluginLoadError, load_plugin, plugin_tables
 from runctl_tui.text import clean
@@ -44,6 +45,24 @@ MAX_CONFIG_BYTES = 1_000_000
 
 class ConfigError(Exception):
     """A config file that cannot be used; ``str()`` is one line naming file, line and key."""
+
+
+def _check_places(places: list[str] | None, what: str = "glob") -> list[str] | None:
+    """Globs or directories on the machine the log is on: absolute, or under ``~/``."""
+    if places is None:
+        return None
+    for place in places:
+        if not place.strip():
+            raise ValueError(f"an empty {what} matches nothing")
+        if any(ord(char) < 32 or ord(char) == 127 for char in place):
+            raise ValueError(f"{place!r} holds a control character")
+        if not (place.startswith(("/", "~/")) or place == "~"):
+            raise ValueError(f"{place!r} must be absolute or start with ~/ (e.g. '~/train/*.log')")
+    return places
+
+
+LogGlobs = list[str] | None
+"""A place's own log globs; when set they replace ``[logs] paths`` there."""
 
 
 class AwsSettings(BaseModel):
@@ -63,6 +82,14 @@ class AwsSettings(BaseModel):
     """Seconds to wait for an AWS endpoint to answer once connected."""
     max_attempts: int = Field(default=3, ge=1, le=10)
     """Tries per AWS call, the first included."""
+    ssh_user: str = Field(default="ubuntu", pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+    """The login used to read an instance's logs over SSH."""
+    ssh_key: str | None = None
+    """A private key for instances (``~`` is this machine's home); unset: agent and ~/.ssh."""
+    logs: LogGlobs = None
+    """Log globs on instances; unset: ``[logs] paths``."""
+
+    _logs = field_validator("logs")(_check_places)
 
     @field_validator("regions")
     @classmethod
@@ -87,6 +114,10 @@ class LocalSettings(BaseModel):
     command line: ``train*.py``, ``torchrun``, ``accelerate launch``, ``python -m *.train``."""
     grace_seconds: float = Field(default=DEFAULT_GRACE_SECONDS, ge=0, le=3600)
     """After ``s`` sends SIGINT, how long a run has to save and exit before SIGTERM."""
+    logs: LogGlobs = None
+    """Log globs on this machine; unset: ``[logs] paths``."""
+
+    _logs = field_validator("logs")(_check_places)
 
 
 class RunPodSettings(BaseModel):
@@ -102,6 +133,10 @@ class RunPodSettings(BaseModel):
     """A pod whose name contains this is never terminated from here."""
     timeout: float = Field(default=15.0, ge=1.0, le=120.0)
     """Seconds one call to RunPod's API may take."""
+    logs: LogGlobs = None
+    """Log globs in pods (read over SSH as root); unset: ``[logs] paths``."""
+
+    _logs = field_validator("logs")(_check_places)
 
 
 class SshHostSettings(BaseModel):
@@ -115,6 +150,10 @@ class SshHostSettings(BaseModel):
     """Shown instead of the host, e.g. ``lab-a100``."""
     hourly_usd: Decimal | None = Field(default=None, ge=0)
     """What the machine costs per hour, if anything."""
+    logs: LogGlobs = None
+    """Log globs on this host (``~`` is the login's home there); unset: ``[logs] paths``."""
+
+    _logs = field_validator("logs")(_check_places)
 
     @field_validator("host")
     @classmethod
@@ -143,6 +182,42 @@ class LogsSettings(BaseModel):
 
     stall_minutes: float = Field(default=5.0, gt=0, le=24 * 60)
     """A followed log that gains no line for this long is flagged (the run may be hung)."""
+    paths: list[str] = Field(default_factory=lambda: list(DEFAULT_LOG_GLOBS))
+    """Globs of training logs, on the machine the log is on; the newest match comes first."""
+    recent_days: float = Field(default=3.0, gt=0, le=365)
+    """How old a "recent" ``*.log`` may be, in days."""
+    recent_dirs: list[str] = Field(default_factory=lambda: list(DEFAULT_RECENT_DIRS))
+    """Directories searched for recent ``*.log`` files."""
+    recent_depth: int = Field(default=3, ge=1, le=8)
+    """How many levels below each of ``recent_dirs`` are searched."""
+    recent_limit: int = Field(default=20, ge=1, le=200)
+    """At most this many recent logs (and matches per glob) are offered."""
+    scan_limit: int = Field(default=2000, ge=10, le=100_000)
+    """At most this many files are looked at per glob or directory."""
+    tensorboard_dirs: list[str] = Field(default_factory=list)
+    """Directories of TensorBoard event files read beside every followed log, besides the
+    log's own directory and the usual run folders below it (on the machine the log is on)."""
+
+    @field_validator("paths")
+    @classmethod
+    def _check_paths(cls, paths: list[str]) -> list[str]:
+        return _check_places(paths) or []
+
+    @field_validator("recent_dirs", "tensorboard_dirs")
+    @classmethod
+    def _check_dirs(cls, dirs: list[str]) -> list[str]:
+        return _check_places(dirs, "directory") or []
+
+    def search(self, globs: Sequence[str] | None = None) -> LogSearch:
+        """Where to look for logs; ``globs`` (a place's own) replace :attr:`paths`."""
+        return LogSearch(
+            globs=tuple(self.paths if globs is None else globs),
+            recent_dirs=tuple(self.recent_dirs),
+            recent_days=self.recent_days,
+            depth=self.recent_depth,
+            limit=self.recent_limit,
+            scan_limit=self.scan_limit,
+        )
 
 
 class Settings(BaseModel):

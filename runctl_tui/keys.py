@@ -107,6 +107,14 @@ BINDINGS: tuple[KeyBinding, ...] = (
         "Log",
     ),
     KeyBinding(
+        "pick-log",
+        ("L",),
+        "pick_log",
+        "pick the row's log from every candidate: open files, configured globs, recent *.log",
+        "Pick log",
+        show=False,
+    ),
+    KeyBinding(
         "sort",
         ("o",),
         "sort_next",

@@ -16,7 +16,7 @@ from runctl_tui.models import (
     Lifecycle,
     ProcessDetails,
 )
-from runctl_tui.providers.base import NotFoundError, ProviderError, SpotRequest
+from runctl_tui.providers.base import LogLocation, NotFoundError, ProviderError, SpotRequest
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -127,8 +127,12 @@ class FakeProvider:
         *,
         name: str = "fake",
         actions: frozenset[Action] | None = None,
+        logs: dict[str, list[LogLocation]] | None = None,
     ) -> None:
         self._name = name
+        self.logs: dict[str, list[LogLocation]] = dict(logs or {})
+        """What ``log_locations`` answers, by instance id."""
+        self.logs_error: ProviderError | None = None
         self.allowed = actions
         """Actions every item takes; ``None``: what its kind takes (EC2's or a run's)."""
         self.instances: dict[str, Instance] = {i.id: i for i in instances or []}
@@ -246,6 +250,14 @@ class FakeProvider:
     def poll_warnings(self) -> tuple[str, ...]:
         """What the test set."""
         return self.warnings
+
+    def log_locations(self, instance: Instance) -> list[LogLocation]:
+        """The logs the test set for ``instance``, or the failure it set."""
+        with self._lock:
+            self.calls.append(("log_locations", instance.id))
+            if self.logs_error is not None:
+                raise self.logs_error
+            return list(self.logs.get(instance.id, []))
 
     def identity(self) -> str | None:
         """What the test set."""

@@ -26,6 +26,9 @@ from runctl_tui.models import (
     Volume,
 )
 from runctl_tui.providers.base import (
+    NO_LOG_SEARCH,
+    LogLocation,
+    LogSearch,
     NotConfiguredError,
     NotFoundError,
     ProviderError,
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.client import EC2Client
 
     from runctl_tui.config import Settings
+    from runctl_tui.remote.ssh import SshHub, SshTarget
 
 log = logging.getLogger(__name__)
 
@@ -506,8 +510,17 @@ class AwsProvider:
         *,
         name: str = "aws",
         protect_tag: str = "runctl:protect",
+        ssh_user: str = "ubuntu",
+        hub: SshHub | None = None,
+        log_search: LogSearch | None = None,
     ) -> None:
+        """``ssh_user``, ``hub`` and ``log_search``: how an instance's logs are read over SSH
+        (``hub``: made on first use when not given; ``log_search``: nowhere when not given)."""
+        from runctl_tui.providers.ssh_hosts import CloudLogs
+
         self._name = name
+        self.ssh_user = ssh_user
+        self.logs = CloudLogs(name, hub, log_search or NO_LOG_SEARCH)
         self._clients = clients
         self._regions = list(regions)
         self.protect_tag = protect_tag
@@ -529,6 +542,32 @@ class AwsProvider:
     def name(self) -> str:
         """Name shown in the UI."""
         return self._name
+
+    def ssh_target(self, instance: Instance) -> SshTarget:
+        """Where an instance's shell is: ``{ssh_user}@{public or private ip}``."""
+        from runctl_tui.remote.ssh import parse_target
+
+        details = ec2_details(instance)
+        address = details.address if details is not None else None
+        if address is None:
+            raise ProviderError(self.name, f"{instance.id} has no IP address to reach over SSH")
+        try:
+            return parse_target(f"{self.ssh_user}@{address}")
+        except ValueError as exc:
+            raise ProviderError(self.name, f"{instance.id}: {exc}") from None
+
+    def hub_for(self, target: SshTarget) -> SshHub:
+        """The hub that reaches instances (with ``[aws] ssh_key``, when set)."""
+        return self.logs.hub
+
+    async def log_locations(self, instance: Instance) -> list[LogLocation]:
+        """The newest matches of the log globs on a running instance, then its recent
+        ``*.log`` files, over SSH in one round trip."""
+        return await self.logs.locations(instance, self.ssh_target)
+
+    async def close(self) -> None:
+        """Close the SSH connections logs were read through."""
+        await self.logs.close()
 
     def _error(self, exc: BaseException, **kwargs: Any) -> ProviderError:
         message, hint = explain(exc, self._clients.profile)
@@ -953,4 +992,16 @@ def from_settings(settings: Settings) -> list[AwsProvider]:
         read_timeout=float(getattr(aws, "read_timeout", DEFAULT_READ_TIMEOUT)),
         max_attempts=int(getattr(aws, "max_attempts", DEFAULT_MAX_ATTEMPTS)),
     )
-    return [AwsProvider(clients, aws.regions, protect_tag=settings.protect_tag)]
+    from runctl_tui.providers.ssh_hosts import shared_hub
+
+    hub = shared_hub(settings, [aws.ssh_key] if aws.ssh_key else [])
+    return [
+        AwsProvider(
+            clients,
+            aws.regions,
+            protect_tag=settings.protect_tag,
+            ssh_user=aws.ssh_user,
+            hub=hub,
+            log_search=settings.logs.search(aws.logs),
+        )
+    ]

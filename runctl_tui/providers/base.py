@@ -116,6 +116,10 @@ class LogLocation:
     """``user@host:port`` when the file is on another machine (reached over SSH)."""
     found: str = ""
     """One line, e.g. ``open for writing by pid 4242``."""
+    size: int | None = None
+    """Bytes, when known."""
+    modified: float | None = None
+    """Seconds since the epoch by the clock of the machine the file is on, when known."""
 
     @property
     def source(self) -> str:
@@ -123,6 +127,157 @@ class LogLocation:
         if self.target is None:
             return self.path
         return f"ssh://{self.target}{self.path if self.path.startswith('/') else '/' + self.path}"
+
+
+DEFAULT_LOG_GLOBS: tuple[str, ...] = (
+    "~/train/*.log",
+    "~/logs/*.log",
+    "~/*.log",
+    "~/*/logs/*.log",
+    "/workspace/logs/*.log",
+    "/workspace/*.log",
+    "/workspace/*/logs/*.log",
+)
+"""Where training scripts on ML machines commonly write their logs."""
+DEFAULT_RECENT_DIRS: tuple[str, ...] = ("~", "/workspace", "/tmp")
+"""Where recent ``*.log`` files are looked for, to a bounded depth."""
+
+
+@dataclass(frozen=True)
+class LogSearch:
+    """Where to look for an item's logs beyond the files a run has open.
+
+    Globs and directories starting with ``~`` are expanded on the machine the log is on.
+    """
+
+    globs: tuple[str, ...] = DEFAULT_LOG_GLOBS
+    """Configured globs; the newest matches of each come first."""
+    recent_dirs: tuple[str, ...] = DEFAULT_RECENT_DIRS
+    recent_days: float = 3.0
+    """How old a "recent" ``*.log`` may be."""
+    depth: int = 3
+    """How deep below each recent directory to look."""
+    limit: int = 20
+    """At most this many recent logs, and this many matches per glob."""
+    scan_limit: int = 2000
+    """At most this many files are looked at per glob or directory: never a full-disk walk."""
+
+    def with_globs(self, globs: Sequence[str] | None) -> LogSearch:
+        """This search with ``globs`` instead of the configured ones, when given."""
+        if globs is None:
+            return self
+        return LogSearch(
+            tuple(globs),
+            self.recent_dirs,
+            self.recent_days,
+            self.depth,
+            self.limit,
+            self.scan_limit,
+        )
+
+
+NO_LOG_SEARCH = LogSearch(globs=(), recent_dirs=())
+"""Looks nowhere: only the files a run has open (a provider built without a search)."""
+
+
+def describe_size(size: int) -> str:
+    """``14.2 MB``: bytes in decimal units."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover
+
+
+def describe_age(seconds: float) -> str:
+    """``2 min ago``: how long ago, coarsely."""
+    seconds = max(seconds, 0.0)
+    if seconds < 60:
+        return "just now" if seconds < 5 else f"{seconds:.0f} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+def found_log(
+    path: str,
+    how: str,
+    *,
+    target: str | None,
+    size: int | None,
+    modified: float | None,
+    now: float,
+) -> LogLocation:
+    """A log found by a glob or by age: ``found`` is ``how · modified 2 min ago · 14.2 MB``."""
+    parts = [how]
+    if modified is not None:
+        parts.append(f"modified {describe_age(now - modified)}")
+    if size is not None:
+        parts.append(describe_size(size))
+    return LogLocation(path, target=target, found=" · ".join(parts), size=size, modified=modified)
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """A file a :class:`LogSearch` came upon, before ranking."""
+
+    path: str
+    modified: float
+    size: int
+    glob: int | None = None
+    """The index of the glob it matches; ``None`` for a recent log found by age."""
+
+
+def rank_logs(
+    files: Sequence[FoundFile],
+    search: LogSearch,
+    *,
+    target: str | None,
+    now: float,
+    known: Sequence[LogLocation] = (),
+) -> list[LogLocation]:
+    """``known`` first, then each glob's newest matches in the globs' order, then the newest
+    recent logs; each path once, ``search.limit`` per glob and for the recent ones."""
+    shown = {location.path for location in known}
+    ranked = list(known)
+    newest = sorted(files, key=lambda f: (-f.modified, f.path))
+    for index, glob in enumerate(search.globs):
+        matches = [f for f in newest if f.glob == index and f.path not in shown]
+        for found in matches[: search.limit]:
+            shown.add(found.path)
+            ranked.append(
+                found_log(
+                    found.path,
+                    f"matches {glob}",
+                    target=target,
+                    size=found.size,
+                    modified=found.modified,
+                    now=now,
+                )
+            )
+    oldest = now - search.recent_days * 86400
+    count = 0
+    for found in newest:
+        if found.glob is not None or found.path in shown or found.modified < oldest:
+            continue
+        if count == search.limit:
+            break
+        count += 1
+        shown.add(found.path)
+        ranked.append(
+            found_log(
+                found.path,
+                "recent *.log",
+                target=target,
+                size=found.size,
+                modified=found.modified,
+                now=now,
+            )
+        )
+    return ranked
 
 
 @runtime_checkable

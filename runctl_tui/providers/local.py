@@ -9,6 +9,8 @@ imported on first use, so importing this module costs nothing at start-up.
 from __future__ import annotations
 
 import contextlib
+import glob
+import itertools
 import logging
 import math
 import os
@@ -16,6 +18,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -39,7 +42,15 @@ from runctl_tui.models import (
     InstanceState,
     ProcessDetails,
 )
-from runctl_tui.providers.base import LogLocation, NotFoundError, ProviderError
+from runctl_tui.providers.base import (
+    NO_LOG_SEARCH,
+    FoundFile,
+    LogLocation,
+    LogSearch,
+    NotFoundError,
+    ProviderError,
+    rank_logs,
+)
 from runctl_tui.threads import submit
 
 if TYPE_CHECKING:
@@ -319,6 +330,74 @@ def likely_logs(
     return [where for _, where in sorted(found.values(), key=lambda item: item[0])]
 
 
+def _stat_file(path: str) -> tuple[float, int] | None:
+    """Modification time and size of a regular file; ``None`` for anything else."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(found.st_mode):
+        return None
+    return found.st_mtime, found.st_size
+
+
+def _glob_matches(pattern: str, scan_limit: int) -> Iterator[str]:
+    """The paths ``pattern`` matches (``~`` is this user's home), at most ``scan_limit``."""
+    expanded = os.path.expanduser(pattern)
+    if not os.path.isabs(expanded):
+        return
+    yield from itertools.islice(glob.iglob(expanded), scan_limit)
+
+
+def _recent_files(directory: str, depth: int, scan_limit: int) -> Iterator[str]:
+    """``*.log`` files below ``directory``, at most ``depth`` levels down and ``scan_limit``
+    entries looked at; symbolic links to directories are not followed."""
+    root = os.path.expanduser(directory)
+    if not os.path.isabs(root):
+        return
+    seen = 0
+    pending: list[tuple[str, int]] = [(root, 1)]
+    while pending:
+        folder, level = pending.pop()
+        try:
+            entries = os.scandir(folder)
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                seen += 1
+                if seen > scan_limit:
+                    return
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if level < depth:
+                            pending.append((entry.path, level + 1))
+                    elif entry.name.endswith(".log") and entry.is_file():
+                        yield entry.path
+                except OSError:
+                    continue
+
+
+def search_logs(
+    search: LogSearch, *, now: float | None = None, known: Sequence[LogLocation] = ()
+) -> list[LogLocation]:
+    """Logs on this machine: ``known`` first, then the newest matches of each configured
+    glob, then the newest recent ``*.log`` files (see :class:`LogSearch`)."""
+    files: list[FoundFile] = []
+    for index, pattern in enumerate(search.globs):
+        for path in _glob_matches(pattern, search.scan_limit):
+            facts = _stat_file(path)
+            if facts is not None:
+                files.append(FoundFile(path, facts[0], facts[1], index))
+    for directory in search.recent_dirs:
+        for path in _recent_files(directory, search.depth, search.scan_limit):
+            facts = _stat_file(path)
+            if facts is not None:
+                files.append(FoundFile(path, facts[0], facts[1]))
+    moment = time.time() if now is None else now
+    return rank_logs(files, search, target=None, now=moment, known=known)
+
+
 def run_name(cmdline: Sequence[str]) -> str:
     """A run's name: its command line with the interpreter and script paths cut to their
     basenames (``python train.py --lr 3e-4``); the arguments say which run it is."""
@@ -478,14 +557,18 @@ class LocalProvider:
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         nvidia_smi: str | None = "nvidia-smi",
         nvidia_smi_timeout: float = NVIDIA_SMI_TIMEOUT,
+        log_search: LogSearch | None = None,
     ) -> None:
-        """``patterns``: launch patterns of training runs (see :func:`match_command`)."""
+        """``patterns``: launch patterns of training runs (see :func:`match_command`);
+        ``log_search``: where logs are looked for beyond the files a run has open (nowhere
+        when not given)."""
         if not patterns or any(not pattern.split() for pattern in patterns):
             raise ValueError("patterns must be non-empty glob patterns")
         if grace_seconds < 0:
             raise ValueError("grace_seconds must not be negative")
         self.patterns = tuple(patterns)
         self.grace_seconds = grace_seconds
+        self.log_search = log_search or NO_LOG_SEARCH
         self._smi = NvidiaSmi(nvidia_smi, nvidia_smi_timeout)
         self._lock = threading.Lock()
         self._interrupting = threading.Lock()
@@ -799,13 +882,17 @@ class LocalProvider:
         return SignalScope(pid=pid, pgid=group, members=tuple(members))
 
     def log_locations(self, instance: Instance) -> list[LogLocation]:
-        """The files a run (or any process of its group) has open that look like its log:
-        ``*.log`` files first, then what its stdout and stderr go to, then other text files.
-        A host row has none of its own."""
+        """Where an item's logs are, likeliest first. For a run, the files it (or any process
+        of its group) has open that look like its log: ``*.log`` files first, then what its
+        stdout and stderr go to, then other text files. Then, for a run and for this machine,
+        the newest matches of the configured globs and the newest recent ``*.log`` files."""
+        if instance.kind != "process":
+            return search_logs(self.log_search)
+        return search_logs(self.log_search, known=self._open_logs(instance))
+
+    def _open_logs(self, instance: Instance) -> list[LogLocation]:
         import psutil
 
-        if instance.kind != "process":
-            return []
         pid, create_time = self._identity(instance)
         proc = self._verified(pid, create_time)
         members = [proc]
@@ -981,7 +1068,9 @@ def from_settings(settings: Settings) -> list[LocalProvider]:
         return []
     return [
         LocalProvider(
-            patterns=tuple(settings.local.patterns), grace_seconds=settings.local.grace_seconds
+            patterns=tuple(settings.local.patterns),
+            grace_seconds=settings.local.grace_seconds,
+            log_search=settings.logs.search(settings.local.logs),
         )
     ]
 

@@ -44,18 +44,28 @@ from runctl_tui.models import (
     InstanceState,
     PodDetails,
 )
-from runctl_tui.providers.base import NotConfiguredError, NotFoundError, ProviderError
+from runctl_tui.providers.base import (
+    NO_LOG_SEARCH,
+    LogLocation,
+    LogSearch,
+    NotConfiguredError,
+    NotFoundError,
+    ProviderError,
+)
 from runctl_tui.text import one_line
 from runctl_tui.threads import import_sdk, submit
 
 if TYPE_CHECKING:
     from runctl_tui.config import Settings
+    from runctl_tui.remote.ssh import SshHub, SshTarget
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_KEY_ENV = "RUNPOD_API_KEY"
 DEFAULT_RUNPODCTL_CONFIG = Path("~/.runpod/config.toml")
 DEFAULT_PROTECT_MARKER = "[protect]"
+SSH_USER = "root"
+"""The login of a pod's SSH endpoint."""
 DEFAULT_TIMEOUT = 15.0
 """Seconds one call may take, from sending the request to the last byte of the answer."""
 DEFAULT_API_BASE = "https://api.runpod.io"
@@ -699,9 +709,16 @@ class RunPodProvider:
         backoff: float = DEFAULT_BACKOFF_SECONDS,
         backoff_cap: float = MAX_BACKOFF_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        hub: SshHub | None = None,
+        log_search: LogSearch | None = None,
     ) -> None:
-        """``key_source`` names where the key came from, for :meth:`identity`; never the key."""
+        """``key_source`` names where the key came from, for :meth:`identity`; never the key.
+        ``hub`` and ``log_search``: how a pod's logs are read over SSH (``hub``: made on first
+        use when not given; ``log_search``: nowhere when not given)."""
+        from runctl_tui.providers.ssh_hosts import CloudLogs
+
         self._name = name
+        self.logs = CloudLogs(name, hub, log_search or NO_LOG_SEARCH)
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key.strip())
         self.protect_marker = protect_marker
         self.timeout = timeout
@@ -728,6 +745,38 @@ class RunPodProvider:
     def __repr__(self) -> str:
         """Name and timeout only: the key stays out of every debug dump."""
         return f"RunPodProvider(name={self._name!r}, timeout={self.timeout!r})"
+
+    # -- logs, over SSH ---------------------------------------------------------------------------
+
+    def ssh_target(self, instance: Instance) -> SshTarget:
+        """Where a pod's shell is: ``root@`` its public SSH endpoint."""
+        from runctl_tui.remote.ssh import parse_target
+
+        details = pod_details(instance)
+        endpoint = details.ssh_endpoint if details is not None else None
+        if not endpoint:
+            raise ProviderError(
+                self.name,
+                f"{one_line(instance.name or instance.id, 80)} has no public SSH port "
+                "(expose TCP port 22 on the pod)",
+            )
+        try:
+            return parse_target(f"{SSH_USER}@{endpoint}")
+        except ValueError as exc:
+            raise ProviderError(self.name, f"{one_line(instance.id, 64)}: {exc}") from None
+
+    def hub_for(self, target: SshTarget) -> SshHub:
+        """The hub that reaches pods."""
+        return self.logs.hub
+
+    async def log_locations(self, instance: Instance) -> list[LogLocation]:
+        """The newest matches of the log globs in a running pod, then its recent ``*.log``
+        files, over SSH in one round trip."""
+        return await self.logs.locations(instance, self.ssh_target)
+
+    async def close(self) -> None:
+        """Close the SSH connections logs were read through."""
+        await self.logs.close()
 
     # -- what the rest of the app reads --------------------------------------------------------
 
@@ -1007,6 +1056,8 @@ def from_settings(settings: Settings) -> list[RunPodProvider]:
     The key is read from the variable the table names, or runpodctl's config file, never from
     our own config. Without one the provider says it is not configured, and how to set it up.
     """
+    from runctl_tui.providers.ssh_hosts import shared_hub
+
     table = settings.runpod
     if not table.enabled:
         return []
@@ -1020,5 +1071,7 @@ def from_settings(settings: Settings) -> list[RunPodProvider]:
             protect_marker=table.protect_marker,
             timeout=table.timeout,
             key_source=found.source,
+            hub=shared_hub(settings),
+            log_search=settings.logs.search(table.logs),
         )
     ]

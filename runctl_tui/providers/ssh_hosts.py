@@ -18,10 +18,11 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
@@ -34,7 +35,15 @@ from runctl_tui.models import (
     InstanceState,
     ProcessDetails,
 )
-from runctl_tui.providers.base import LogLocation, NotFoundError, ProviderError
+from runctl_tui.providers.base import (
+    NO_LOG_SEARCH,
+    FoundFile,
+    LogLocation,
+    LogSearch,
+    NotFoundError,
+    ProviderError,
+    rank_logs,
+)
 from runctl_tui.providers.local import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_PATTERNS,
@@ -53,7 +62,9 @@ from runctl_tui.remote.procs import (
     SignalStatus,
     group_to_signal,
     list_script,
+    log_search_command,
     open_files_script,
+    parse_log_search,
     parse_open_files,
     parse_processes,
     parse_signal_answer,
@@ -183,6 +194,125 @@ class SshHost:
     target: SshTarget
     label: str
     hourly_usd: Decimal | None = None
+    logs: tuple[str, ...] | None = None
+    """Its own log globs, replacing the provider's; ``None``: the provider's."""
+
+
+async def run_over_ssh(
+    provider: str,
+    hub: SshHub,
+    target: SshTarget,
+    command: str,
+    timeout: float,  # noqa: ASYNC109
+) -> RunResult:
+    """``command`` on ``target``, every SSH failure as one :class:`ProviderError` line."""
+    try:
+        return await hub.run(target, command, timeout=timeout)
+    except UnknownHostKey as exc:
+        # The command that trusts the key is long: it goes in the hint, whole.
+        raise ProviderError(
+            provider,
+            f"{target}: unknown host key {exc.fingerprint}; not connected",
+            hint=f"if that fingerprint is right, trust it: {exc.trust_command}",
+        ) from exc
+    except ChangedHostKey as exc:
+        raise ProviderError(
+            provider,
+            f"{target}: HOST KEY CHANGED ({exc.fingerprint}); refusing to connect",
+            hint=f"only if the host was really reinstalled: {exc.remove_command}",
+        ) from exc
+    except SshError as exc:
+        raise ProviderError(provider, str(exc)) from exc
+
+
+async def remote_logs(
+    provider: str,
+    hub: SshHub,
+    target: SshTarget,
+    search: LogSearch,
+    *,
+    timeout: float = COMMAND_TIMEOUT,  # noqa: ASYNC109
+) -> list[LogLocation]:
+    """The newest matches of ``search``'s globs on ``target``, then its recent ``*.log``
+    files, in one round trip; ``~`` is the login's home there."""
+    result = await run_over_ssh(provider, hub, target, _search_command(search), timeout)
+    return _ranked(result.stdout, search, str(target))
+
+
+def _search_command(search: LogSearch, before: str = "") -> str:
+    return log_search_command(
+        search.globs,
+        search.recent_dirs,
+        recent_days=search.recent_days,
+        depth=search.depth,
+        scan_limit=search.scan_limit,
+        before=before,
+    )
+
+
+def _ranked(
+    stdout: str, search: LogSearch, target: str, known: Sequence[LogLocation] = ()
+) -> list[LogLocation]:
+    answer = parse_log_search(stdout)
+    files = [FoundFile(path, mtime, size, glob) for glob, mtime, size, path in answer.files]
+    # Ages by the host's own clock: this machine's may be set differently.
+    now = answer.now if answer.now is not None else time.time()
+    return rank_logs(files, search, target=target, now=now, known=known)
+
+
+class CloudLogs:
+    """Reads the logs of cloud machines (EC2 instances, pods) over SSH, for their provider."""
+
+    def __init__(self, provider: str, hub: SshHub | None, search: LogSearch) -> None:
+        self.provider = provider
+        self.search = search
+        self._hub = hub
+        self._used = False
+
+    @property
+    def hub(self) -> SshHub:
+        """The hub given, or one made on first use."""
+        if self._hub is None:
+            self._hub = SshHub()
+        return self._hub
+
+    async def locations(
+        self, instance: Instance, target_of: Callable[[Instance], SshTarget]
+    ) -> list[LogLocation]:
+        """The logs on ``instance``, reached as ``target_of(instance)``; only while it runs."""
+        if instance.state is not InstanceState.RUNNING:
+            raise ProviderError(
+                self.provider,
+                f"{instance.name or instance.id} is {instance.state}: "
+                "its logs are read over SSH while it runs",
+            )
+        target = target_of(instance)
+        self._used = True
+        return await remote_logs(self.provider, self.hub, target, self.search)
+
+    async def close(self) -> None:
+        """Close the hub's connections, if logs were ever read through it."""
+        if self._used and self._hub is not None:
+            await self._hub.close()
+
+
+_SHARED_HUBS: dict[tuple[int, tuple[str, ...]], SshHub] = {}
+
+
+def shared_hub(settings: Settings, client_keys: Sequence[str] = ()) -> SshHub:
+    """The one hub every provider built from ``settings`` uses (one connection per host); a
+    hub of its own for ``client_keys``, which offers those keys only."""
+    import weakref
+
+    key = (id(settings), tuple(client_keys))
+    hub = _SHARED_HUBS.get(key)
+    if hub is None:
+        keys = [Path(path).expanduser() for path in client_keys] if client_keys else None
+        hub = SshHub(connect_timeout=settings.ssh.connect_timeout, client_keys=keys)
+        _SHARED_HUBS[key] = hub
+        # Settings are rebuilt per run of the app, and ids are reused once one is gone.
+        weakref.finalize(settings, _SHARED_HUBS.pop, key, None)
+    return hub
 
 
 def process_id(label: str, pid: int, start_ticks: int) -> str:
@@ -228,6 +358,7 @@ class SshHostsProvider:
         clock: type[datetime] = datetime,
         patterns: Sequence[str] = DEFAULT_PATTERNS,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        log_search: LogSearch | None = None,
     ) -> None:
         if not patterns or any(not pattern.split() for pattern in patterns):
             raise ValueError("patterns must be non-empty glob patterns")
@@ -239,6 +370,7 @@ class SshHostsProvider:
         self._clock = clock
         self.patterns = tuple(patterns)
         self.grace_seconds = grace_seconds
+        self.log_search = log_search or NO_LOG_SEARCH
         self._facts: dict[str, RemoteHostFacts] = {}
         self._tables: dict[str, ProcTable] = {}
         self._seen: dict[str, _Seen] = {}
@@ -267,23 +399,7 @@ class SshHostsProvider:
 
     async def _run(self, host: SshHost, command: str, timeout: float) -> RunResult:  # noqa: ASYNC109
         """``command`` on ``host``, every SSH failure as one :class:`ProviderError` line."""
-        try:
-            return await self.hub.run(host.target, command, timeout=timeout)
-        except UnknownHostKey as exc:
-            # The command that trusts the key is long: it goes in the hint, whole.
-            raise ProviderError(
-                self.name,
-                f"{host.target}: unknown host key {exc.fingerprint}; not connected",
-                hint=f"if that fingerprint is right, trust it: {exc.trust_command}",
-            ) from exc
-        except ChangedHostKey as exc:
-            raise ProviderError(
-                self.name,
-                f"{host.target}: HOST KEY CHANGED ({exc.fingerprint}); refusing to connect",
-                hint=f"only if the host was really reinstalled: {exc.remove_command}",
-            ) from exc
-        except SshError as exc:
-            raise ProviderError(self.name, str(exc)) from exc
+        return await run_over_ssh(self.name, self.hub, host.target, command, timeout)
 
     def _host(self, label: str) -> SshHost:
         host = next((h for h in self.hosts if h.label == label), None)
@@ -485,17 +601,31 @@ class SshHostsProvider:
         self._seen.update(seen)
         return fresh
 
+    def hub_for(self, target: SshTarget) -> SshHub:
+        """The hub that reaches ``target``."""
+        return self.hub
+
     async def log_locations(self, instance: Instance) -> list[LogLocation]:
-        """The files a run (or a child of it) has open on its host that look like its log,
-        likeliest first; checked against the start time seen, so a reused pid shows none."""
-        if instance.kind != "process":
-            return []
+        """Where an item's logs are on its host, likeliest first, in one round trip.
+
+        For a run, the files it (or a child of it) has open that look like its log, checked
+        against the start time seen, so a reused pid shows none. Then, for a run and for its
+        host, the newest matches of the host's log globs and its recent ``*.log`` files.
+        """
+        if instance.kind == "host":
+            host = self._host(instance.id)
+            search = self.log_search.with_globs(host.logs)
+            result = await self._run(host, _search_command(search), COMMAND_TIMEOUT)
+            return _ranked(result.stdout, search, str(host.target))
         host, pid, ticks = self._identity(instance)
-        result = await self._run(host, wrap(open_files_script(pid, ticks)), COMMAND_TIMEOUT)
+        search = self.log_search.with_globs(host.logs)
+        command = _search_command(search, before=open_files_script(pid, ticks))
+        result = await self._run(host, command, COMMAND_TIMEOUT)
         opened = parse_open_files(result.stdout)
         if opened is None:
             raise NotFoundError(self.name, f"{host.label}: pid {pid} has exited")
-        return likely_logs(opened, str(host.target))
+        target = str(host.target)
+        return _ranked(result.stdout, search, target, likely_logs(opened, target))
 
     def actions(self, instance: Instance) -> frozenset[Action]:
         """A run takes interrupt and kill; a host itself takes nothing from here."""
@@ -584,14 +714,20 @@ def from_settings(settings: Settings) -> list[SshHostsProvider]:
     if not settings.ssh.hosts:
         return []
     hosts = [
-        SshHost(parse_target(h.host), h.label or h.host, h.hourly_usd) for h in settings.ssh.hosts
+        SshHost(
+            parse_target(h.host),
+            h.label or h.host,
+            h.hourly_usd,
+            tuple(h.logs) if h.logs is not None else None,
+        )
+        for h in settings.ssh.hosts
     ]
-    hub = SshHub(connect_timeout=settings.ssh.connect_timeout)
     return [
         SshHostsProvider(
             hosts,
-            hub,
+            shared_hub(settings),
             patterns=tuple(settings.local.patterns),
             grace_seconds=settings.local.grace_seconds,
+            log_search=settings.logs.search(),
         )
     ]

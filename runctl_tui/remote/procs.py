@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -516,3 +516,118 @@ def parse_open_files(text: str) -> list[tuple[int, int, str]] | None:
         raw = bytes.fromhex(hex_path.replace(" ", ""))
         found.append((fd, pid, raw.decode("utf-8", errors="surrogateescape")))
     return found
+
+
+LOGS_MARK = "--runctl-logs--"
+"""Heads the answer of :func:`log_search_script`."""
+
+_LOG_SEARCH = r"""
+rc_minutes=$1; rc_depth=$2; rc_scan=$3; shift 3
+rc_nl=$(printf '\nx'); rc_nl=${rc_nl%x}
+printf '%s\n' "$rc_mark"
+printf 'T %s\n' "$(date +%s)"
+rc_emit() {
+  [ -f "$2" ] || return 0
+  rc_st=$(stat -L -c '%Y %s' -- "$2" 2>/dev/null || stat -L -f '%m %z' -- "$2" 2>/dev/null) \
+    || return 0
+  printf 'L %s %s ' "$1" "$rc_st"
+  printf '%s' "$2" | od -An -v -tx1 | tr -d '\n'
+  echo
+}
+rc_home() {
+  case $1 in
+    "~") rc_w=$HOME;;
+    "~/"*) rc_w=$HOME/${1#??};;
+    *) rc_w=$1;;
+  esac
+}
+rc_i=0
+for rc_a; do
+  case $rc_a in
+    g:*)
+      rc_home "${rc_a#g:}"
+      rc_n=0
+      rc_ifs=$IFS; IFS=
+      set +f
+      for rc_f in $rc_w; do
+        [ "$rc_n" -lt "$rc_scan" ] || break
+        rc_n=$((rc_n + 1))
+        rc_emit "$rc_i" "$rc_f"
+      done
+      IFS=$rc_ifs
+      rc_i=$((rc_i + 1));;
+    d:*)
+      rc_home "${rc_a#d:}"
+      [ -d "$rc_w" ] || continue
+      find "$rc_w" -maxdepth "$rc_depth" -type f -name '*.log' ! -path "*$rc_nl*" \
+          -mmin "-$rc_minutes" -print 2>/dev/null | head -n "$rc_scan" |
+        while IFS= read -r rc_f; do rc_emit R "$rc_f"; done;;
+  esac
+done
+"""
+
+
+def log_search_command(
+    globs: Sequence[str],
+    recent_dirs: Sequence[str],
+    *,
+    recent_days: float,
+    depth: int,
+    scan_limit: int,
+    before: str = "",
+) -> str:
+    """One command that prints, after :data:`LOGS_MARK`, the host's clock (``T seconds``) and
+    ``L kind mtime size hex-path`` for every file the globs match (kind: the glob's index) and
+    every ``*.log`` below ``recent_dirs`` modified in the last ``recent_days`` (kind ``R``).
+
+    ``~`` in a glob or directory is the login's home on the host. Globs and directories travel
+    as quoted arguments, never as script text: a hostile one is only ever a pattern. ``before``
+    is a script run first, in a subshell of its own (e.g. :func:`open_files_script`).
+    """
+    minutes = max(1, math.ceil(recent_days * 1440))
+    args = [str(minutes), str(max(1, int(depth))), str(max(1, int(scan_limit)))]
+    args += [f"g:{glob}" for glob in globs]
+    args += [f"d:{folder}" for folder in recent_dirs]
+    script = f"rc_mark={LOGS_MARK}\n" + _LOG_SEARCH
+    if before:
+        script = f"(\n{before}\n)\n" + script
+    return wrap(script) + " sh " + " ".join(shlex.quote(arg) for arg in args)
+
+
+@dataclass(frozen=True)
+class LogSearchAnswer:
+    """What :func:`log_search_command` printed."""
+
+    now: float | None
+    """The host's clock, seconds since the epoch."""
+    files: list[tuple[int | None, float, int, str]]
+    """``(glob index or None for a recent log, mtime, size, path)``."""
+
+
+def parse_log_search(text: str) -> LogSearchAnswer:
+    """The answer of :func:`log_search_command`; malformed lines are skipped."""
+    _, mark, body = text.partition(LOGS_MARK)
+    now: float | None = None
+    files: list[tuple[int | None, float, int, str]] = []
+    if not mark:
+        return LogSearchAnswer(None, files)
+    for line in body.splitlines():
+        fields = line.split(" ", 4)
+        if fields[0] == "T" and len(fields) == 2 and _UINT.fullmatch(fields[1]):
+            now = float(fields[1])
+            continue
+        if len(fields) != 5 or fields[0] != "L":
+            continue
+        kind, mtime, size = fields[1], _uint(fields[2]), _uint(fields[3])
+        hex_path = " " + fields[4].strip()
+        if mtime is None or size is None or not _HEX_LINE.fullmatch(hex_path):
+            continue
+        if kind == "R":
+            index: int | None = None
+        elif _UINT.fullmatch(kind):
+            index = int(kind)
+        else:
+            continue
+        raw = bytes.fromhex(hex_path.replace(" ", ""))
+        files.append((index, float(mtime), size, raw.decode("utf-8", errors="surrogateescape")))
+    return LogSearchAnswer(now, files)

@@ -157,6 +157,33 @@ class AsyncsshServer:
         self.drop_all()
 
 
+class ShellServer(AsyncsshServer):
+    """asyncssh's test server, but each command really runs, under ``sh -c`` on this machine."""
+
+    async def _serve(self, process: asyncssh.SSHServerProcess[str]) -> None:
+        command = process.command or ""
+        self.commands.append(command)
+        child = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            out, err = await child.communicate()
+        finally:
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+        process.stdout.write(out.decode("utf-8", "replace"))
+        process.stderr.write(err.decode("utf-8", "replace"))
+        status = child.returncode or 0
+        process.exit(status if status >= 0 else 128 - status)
+
+
 class Sshd:
     """A real OpenSSH ``sshd`` on 127.0.0.1 with its own config, host key and authorized key."""
 

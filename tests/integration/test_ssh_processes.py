@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-import asyncssh
 import pytest
 
 from runctl_tui.audit import Journal
@@ -30,8 +29,8 @@ from runctl_tui.providers.ssh_hosts import SshHost, SshHostsProvider, process_id
 from runctl_tui.remote.ssh import SshHub, parse_target
 from runctl_tui.services.fleet import Fleet
 from tests.integration.ssh_servers import (
-    AsyncsshServer,
     ClientKey,
+    ShellServer,
     Sshd,
     add_known_host,
     write_host_key,
@@ -62,33 +61,6 @@ while True:
 """
 """A training-like run: saves a checkpoint on SIGINT and exits (unless told to ignore it); with
 ``--spawn-worker`` it starts a second one in its process group, as a launcher starts ranks."""
-
-
-class ShellServer(AsyncsshServer):
-    """asyncssh's test server, but each command really runs, under ``sh -c``."""
-
-    async def _serve(self, process: asyncssh.SSHServerProcess[str]) -> None:
-        command = process.command or ""
-        self.commands.append(command)
-        child = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        try:
-            out, err = await child.communicate()
-        finally:
-            if child.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signal.SIGKILL)
-        process.stdout.write(out.decode("utf-8", "replace"))
-        process.stderr.write(err.decode("utf-8", "replace"))
-        status = child.returncode or 0
-        process.exit(status if status >= 0 else 128 - status)
 
 
 @pytest.fixture

@@ -777,3 +777,82 @@ def test_plugin_tables_are_kept_apart_from_the_settings() -> None:
     assert settings != Settings()
     # Flags applied after loading keep them.
     assert settings.model_copy(update={"readonly": True}).plugin_table("example") is not None
+
+
+def test_log_places_default_to_common_ml_globs() -> None:
+    settings = Settings()
+
+    assert "~/train/*.log" in settings.logs.paths
+    assert "/workspace/logs/*.log" in settings.logs.paths
+    assert settings.logs.recent_days == 3
+    search = settings.logs.search()
+    assert search.globs == tuple(settings.logs.paths)
+    assert search.depth == settings.logs.recent_depth
+    assert search.limit == settings.logs.recent_limit
+    assert settings.aws.ssh_user == "ubuntu"
+    assert settings.aws.ssh_key is None
+    assert settings.aws.logs is None
+    assert settings.runpod.logs is None
+    assert settings.local.logs is None
+
+
+def test_a_places_own_log_globs_replace_the_shared_ones(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[logs]\n"
+        'paths = ["~/runs/*.log"]\n'
+        "recent_days = 1.5\n"
+        'recent_dirs = ["~", "/data"]\n'
+        "[aws]\n"
+        'logs = ["/opt/train/*.log"]\n'
+        'ssh_user = "ec2-user"\n'
+        'ssh_key = "~/.ssh/ml.pem"\n'
+        "[runpod]\n"
+        'logs = ["/workspace/out/*.log"]\n'
+        "[local]\n"
+        "logs = []\n"
+        "[[ssh.hosts]]\n"
+        'host = "ml@gpu-box"\n'
+        'logs = ["~/exp/*/train.log"]\n',
+    )
+
+    settings = load_settings(path)
+
+    assert settings.logs.search().globs == ("~/runs/*.log",)
+    assert settings.logs.search(settings.aws.logs).globs == ("/opt/train/*.log",)
+    assert settings.logs.search(settings.runpod.logs).globs == ("/workspace/out/*.log",)
+    assert settings.logs.search(settings.local.logs).globs == ()
+    assert settings.ssh.hosts[0].logs == ["~/exp/*/train.log"]
+    assert settings.logs.search().recent_dirs == ("~", "/data")
+    assert settings.logs.search().recent_days == 1.5
+    assert settings.aws.ssh_user == "ec2-user"
+    assert settings.aws.ssh_key == "~/.ssh/ml.pem"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ('[logs]\nstall_minutes = 5\npaths = ["train/*.log"]\n', 3, "logs.paths"),
+        ('[logs]\nrecent_dirs = ["~", ""]\n', 2, "logs.recent_dirs"),
+        ("[logs]\nrecent_days = 0\n", 2, "logs.recent_days"),
+        ("[logs]\nrecent_depth = 50\n", 2, "logs.recent_depth"),
+        ('[aws]\nregions = []\nlogs = ["$(reboot)"]\n', 3, "aws.logs"),
+        ('[aws]\nssh_user = "-oProxyCommand=x"\n', 2, "aws.ssh_user"),
+        ('[runpod]\nlogs = "/workspace/*.log"\n', 2, "runpod.logs"),
+        ('[[ssh.hosts]]\nhost = "a"\n[[ssh.hosts]]\nhost = "b"\nlogs = ["x\\ny"]\n', 5, "ssh"),
+    ],
+)
+def test_bad_log_places_name_the_line(tmp_path: Path, text: str, line: int, key: str) -> None:
+    path = write(tmp_path, text)
+
+    message = config_error(path)
+
+    assert message.startswith(f"{path}:{line}: key '{key}"), message
+
+
+def test_the_default_file_documents_the_log_keys() -> None:
+    text = default_config_text()
+
+    for key in ("paths", "recent_days", "recent_dirs", "recent_depth", "ssh_user", "ssh_key"):
+        assert re.search(rf"^#? ?{key} = ", text, re.MULTILINE), key
+    assert load_settings is not None

@@ -46,6 +46,7 @@ def test_catalog_covers_every_binding_once() -> None:
         "start-instance",
         "terminate-instance",
         "open-log",
+        "pick-log",
         "sort",
         "sort-reverse",
         "clear",
@@ -64,7 +65,7 @@ def test_catalog_covers_every_binding_once() -> None:
         assert binding.label
         # An action name, or a call with literal arguments: act('stop').
         assert re.fullmatch(r"[a-z_]+(\('[a-z-]+'\))?", binding.action), binding.action
-    assert [b.id for b in BINDINGS if not b.show] == ["sort", "sort-reverse", "clear"]
+    assert [b.id for b in BINDINGS if not b.show] == ["pick-log", "sort", "sort-reverse", "clear"]
     assert [b.id for b in BINDINGS if b.priority] == ["filter"]
 
 

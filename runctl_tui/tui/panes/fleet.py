@@ -44,6 +44,7 @@ FLEET_BINDING_IDS = frozenset(
         "sort-reverse",
         "clear",
         "open-log",
+        "pick-log",
         *(spec.binding_id for spec in CATALOG),
     }
 )
@@ -184,7 +185,7 @@ class FleetPane(Pane):
             asked = spec_for(str(parameters[0])) if parameters else None
             if asked is not None and asked.key_action not in self._binding_state[2]:
                 return None
-        elif action == "mark" and not (self.is_mounted and self.table.row_count):
+        elif action in {"mark", "pick_log"} and not (self.is_mounted and self.table.row_count):
             return None
         return True
 
@@ -240,18 +241,33 @@ class FleetPane(Pane):
             self.table.clear_marks()
 
     def action_open_log(self) -> None:
-        """Open the cursor row's training log in the logs pane."""
+        """Open the cursor row's likeliest training log in the logs pane."""
         row = self.table.current
         if row is None:
             self.notify("No row selected.", severity="warning")
             return
         self.find_log(row)
 
+    def action_pick_log(self) -> None:
+        """List every candidate log of the cursor row, to open one."""
+        row = self.table.current
+        if row is None:
+            self.notify("No row selected.", severity="warning")
+            return
+        self.find_log(row, pick=True)
+
     @work(exclusive=True, group="open-log", exit_on_error=False)
-    async def find_log(self, row: Instance) -> None:
-        """Ask the row's provider where its log is, then show the likeliest one."""
+    async def find_log(self, row: Instance, pick: bool = False) -> None:
+        """Ask the row's provider where its logs are, then show the likeliest one, or with
+        ``pick`` offer them all."""
+        from runctl_tui.providers.base import ProviderError
+
         try:
             found = await self.fleet.log_locations(row)
+        except ProviderError as exc:
+            reason = one_line(f"{row.name or row.id}: cannot find its log: {exc.message}", 300)
+            self.notify(reason, severity="error", timeout=10, markup=False)
+            return
         except Exception as exc:
             reason = one_line(f"{row.name or row.id}: cannot find its log: {exc}", 300)
             self.notify(reason, severity="error", timeout=10, markup=False)
@@ -259,15 +275,27 @@ class FleetPane(Pane):
         if not found:
             self.notify(no_log_notice(row), severity="warning", timeout=10, markup=False)
             return
-        location = found[0]
-        screen = self.screen
-        show_log = getattr(screen, "show_log", None)
-        if show_log is None:
+        if pick:
+            from runctl_tui.tui.screens.log_picker import LogPicker
+
+            title = f"Logs of {row.name or row.id} ({len(found)})"
+            self.app.push_screen(
+                LogPicker(title, found), callback=lambda source: self.open_picked(source, row)
+            )
             return
-        show_log(location.source)
-        if location.found:
-            shown = one_line(f"{location.source}: {location.found}", 300)
-            self.notify(shown, timeout=4, markup=False)
+        location = found[0]
+        self.open_picked(location.source, row)
+        note = f"{location.source}: {location.found}" if location.found else location.source
+        if len(found) > 1:
+            note += f" · L to pick another ({len(found) - 1} more)"
+        self.notify(one_line(note, 300), timeout=6, markup=False)
+
+    def open_picked(self, source: str | None, row: Instance | None = None) -> None:
+        """Follow ``source`` (a log of ``row``) in the logs pane; ``None`` (the picker closed)
+        opens nothing."""
+        show_log = getattr(self.screen, "show_log", None)
+        if source is not None and show_log is not None:
+            show_log(source, origin=row)
 
     def action_sort_next(self) -> None:
         """Sort the table by its next column."""
@@ -383,14 +411,18 @@ class FleetPane(Pane):
 
 
 def no_log_notice(row: Instance) -> str:
-    """One line: why ``row`` has no log to open, and what opens any file."""
+    """One line: why ``row`` has no log to open, and what to configure or run instead."""
     details = row.details
     pid = getattr(details, "pid", None)
     if pid is not None:
-        why = f"no log file open by pid {pid}"
+        why = f"no log file open by pid {pid}, none matches [logs] paths, no recent *.log"
     else:
         why = f"no log known for {row.name or row.id} ({row.provider})"
-    return one_line(f"{why}; runctl-tui tail PATH opens any file", 300)
+        if row.kind in {"host", "ec2", "pod"}:
+            why += ": none matches [logs] paths, no recent *.log"
+    return one_line(
+        f"{why}; set [logs] paths (e.g. ~/train/*.log) or run runctl-tui tail PATH", 300
+    )
 
 
 PANE = FleetPane
