@@ -31,6 +31,8 @@ from runctl_tui.services.fleet import Fleet
 from runctl_tui.text import clean
 
 if TYPE_CHECKING:
+    import psutil
+
     from runctl_tui.logs.source import LogSource
 
 log = logging.getLogger("runctl_tui")
@@ -155,11 +157,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="follow a log (a path, [user@]host:PATH or ssh://user@host:port/PATH)",
         description="Follow a training log in the logs pane, or print it with --no-tui.",
     )
-    tail.add_argument("source", metavar="SOURCE", help="PATH, [user@]host:PATH or ssh://host/PATH")
+    tail.add_argument(
+        "source",
+        metavar="SOURCE",
+        nargs="+",
+        help="PATH, [user@]host:PATH or ssh://host/PATH; several open as tabs (one with --no-tui)",
+    )
     tail.add_argument(
         "--no-tui",
         action="store_true",
         help="print the lines to stdout as they arrive (for pipes), until Ctrl-C",
+    )
+    tail.add_argument(
+        "--pid",
+        type=int,
+        metavar="PID",
+        help="with --no-tui: stop once process PID has exited and its last lines are printed "
+        "(local files)",
     )
     _common(tail, suppress=True)
     config = commands.add_parser("config", help="where the config lives; write a default one")
@@ -286,9 +300,48 @@ async def _close_when_reader_leaves(source: LogSource, every: float = 0.2) -> No
     await source.close()
 
 
-async def print_log(source_text: str) -> int:
+async def _finish_when_gone(source: LogSource, process: psutil.Process, every: float = 0.1) -> None:
+    """Once ``process`` has exited, have ``source`` read the file to its end and stop."""
+    import psutil
+
+    pid = process.pid
+    waiter = None
+    try:
+        # A pidfd becomes readable the moment the process exits; polling is the fallback.
+        waiter = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        waiter = None
+    try:
+        if waiter is not None and process.is_running():
+            exited = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_reader(waiter, exited.set)
+            try:
+                await exited.wait()
+            finally:
+                loop.remove_reader(waiter)
+        else:
+            while True:
+                try:
+                    if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
+                        break
+                except psutil.Error:
+                    break
+                await asyncio.sleep(every)
+    finally:
+        if waiter is not None:
+            os.close(waiter)
+    finish = getattr(source, "finish", None)
+    if finish is not None:
+        await finish(f"process {pid} exited")
+    else:
+        await source.close()
+
+
+async def print_log(source_text: str, pid: int | None = None) -> int:
     """Follow ``source_text`` and print its lines to stdout; states go to stderr, one line
-    each. Returns the exit code (1 when the source failed)."""
+    each. With ``pid``, stop once that process has exited and the file is read to its end.
+    Returns the exit code (1 when the source failed)."""
     from runctl_tui.logs.decode import LineDecoder
     from runctl_tui.logs.remote import parse_log_source
     from runctl_tui.logs.source import Chunk, Rotated, SourceState
@@ -300,6 +353,22 @@ async def print_log(source_text: str) -> int:
         return EXIT_USAGE
     source: LogSource
     hub = None
+    if pid is not None and target is not None:
+        print(
+            f"{APP_NAME}: --pid is for local files; follow a remote log without it", file=sys.stderr
+        )
+        return EXIT_USAGE
+    process = None
+    if pid is not None:
+        import psutil
+
+        try:
+            # The start time is part of the identity: a pid alone may be reused.
+            process = psutil.Process(pid)
+            process.create_time()
+        except (psutil.Error, ValueError, OverflowError):
+            print(f"{APP_NAME}: no process with pid {pid}", file=sys.stderr)
+            return EXIT_USAGE
     if target is None:
         from runctl_tui.logs.local import LocalFileSource
 
@@ -311,6 +380,7 @@ async def print_log(source_text: str) -> int:
         hub = SshHub()
         source = RemoteFileSource(hub, target, path)
     watcher = asyncio.create_task(_close_when_reader_leaves(source))
+    ender = None if process is None else asyncio.create_task(_finish_when_gone(source, process))
     decoder = LineDecoder()
     opened = False
     generation = 0
@@ -343,6 +413,8 @@ async def print_log(source_text: str) -> int:
         _silence_stdout()
     finally:
         watcher.cancel()
+        if ender is not None:
+            ender.cancel()
         await source.close()
         if hub is not None:
             await hub.close()
@@ -351,7 +423,7 @@ async def print_log(source_text: str) -> int:
 
 def _tail_command(args: argparse.Namespace) -> int:
     try:
-        return asyncio.run(print_log(args.source))
+        return asyncio.run(print_log(args.source[0], args.pid))
     except KeyboardInterrupt:
         return EXIT_OK
     except BrokenPipeError:
@@ -365,7 +437,7 @@ def _dashboard(settings: Settings, args: argparse.Namespace, log_problem: str | 
     fleet, warnings = _build_fleet(settings, args.demo)
     if log_problem is not None:
         warnings.append(log_problem)
-    open_log = args.source if args.command == "tail" else None
+    open_log = tuple(args.source) if args.command == "tail" else ()
     app = RunctlApp(settings, fleet, demo=args.demo, startup_warnings=warnings, open_log=open_log)
     app.run()
     return app.return_code or EXIT_OK
@@ -380,6 +452,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.enable()
     if args.command == "config":
         return _config_command(args)
+    if args.command == "tail" and args.pid is not None and not args.no_tui:
+        print(f"{APP_NAME}: --pid goes with --no-tui", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "tail" and args.no_tui and len(args.source) > 1:
+        print(
+            f"{APP_NAME}: --no-tui prints one log; run one {APP_NAME} tail --no-tui per file, "
+            f"or drop --no-tui to open them as tabs",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.command == "tail" and args.no_tui:
         setup_logging(args.debug, to_stderr_on_failure=True)
         return _tail_command(args)

@@ -339,6 +339,13 @@ def trust_command(
     return f"mkdir -p {_shell_path(path.parent)} && echo {line} >> {_shell_path(path)}"
 
 
+def trust_file(
+    target: SshTarget, *, known_hosts: Path | None = None, use_user_config: bool = True
+) -> Path:
+    """The known_hosts file :func:`trust_host_key` would write ``target``'s key to."""
+    return _resolve(target, known_hosts=known_hosts, use_user_config=use_user_config).user_files[0]
+
+
 def trust_host_key(
     target: SshTarget,
     key: asyncssh.SSHKey,

@@ -47,7 +47,7 @@ class RunctlApp(App[None]):
         clock: Clock = utc_now,
         prices: PriceTable | None = None,
         startup_warnings: Sequence[str] = (),
-        open_log: str | None = None,
+        open_log: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -56,8 +56,10 @@ class RunctlApp(App[None]):
         self.clock = clock
         self.prices = prices or bundled_prices()
         self.startup_warnings = list(startup_warnings)
-        self.open_log = open_log
-        """A log to open at start, in the logs pane (``runctl-tui tail SOURCE``)."""
+        self.open_log: tuple[str, ...] = (
+            (open_log,) if isinstance(open_log, str) else tuple(open_log or ())
+        )
+        """Logs to open at start, a tab each (``runctl-tui tail SOURCE...``)."""
         self.warning = header_warning(demo=demo, readonly=fleet.readonly)
         """What the header shows first, so that no terminal is too narrow for it."""
         self.sub_title = header_sub_title(demo=demo, readonly=fleet.readonly)

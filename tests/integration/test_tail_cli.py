@@ -141,3 +141,82 @@ def test_remote_unknown_host_key_is_refused_then_trusted_and_followed(
         output.kill()
     assert code == 0
     assert "Traceback" not in stderr
+
+
+CHILD = """
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+sys.stdin.readline()
+for n in range(int(sys.argv[2])):
+    os.write(fd, b"step %d loss 1.0\\n" % n)
+os.write(fd, sys.argv[3].encode())
+"""
+
+
+@pytest.mark.parametrize("last", ["the end\n", "the end without newline"])
+def test_pid_drains_the_log_after_the_process_exits_then_exits_0(tmp_path: Path, last: str) -> None:
+    log = tmp_path / "run.log"
+    log.write_text("started\n")
+    count = 20_000
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(log), str(count), last], stdin=subprocess.PIPE
+    )
+    assert child.stdin is not None
+    try:
+        tail = subprocess.Popen(
+            [*COMMAND, "--pid", str(child.pid), str(log)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        # Let it open the file and print the first line, then let the child write and exit.
+        assert tail.stdout is not None
+        assert tail.stdout.readline() == b"started\n"
+        child.stdin.write(b"go\n")
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+        out, err = tail.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert tail.returncode == 0, err
+    lines = out.decode().splitlines()
+    assert lines == [f"step {n} loss 1.0" for n in range(count)] + [last.rstrip("\n")]
+    assert "Traceback" not in err.decode()
+
+
+def test_pid_is_refused_for_a_remote_log_and_an_unknown_process() -> None:
+    remote = subprocess.run(
+        [*COMMAND, "--pid", "1", "somehost:/var/log/train.log"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert remote.returncode == 2
+    assert (
+        remote.stderr.strip()
+        == "runctl-tui: --pid is for local files; follow a remote log without it"
+    )
+    unknown = subprocess.run(
+        [*COMMAND, "--pid", str(2**22 + 12345), "/tmp/x.log"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert unknown.returncode == 2
+    assert len(unknown.stderr.strip().splitlines()) == 1
+    assert "no process with pid" in unknown.stderr
+
+
+def test_no_tui_prints_one_log_and_says_so_for_two(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*COMMAND, str(tmp_path / "a.log"), str(tmp_path / "b.log")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "--no-tui prints one log" in line

@@ -60,9 +60,19 @@ def notices(app: RunctlApp) -> list[str]:
 
 
 def static_text(app: RunctlApp, selector: str) -> str:
-    """A Static's text, plain."""
-    content = pane(app).query_one(selector, Static).render()
+    """A Static's text, plain: of the pane (``#id``), or of the log shown (``.class``)."""
+    logs = pane(app)
+    where = logs.tab if selector.startswith(".") else logs
+    if where is None:
+        return ""
+    content = where.query_one(selector, Static).render()
     return str(content)
+
+
+def flag_shown(app: RunctlApp) -> bool:
+    """Whether the shown log's flag (an error, a stall) is on screen."""
+    tab = pane(app).tab
+    return tab is not None and tab.query_one(".log-flag").display
 
 
 async def until(pilot: Pilot[None], check: Callable[[], bool], seconds: float = 10.0) -> None:
@@ -100,7 +110,8 @@ async def test_without_a_log_the_pane_says_how_to_open_one(make_app: AppFactory)
         await pilot.press("3")
         await pilot.pause()
         assert static_text(app, "#logs-empty") == HOW_TO_OPEN
-        assert not pane(app).view.display
+        assert pane(app).tab is None
+        assert not pane(app).query_one("#logs-switcher").display
 
 
 async def test_follows_appends_until_scrolled_up_and_G_resumes(
@@ -114,7 +125,7 @@ async def test_follows_appends_until_scrolled_up_and_G_resumes(
         view = logs.view
         assert view.follow
         assert view.scroll_y == view.max_scroll_y > 0
-        assert "following" in static_text(app, "#logs-header")
+        assert "following" in static_text(app, ".log-header")
 
         append(log, lines_text(20, 200))
         await until(pilot, lambda: len(logs.document or ()) == 220)
@@ -130,7 +141,7 @@ async def test_follows_appends_until_scrolled_up_and_G_resumes(
         await until(pilot, lambda: len(logs.document or ()) == 250)
         await pilot.pause(0.1)
         assert view.scroll_y == held
-        assert "follow off" in static_text(app, "#logs-header")
+        assert "follow off" in static_text(app, ".log-header")
 
         await pilot.press("G")
         await pilot.pause(0.1)
@@ -183,7 +194,7 @@ async def test_e_jumps_to_the_traceback_and_the_flag_notifies_once(
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         logs = await open_log(pilot, log, 100)
-        assert not logs.query_one("#logs-flag").display
+        assert not flag_shown(app)
         bells: list[None] = []
         app.bell = lambda: bells.append(None)  # type: ignore[method-assign]
         append(
@@ -192,14 +203,14 @@ async def test_e_jumps_to_the_traceback_and_the_flag_notifies_once(
             '  File "train.py", line 9, in <module>\n'
             "RuntimeError: boom\n" + lines_text(100, 100),
         )
-        await until(pilot, lambda: logs.query_one("#logs-flag").display)
-        flag = static_text(app, "#logs-flag")
+        await until(pilot, lambda: flag_shown(app))
+        flag = static_text(app, ".log-flag")
         assert flag.startswith("Traceback at line 101: Traceback (most recent call last)")
         assert len([n for n in notices(app) if "Traceback at line 101" in n]) == 1
         assert bells == [None]
 
         append(log, "Traceback (most recent call last):\n")
-        await until(pilot, lambda: "line 204" in static_text(app, "#logs-flag"))
+        await until(pilot, lambda: "line 204" in static_text(app, ".log-flag"))
         await pilot.pause(0.1)
         # Once per kind of error, not once per line.
         assert len([n for n in notices(app) if "Traceback" in n]) == 1
@@ -241,7 +252,7 @@ async def test_hostile_text_is_shown_literally_and_ansi_as_colour(
         assert all(c.isprintable() for c in third.text)
         shown = logs.view.render_line(int(logs.view.max_scroll_y and 0))
         assert "[/]" in "".join(s.text for s in shown)
-        await pilot.click("#logs-view")
+        await pilot.click("LogView")
         await pilot.pause()
         assert app.is_running
 
@@ -331,8 +342,8 @@ async def test_l_on_a_local_run_opens_its_log(
         assert main(app).current_pane.id == "logs"
         assert logs.document is not None
         assert logs.document.name == str(log)
-        await until(pilot, lambda: "loss" in static_text(app, "#logs-metrics"))
-        assert "epoch" in static_text(app, "#logs-metrics")
+        await until(pilot, lambda: "loss" in static_text(app, ".log-metrics"))
+        assert "epoch" in static_text(app, ".log-metrics")
 
 
 def _rows(table: InstanceTable) -> list[Instance]:
@@ -372,7 +383,8 @@ def open_snapshot_log(path: str, *keys: str) -> Callable[[Pilot[None]], Awaitabl
         logs = pane(pilot.app)  # type: ignore[arg-type]
         logs.open_document(LogDocument(LocalFileSource(path), clock=lambda: 100.0))
         await until(pilot, lambda: logs.document is not None and len(logs.document) == 41)
-        await until(pilot, lambda: logs.query_one("#logs-flag").display)
+        app: RunctlApp = pilot.app  # type: ignore[assignment]
+        await until(pilot, lambda: flag_shown(app))
         await pilot.press(*keys)
         if keys:
             await until(pilot, lambda: logs.at_line is not None)
@@ -430,7 +442,7 @@ async def test_a_missing_file_is_waited_for(make_app: AppFactory, tmp_path: Path
         await pilot.press("3")
         logs = pane(app)
         logs.open_source(str(log))
-        await until(pilot, lambda: "waiting for the file" in static_text(app, "#logs-header"))
+        await until(pilot, lambda: "waiting for the file" in static_text(app, ".log-header"))
         log.write_text(lines_text(3))
         await until(pilot, lambda: logs.document is not None and len(logs.document) == 3)
 
@@ -483,7 +495,7 @@ async def test_a_log_that_stops_growing_is_flagged_once_until_it_grows(
         await pilot.pause(0.8)
         logs.check_stall()
         await pilot.pause()
-        assert "no new line for" in static_text(app, "#logs-flag")
+        assert "no new line for" in static_text(app, ".log-flag")
         assert sum("stopped growing" in n or "no new line" in n for n in notices(app)) == 1
         logs.check_stall()
         assert sum("no new line" in n for n in notices(app)) == 1
@@ -492,4 +504,136 @@ async def test_a_log_that_stops_growing_is_flagged_once_until_it_grows(
         logs.check_stall()
         await pilot.pause()
         assert logs.stalled is None
-        assert not pane(app).query_one("#logs-flag", Static).display
+        assert not flag_shown(app)
+
+
+# Several logs at once, the chart --------------------------------------------------------------
+
+
+async def test_each_log_opens_in_a_tab_of_its_own_and_keys_move_between_them(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_text(lines_text(3))
+    second.write_text(lines_text(5))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        logs = await open_log(pilot, first, 3)
+        assert not logs.query_one("#logs-tabs").display
+        logs.open_source(str(second))
+        await until(pilot, lambda: len(logs.tabs) == 2 and logs.tab is logs.tabs[1])
+        await until(pilot, lambda: len(logs.document or ()) == 5)
+        assert logs.query_one("#logs-tabs").display
+        assert app.focused is logs.view
+
+        await pilot.press("left_square_bracket")
+        assert logs.document is not None
+        assert logs.document.name.endswith("a.log")
+        assert app.focused is logs.view
+        await pilot.press("right_square_bracket")
+        assert logs.document.name.endswith("b.log")
+
+        # The same file again: its tab is shown, no second tab.
+        logs.open_source(str(first))
+        await pilot.pause()
+        assert len(logs.tabs) == 2
+        assert logs.document.name.endswith("a.log")
+
+        await pilot.press("x")
+        await until(pilot, lambda: len(logs.tabs) == 1)
+        assert logs.document.name.endswith("b.log")
+        assert not logs.query_one("#logs-tabs").display
+        await pilot.press("x")
+        await until(pilot, lambda: not logs.tabs)
+        assert logs.query_one("#logs-empty").display
+
+
+async def test_p_shows_and_hides_the_loss_chart(make_app: AppFactory, tmp_path: Path) -> None:
+    from runctl_tui.tui.widgets.metrics_chart import MetricsChart
+
+    log = tmp_path / "train.log"
+    log.write_text(lines_text(30))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        logs = await open_log(pilot, log, 30)
+        tab = logs.tab
+        assert tab is not None
+        chart = tab.query_one(MetricsChart)
+        await until(pilot, lambda: chart.display)
+        (curve,) = chart.series
+        assert curve.name == "loss"
+        assert curve.points[0] == (0.0, 1.0)
+        assert "loss " not in static_text(app, ".log-metrics").splitlines()[-1][:5]
+        await pilot.press("p")
+        await until(pilot, lambda: not chart.display)
+        # Without the chart, the strip draws the curve in one line.
+        await until(pilot, lambda: static_text(app, ".log-metrics").splitlines()[-1][:5] == "loss ")
+        await pilot.press("p")
+        await until(pilot, lambda: chart.display)
+        await pilot.press("P")
+        assert chart.log_scale
+
+
+async def test_a_filter_keeps_only_matching_lines_and_bang_inverts_it(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    from tests.tui.test_key_bursts import burst
+
+    log = tmp_path / "train.log"
+    body = "".join(
+        f"WARNING step {n} grad overflow\n" if n % 10 == 0 else f"step {n} loss {1 / (n + 1):.4f}\n"
+        for n in range(300)
+    )
+    log.write_text(body)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        logs = await open_log(pilot, log, 300)
+        tab = logs.tab
+        assert tab is not None
+        # Typed in one burst, as a paste arrives: every key lands in the box.
+        burst(app, "ampersand", *"warn", "enter")
+        await until(pilot, lambda: tab.line_filter is not None and tab.line_filter.done)
+        await pilot.pause(0.1)
+        view = tab.view
+        assert len(view.store) == 30
+        shown = view.store.get(29)
+        assert shown is not None
+        assert shown.text == "WARNING step 290 grad overflow"
+        assert "&warn: 30 kept" in static_text(app, ".log-header")
+
+        # New lines are filtered as they come.
+        append(log, "WARNING step 300 grad overflow\nstep 301 loss 0.1\n")
+        await until(pilot, lambda: len(view.store) == 31)
+
+        # A search lands only on lines the filter keeps.
+        await pilot.press("slash", *"loss", "enter")
+        await until(pilot, lambda: any("no match for loss" in n for n in notices(app)))
+        assert tab.at_line is None
+
+        await pilot.press("exclamation_mark")
+        await until(pilot, lambda: tab.line_filter is not None and tab.line_filter.done)
+        await until(pilot, lambda: len(view.store) == 271)
+        assert "!warn: 271 kept" in static_text(app, ".log-header")
+        await pilot.press("slash", *"step 295", "enter")
+        await until(pilot, lambda: tab.at_line == 295)
+        assert view.current_match == tab.view_of(295)
+
+        await pilot.press("escape", "escape")
+        await until(pilot, lambda: tab.line_filter is None)
+        assert len(view.store) == 302
+        assert "kept" not in static_text(app, ".log-header")
+
+
+async def test_the_app_can_start_on_several_logs_as_tabs(
+    tmp_path: Path, journal_path: Path
+) -> None:
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_text(lines_text(2))
+    second.write_text(lines_text(4))
+    fleet = Fleet([], journal=Journal(journal_path))
+    app = RunctlApp(Settings(poll_seconds=3600), fleet, open_log=(str(first), str(second)))
+    async with app.run_test(size=SIZE) as pilot:
+        logs = pane(app)
+        await until(pilot, lambda: len(logs.tabs) == 2 and logs.tab is logs.tabs[1])
+        await until(pilot, lambda: len(logs.document or ()) == 4)
+        assert [len(tab.document) for tab in logs.tabs] == [2, 4]

@@ -20,19 +20,26 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import Vertical
 from textual.widget import Widget
-from textual.widgets import Input, Static
+from textual.widgets import ContentSwitcher, Input, Static, Tab, Tabs
 
-from runctl_tui.logs.chart import sparkline
+from runctl_tui.logs.chart import Series, sparkline
 from runctl_tui.logs.decode import StyledLine, TextStyle
 from runctl_tui.logs.document import DEFAULT_STALL_SECONDS, Changed, LogDocument
+from runctl_tui.logs.filter import LineFilter, MatchesChanged
 from runctl_tui.logs.source import LogSource, SourceState, SourceStatus
+from runctl_tui.models import Instance, InstanceState
 from runctl_tui.text import clean, one_line
+from runctl_tui.tui.messages import FleetPolled
 from runctl_tui.tui.panes import Pane, PaneContext
+from runctl_tui.tui.screens.trust import TrustHostKeyScreen
 from runctl_tui.tui.widgets.log_view import LogView, ViewLine
+from runctl_tui.tui.widgets.metrics_chart import MetricsChart
 
 if TYPE_CHECKING:
-    from runctl_tui.remote.ssh import SshHub
+    from runctl_tui.logs.tensorboard import TensorBoardWatch
+    from runctl_tui.remote.ssh import SshHub, SshTarget
 
 REDRAW_SECONDS = 0.05
 """How often gathered changes are drawn: about 20 frames a second at most."""
@@ -48,6 +55,9 @@ HOW_TO_OPEN = (
 )
 
 PARTIAL_STYLE = Style(dim=True)
+
+ENDED_STATES = frozenset({InstanceState.TERMINATED})
+"""A run's states that mean it is over: its log is read to the end, then no longer followed."""
 
 
 @lru_cache(maxsize=512)
@@ -91,6 +101,25 @@ class DocumentLines:
             partial = self.document.partial()
             return view_line(partial, dim=True) if partial is not None else None
         line = self.document.get(index)
+        if line is None:
+            return None
+        return view_line(line.styled, error=line.error is not None)
+
+
+class FilteredLines:
+    """The view's store while a filter is on: only the lines it keeps, read as the view asks."""
+
+    def __init__(self, document: LogDocument, line_filter: LineFilter) -> None:
+        self.document = document
+        self.filter = line_filter
+
+    def __len__(self) -> int:
+        return len(self.filter)
+
+    def get(self, index: int) -> ViewLine | None:
+        """Kept line ``index``, or ``None`` while it is read back."""
+        found = self.filter.line(index)
+        line = self.document.get(found) if found is not None else None
         if line is None:
             return None
         return view_line(line.styled, error=line.error is not None)
@@ -151,8 +180,9 @@ METRIC_NAMES = (
 )
 
 
-def metrics_text(document: LogDocument, width: int = SPARK_WIDTH) -> Text:
-    """The metrics strip: latest values, progress and ETA, and the loss curve."""
+def metrics_text(document: LogDocument, width: int = SPARK_WIDTH, *, spark: bool = True) -> Text:
+    """The metrics strip: latest values, progress and ETA, and (``spark``) the loss curve in
+    one line, for when the chart is not shown."""
     metrics = document.metrics
     if not metrics.samples:
         return Text("no training metrics in the log yet", style="dim")
@@ -182,7 +212,7 @@ def metrics_text(document: LogDocument, width: int = SPARK_WIDTH) -> Text:
         eta = metrics.eta()
         if eta is not None:
             text.append(f" · ETA {_duration(eta)}", style="dim")
-    losses = metrics.history("loss")
+    losses = metrics.history("loss") if spark else []
     if losses:
         text.append("\n")
         text.append("loss ", style="dim")
@@ -193,127 +223,213 @@ def metrics_text(document: LogDocument, width: int = SPARK_WIDTH) -> Text:
     return text
 
 
-class LogsPane(Pane):
-    """One training log: followed, searchable, its errors flagged and its metrics drawn."""
-
-    PANE_ID = "logs"
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        # The box opens as the key arrives, before the keys typed after it (a burst).
-        Binding("slash", "search", "Search", id="logs-search", priority=True),
-        Binding("n", "next_match", "Next", id="logs-next-match"),
-        Binding("N", "previous_match", "Previous", id="logs-previous-match", show=False),
-        Binding("e", "next_error", "Next error", id="logs-next-error"),
-        Binding("E", "previous_error", "Previous error", id="logs-previous-error", show=False),
-        Binding("escape", "close_search", "Close search", show=False),
-    ]
+class LogTab(Vertical):
+    """One open log: its header, metrics, flag and view; followed while the tab exists."""
 
     DEFAULT_CSS = """
-    LogsPane #logs-header { height: 1; padding: 0 1; background: $boost; }
-    LogsPane #logs-metrics { height: auto; max-height: 3; padding: 0 1; }
-    LogsPane #logs-flag { height: auto; padding: 0 1; color: $text-error; text-style: bold; }
-    LogsPane #logs-empty { height: 1fr; padding: 1 2; color: $text-muted; }
-    LogsPane #logs-search { dock: bottom; }
+    LogTab { height: 1fr; }
+    LogTab .log-header { height: 1; padding: 0 1; background: $boost; }
+    LogTab .log-metrics { height: auto; max-height: 4; padding: 0 1; }
+    LogTab .log-flag { height: auto; padding: 0 1; color: $text-error; text-style: bold; }
+    LogTab .log-chart { height: 9; padding: 0 1; }
     """
 
-    def __init__(self, context: PaneContext) -> None:
-        super().__init__(context)
-        self.document: LogDocument | None = None
+    def __init__(
+        self,
+        document: LogDocument,
+        *,
+        id: str,
+        key: str,
+        origin: Instance | None = None,
+        target: SshTarget | None = None,
+        hub: SshHub | None = None,
+    ) -> None:
+        super().__init__(id=id)
+        self.document = document
+        self.key = key
+        """What makes two opens the same log (its source's name)."""
+        self.origin = origin
+        """The fleet row the log was opened from, if any: its end ends the tail."""
+        self.target = target
+        self.hub = hub
         self.failure: str | None = None
         """Why the log could not be opened or followed, one line."""
+        self.ended: str | None = None
+        """Why following stopped for good (the run exited), once the file was read to its end."""
         self.pattern: re.Pattern[str] | None = None
         self.at_line: int | None = None
         """The line the last search or error jump went to."""
-        self._own_hub: SshHub | None = None
-        self._front = 0
-        self._dirty = False
-        self._new_error = False
-        self._notified: set[str] = set()
         self.stalled: str | None = None
         """Why the log is flagged as stalled, while it is."""
+        self._front = 0
+        self._dirty = True
+        self._new_error = False
+        self._notified: set[str] = set()
+        self._view = LogView(DocumentLines(document), id=f"{id}-view")
+        self.chart_wanted: bool | None = None
+        """The chart shown (True), hidden (False), or left to the terminal's height (None)."""
+        self.tensorboard: TensorBoardWatch | None = None
+        """Event files of the run, read beside the log, once looked for."""
+        self.line_filter: LineFilter | None = None
+        """The filter on (``&`` keeps matching lines, ``!`` hides them), if any."""
 
     def compose(self) -> ComposeResult:
-        """Header, metrics, error flag, the log (or how to open one), the search box."""
-        yield Static(Text("Logs"), id="logs-header")
-        yield Static(Text(""), id="logs-metrics")
-        yield Static(Text(""), id="logs-flag")
-        yield Static(Text(HOW_TO_OPEN), id="logs-empty")
-        yield LogView(NoLines(), id="logs-view")
-        yield Input(
-            placeholder="search: text (a regex if it has one); enter finds", id="logs-search"
-        )
+        """Header, metrics, the loss chart, error flag, the log."""
+        yield Static(Text(""), classes="log-header")
+        yield Static(Text(""), classes="log-metrics")
+        yield MetricsChart(classes="log-chart")
+        yield Static(Text(""), classes="log-flag")
+        yield self._view
 
     def on_mount(self) -> None:
-        """Nothing open yet; changes are drawn in batches."""
-        self.show_empty(True)
-        self.search_box.display = False
-        self.set_interval(REDRAW_SECONDS, self.draw_changes, name="logs-redraw")
-        self.set_interval(STALL_CHECK_SECONDS, self.check_stall, name="logs-stall")
+        """Follow the log from now on."""
+        self.query_one(".log-flag").display = False
+        self.document.subscribe(self.document_changed)
+        self.follow_document()
+        for pane in self.ancestors:
+            if isinstance(pane, LogsPane):
+                pane.tab_mounted(self)
 
     async def on_unmount(self) -> None:
-        """Stop following and close the connection the pane opened itself."""
-        await self.close_document()
-        if self._own_hub is not None:
-            with contextlib.suppress(Exception):
-                await self._own_hub.close()
+        """Stop following."""
+        if self.line_filter is not None:
+            self.line_filter.close()
+        await self.document.close()
+        if self.tensorboard is not None:
+            await self.tensorboard.close()
+
+    def on_resize(self) -> None:
+        """Shown or resized: a followed log keeps its last line in view."""
+        self._view.call_after_refresh(self.keep_end)
+
+    def keep_end(self) -> None:
+        """Bring the last line into view, if the log is (still) followed."""
+        view = self._view
+        if view.follow:
+            view.scroll_to(y=view.max_scroll_y, animate=False, immediate=True)
 
     @property
     def view(self) -> LogView:
         """The log view."""
-        return self.query_one("#logs-view", LogView)
+        return self._view
 
     @property
-    def search_box(self) -> Input:
-        """The search box."""
-        return self.query_one("#logs-search", Input)
+    def label(self) -> Text:
+        """The tab's title: the file's name, and its host when remote."""
+        name = self.document.name
+        if self.target is not None:
+            base = name.rsplit("/", 1)[-1]
+            return Text(one_line(f"{self.target.host}:{base}", 40))
+        return Text(one_line(name.rsplit("/", 1)[-1] or name, 40))
 
-    def focus_target(self) -> Widget | None:
-        """The search box while it is typed in, else the log."""
-        box = self.search_box
-        return box if box.display and box.has_focus else self.view
+    # Following -----------------------------------------------------------------------------
 
-    def show_empty(self, empty: bool) -> None:
-        """Say how to open a log, or show the one open."""
-        self.query_one("#logs-empty").display = empty
-        self.query_one("#logs-metrics").display = not empty
-        self.view.display = not empty
-        if empty:
-            self.query_one("#logs-flag").display = False
-            self.query_one("#logs-header", Static).update(Text("Logs · no log open"))
+    @work(exclusive=True, group="log-follow", exit_on_error=False)
+    async def follow_document(self) -> None:
+        """Trust the host first if need be, then follow the log until it ends or is closed."""
+        document = self.document
+        target, hub = self.target, self.hub
+        if target is not None and hub is not None and not await self.host_trusted(hub, target):
+            return
+        self.watch_tensorboard()
+        try:
+            await document.run()
+        except Exception as exc:
+            self.failure = one_line(f"{document.name}: {type(exc).__name__}: {exc}", 300)
+        self._dirty = True
 
-    # Opening -------------------------------------------------------------------------------
-
-    def open_source(self, text: str) -> None:
-        """Open ``text`` (a path, ``host:path`` or ``ssh://...``) and follow it."""
-        from runctl_tui.logs.remote import parse_log_source
+    async def host_trusted(self, hub: SshHub, target: SshTarget) -> bool:
+        """Connect once before following: an unknown host key is shown and trusted only if the
+        user says so; a changed key is refused. Other failures are left to the source, which
+        reconnects."""
+        from runctl_tui.remote.ssh import (
+            HostKeyError,
+            SshError,
+            UnknownHostKey,
+            trust_file,
+            trust_host_key,
+        )
 
         try:
-            target, path = parse_log_source(text)
-        except ValueError as exc:
-            self.report_failure(f"cannot open {one_line(text, 120)}: {clean(exc)}")
+            await hub.connection(target)
+        except UnknownHostKey as exc:
+            if exc.key is None:
+                self.fail(str(exc))
+                return False
+            where = trust_file(
+                target, known_hosts=hub.known_hosts, use_user_config=hub.use_user_config
+            )
+            screen = TrustHostKeyScreen(
+                str(target), exc.fingerprint, exc.key.get_algorithm(), str(where)
+            )
+            if not await self.app.push_screen_wait(screen):
+                self.fail(f"host key of {target} not trusted; {exc}")
+                return False
+            try:
+                written = trust_host_key(
+                    target,
+                    exc.key,
+                    known_hosts=hub.known_hosts,
+                    use_user_config=hub.use_user_config,
+                )
+            except OSError as error:
+                self.fail(f"cannot write {where}: {error.strerror or error}")
+                return False
+            self.notify(
+                one_line(f"trusted {exc.fingerprint} for {target} in {written}", 300),
+                timeout=6,
+                markup=False,
+            )
+        except HostKeyError as exc:
+            self.fail(str(exc))
+            return False
+        except SshError:
+            return True
+        return True
+
+    @work(exclusive=True, group="log-tensorboard", exit_on_error=False)
+    async def watch_tensorboard(self) -> None:
+        """Read the run's TensorBoard scalars beside the log (``events.out.tfevents.*`` in its
+        directory, the usual run folders below it, and ``[logs] tensorboard_dirs``)."""
+        path = getattr(self.document.source, "path", None)
+        if path is None:
             return
-        source: LogSource
-        if target is None:
-            from runctl_tui.logs.local import LocalFileSource
+        from runctl_tui.logs.tensorboard import TensorBoardWatch
 
-            source = LocalFileSource(path)
-        else:
-            from runctl_tui.logs.remote import RemoteFileSource
+        settings = getattr(getattr(self.app, "settings", None), "logs", None)
+        dirs = tuple(getattr(settings, "tensorboard_dirs", ()) or ())
+        watch = TensorBoardWatch(str(path), target=self.target, hub=self.hub, dirs=dirs)
+        self.tensorboard = watch
+        await watch.run(self.tensorboard_changed)
 
-            source = RemoteFileSource(self.ssh_hub(), target, path)
-        self.open_document(LogDocument(source, stall_seconds=self.stall_seconds()))
+    def tensorboard_changed(self) -> None:
+        """New scalars were read: redraw with the next batch."""
+        self._dirty = True
 
-    def stall_seconds(self) -> float:
-        """How long a log may gain no line before it is flagged (``[logs] stall_minutes``)."""
-        settings = getattr(self.app, "settings", None)
-        logs = getattr(settings, "logs", None)
-        minutes = getattr(logs, "stall_minutes", None)
-        return float(minutes) * 60 if minutes else DEFAULT_STALL_SECONDS
+    def fail(self, message: str) -> None:
+        """Say in the header and once in a notification why the log cannot be followed."""
+        self.failure = one_line(message, 300)
+        self._dirty = True
+        self.notify(self.failure, severity="error", timeout=15, markup=False)
+
+    def run_ended(self, reason: str) -> None:
+        """The run the log belongs to is over: read the file to its end, then stop."""
+        if self.ended is not None:
+            return
+        self.ended = reason
+        self._dirty = True
+        self.finish_document(reason)
+
+    @work(exclusive=True, group="log-finish", exit_on_error=False)
+    async def finish_document(self, reason: str) -> None:
+        """Drain the file to its end before the tail reports the run's end."""
+        await self.document.finish(reason)
+        self._dirty = True
 
     def check_stall(self) -> None:
         """Flag a followed log that stopped growing, and say so once per stall."""
         document = self.document
-        if document is None or document.status.state is not SourceState.FOLLOWING:
+        if document.status.state is not SourceState.FOLLOWING or self.ended is not None:
             return
         if document.stall.check():
             minutes = document.stall.idle_for() / 60
@@ -332,78 +448,101 @@ class LogsPane(Pane):
             self.stalled = None
             self.draw_flag()
 
-    def ssh_hub(self) -> SshHub:
-        """The fleet's SSH hub (one connection per host), or one of the pane's own."""
-        from runctl_tui.remote.ssh import SshHub
-
-        for provider in getattr(self.fleet, "providers", {}).values():
-            hub = getattr(provider, "hub", None)
-            if isinstance(hub, SshHub):
-                return hub
-        if self._own_hub is None:
-            self._own_hub = SshHub()
-        return self._own_hub
-
-    def open_document(self, document: LogDocument) -> None:
-        """Show and follow ``document``, closing the one open before."""
-        old = self.document
-        self.document = document
-        self.failure = None
-        self.pattern = None
-        self.at_line = None
-        self._front = 0
-        self._notified.clear()
-        self.stalled = None
-        document.subscribe(self.document_changed)
-        self.view.store = DocumentLines(document)
-        self.view.highlight(None)
-        self.view.follow = True
-        self.show_empty(False)
-        self._dirty = True
-        self.follow_document(document, old)
-
-    @work(exclusive=True, group="logs-follow", exit_on_error=False)
-    async def follow_document(self, document: LogDocument, old: LogDocument | None) -> None:
-        """Follow ``document`` until it ends or another log replaces it."""
-        if old is not None:
-            await old.close()
-        try:
-            await document.run()
-        except Exception as exc:
-            self.failure = one_line(f"{document.name}: {type(exc).__name__}: {exc}", 300)
-            self._dirty = True
-
-    async def close_document(self) -> None:
-        """Stop following the open log, if any."""
-        if self.document is not None:
-            await self.document.close()
-
-    def report_failure(self, message: str) -> None:
-        """Say in one line why no log opened."""
-        self.notify(message, severity="error", timeout=10, markup=False)
-        if self.document is None:
-            self.query_one("#logs-empty", Static).update(Text(f"{message}\n\n{HOW_TO_OPEN}"))
-
     # Changes -------------------------------------------------------------------------------
 
     def document_changed(self, changed: Changed) -> None:
         """Gather a change to draw with the next batch (indexes shift at once)."""
+        view = self.view
         if changed.reset:
             self._front = 0
             self.at_line = None
         if changed.front:
-            self._front += changed.front
             if self.at_line is not None:
                 self.at_line += changed.front
-            if self.view.current_match is not None:
-                self.view.current_match += changed.front
+            if self.line_filter is None:
+                # The view shows the document's lines: they moved down.
+                self._front += changed.front
+                if view.current_match is not None:
+                    view.current_match += changed.front
         if changed.error is not None:
             self._new_error = True
         self._dirty = True
 
+    def filter_changed(self, changed: MatchesChanged) -> None:
+        """Lines kept by the filter were found (or all dropped): the view's lines moved."""
+        if self.line_filter is None:
+            return
+        view = self.view
+        if changed.reset:
+            self._front = 0
+        if changed.front:
+            self._front += changed.front
+            if view.current_match is not None:
+                view.current_match += changed.front
+        self._dirty = True
+
+    # Filter ------------------------------------------------------------------------------
+
+    def set_filter(self, pattern: re.Pattern[str] | None, *, invert: bool = False) -> None:
+        """Show only the lines matching ``pattern`` (``invert``: only those not matching), or
+        every line again (``None``), keeping the current line in view when there is one."""
+        old = self.line_filter
+        if old is not None:
+            old.close()
+        view = self.view
+        self._front = 0
+        view.current_match = None
+        if pattern is None:
+            self.line_filter = None
+            view.store = DocumentLines(self.document)
+        else:
+            line_filter = LineFilter(self.document, pattern, invert=invert)
+            line_filter.subscribe(self.filter_changed)
+            self.line_filter = line_filter
+            view.store = FilteredLines(self.document, line_filter)
+            self.run_filter(line_filter)
+        view.lines_changed()
+        at = self.at_line
+        shown = self.view_of(at) if at is not None else None
+        if shown is not None and at is not None:
+            self.go_to(at)
+        else:
+            view.action_bottom()
+        self._dirty = True
+        self.draw_header()
+
+    @work(exclusive=True, group="log-filter", exit_on_error=False)
+    async def run_filter(self, line_filter: LineFilter) -> None:
+        """Find the kept lines of the whole file, newest first, then keep up with new ones."""
+        await line_filter.run()
+
+    def view_of(self, line: int) -> int | None:
+        """Where the document's line ``line`` is in the view (``None``: the filter hides it)."""
+        if self.line_filter is None:
+            return line
+        return self.line_filter.view_index(line)
+
+    def line_of(self, row: int) -> int | None:
+        """The document's line shown as the view's line ``row``."""
+        if self.line_filter is None:
+            return row
+        return self.line_filter.line(row)
+
+    def filter_text(self) -> str:
+        """The header's words for the filter on: its pattern, lines kept, how far it got."""
+        line_filter = self.line_filter
+        if line_filter is None:
+            return ""
+        sign = "!" if line_filter.invert else "&"
+        kept = len(line_filter)
+        text = f"{sign}{one_line(line_filter.pattern.pattern, 40)}: {kept:,} kept"
+        if not line_filter.done:
+            text += f", scanning {line_filter.scanned:.0%}"
+        return text
+
     def draw_changes(self) -> None:
         """Draw what changed since the last batch: lines, header, metrics, the error flag."""
-        if not self._dirty or self.document is None:
+        if not self._dirty:
             return
         self._dirty = False
         view = self.view
@@ -413,20 +552,73 @@ class LogsPane(Pane):
             # Older lines came in above: keep the same lines in view.
             view.scroll_to(y=view.scroll_y + front, animate=False, immediate=True)
         self.draw_header()
-        self.query_one("#logs-metrics", Static).update(metrics_text(self.document))
+        charted = self.draw_chart()
+        if view.follow:
+            # The chart or the flag may have changed the view's height.
+            view.call_after_refresh(self.keep_end)
+        self.query_one(".log-metrics", Static).update(
+            metrics_text(self.document, spark=not charted)
+        )
         self.draw_flag()
+
+    def curves(self) -> list[Series]:
+        """The loss and eval loss: from TensorBoard when the run writes them, else the log."""
+        board = self.tensorboard
+        found: list[Series] = []
+        if board is not None:
+            for tag, name, style in (
+                (board.loss_tag(), "loss", "cyan"),
+                (board.eval_loss_tag(), "eval loss", "magenta"),
+            ):
+                if tag is not None:
+                    found.append(Series(name, tuple(board.points(tag)), "tensorboard", style))
+        if found:
+            return found
+        histories = self.document.metrics.histories
+        for key, name, style in (("loss", "loss", "cyan"), ("eval_loss", "eval loss", "magenta")):
+            history = histories.get(key)
+            if history is not None:
+                found.append(Series(name, tuple(history.points()), "log", style))
+        return found
+
+    def draw_chart(self) -> bool:
+        """Draw the loss chart if it is wanted and has a curve; whether it is shown."""
+        chart = self.query_one(MetricsChart)
+        curves = [c for c in self.curves() if len(c.points) >= 2]
+        wanted = self.chart_wanted
+        if wanted is None:
+            wanted = self.app.size.height >= CHART_MIN_HEIGHT
+        shown = bool(wanted and curves)
+        chart.display = shown
+        if shown:
+            chart.set_series(curves)
+        return shown
+
+    def toggle_chart(self) -> None:
+        """Show or hide the loss chart."""
+        shown = self.query_one(MetricsChart).display
+        self.chart_wanted = not shown
+        self._dirty = True
+        if self.chart_wanted and not [c for c in self.curves() if len(c.points) >= 2]:
+            self.notify("no loss curve yet: it needs two values", timeout=3)
+
+    def toggle_log_scale(self) -> None:
+        """The chart's scale: linear or log."""
+        self.query_one(MetricsChart).toggle_log_scale()
 
     def draw_header(self) -> None:
         """Source, state, lines known, follow."""
         document = self.document
-        if document is None:
-            return
         header = Text()
         header.append(one_line(document.name, 120), style="bold")
         header.append(" · ", style="dim")
         failed = self.failure is not None or document.status.state is SourceState.FAILED
-        state = f"failed: {self.failure}" if self.failure else state_text(document.status)
-        header.append(state, style="bold red" if failed else "")
+        if self.failure:
+            header.append(f"failed: {self.failure}", style="bold red")
+        elif self.ended is not None and document.status.state is SourceState.ENDED:
+            header.append(f"ended: {one_line(self.ended, 80)}", style="bold")
+        else:
+            header.append(state_text(document.status), style="bold red" if failed else "")
         header.append(" · ", style="dim")
         count = len(document)
         header.append(f"{count:,} line{'s' if count != 1 else ''}")
@@ -435,13 +627,16 @@ class LogsPane(Pane):
         if self.pattern is not None:
             header.append(" · ", style="dim")
             header.append(f"/{one_line(self.pattern.pattern, 40)}", style="dim")
-        self.query_one("#logs-header", Static).update(header)
+        if self.line_filter is not None:
+            header.append(" · ", style="dim")
+            header.append(self.filter_text(), style="bold yellow")
+        self.query_one(".log-header", Static).update(header)
 
     def draw_flag(self) -> None:
         """The newest error seen, in red; a notification and a bell the first time of a kind."""
         document = self.document
-        flag = self.query_one("#logs-flag", Static)
-        if document is None or (document.last_error is None and self.stalled is None):
+        flag = self.query_one(".log-flag", Static)
+        if document.last_error is None and self.stalled is None:
             flag.display = False
             return
         if document.last_error is None:
@@ -470,92 +665,77 @@ class LogsPane(Pane):
     @on(LogView.FollowChanged)
     def show_follow(self, event: LogView.FollowChanged) -> None:
         """The header says whether the log is followed."""
+        event.stop()
         self.draw_header()
 
     # Search and jumps ----------------------------------------------------------------------
 
-    def _top_line(self) -> int:
-        return int(self.view.scroll_y)
-
-    def _bottom_line(self) -> int:
-        return int(self.view.scroll_y) + max(1, self.view.size.height) - 1
+    def _edges(self) -> tuple[int, int]:
+        """The document's first and last lines in view (wrapped or filtered alike)."""
+        rows = self.view.visible_lines()
+        count = len(self.document)
+        if not rows:
+            return count, count - 1
+        top = self.line_of(rows.start)
+        bottom = self.line_of(rows[-1])
+        return (
+            top if top is not None else count,
+            bottom if bottom is not None else count - 1,
+        )
 
     def _from(self, backwards: bool) -> int:
         """Where a jump starts: the current line while it is in view, else the view's edge."""
-        top, bottom = self._top_line(), self._bottom_line()
+        top, bottom = self._edges()
         if self.at_line is not None and top <= self.at_line <= bottom:
             return self.at_line
         return bottom + 1 if backwards else top - 1
 
     def go_to(self, line: int) -> None:
-        """Bring ``line`` into view as the current one (follow stops)."""
+        """Bring the document's ``line`` into view as the current one (follow stops)."""
+        row = self.view_of(line)
+        if row is None:
+            self.notify(
+                f"line {line + 1:,} is hidden by the filter ({ESCAPE_CLEARS})",
+                timeout=4,
+                markup=False,
+            )
+            return
         self.at_line = line
-        self.view.highlight(self.pattern, line)
+        self.view.highlight(self.pattern, row)
         self.draw_header()
 
-    def action_search(self) -> None:
-        """Open the search box and focus it at once, so the keys typed next land in it."""
-        if self.document is None:
-            self.notify(HOW_TO_OPEN, severity="warning", markup=False)
-            return
-        box = self.search_box
-        if self.screen.focused is box:
-            # The priority binding takes a slash typed into the box (a regex): put it back.
-            box.call_later(box.insert_text_at_cursor, "/")
-            return
-        box.display = True
-        # Not focus(), which waits a turn: keys already on their way would reach the view.
-        self.screen.set_focus(box)
-
-    def action_close_search(self) -> None:
-        """Close the search box and clear the highlights."""
-        box = self.search_box
-        if box.display:
-            box.display = False
-            self.screen.set_focus(self.view)
-        elif self.pattern is not None:
-            self.pattern = None
-            self.view.highlight(None)
-            self.draw_header()
-
-    @on(Input.Submitted, "#logs-search")
-    def run_search(self, event: Input.Submitted) -> None:
-        """Enter: highlight the matches and go to the newest one at or above the view's end."""
-        event.stop()
-        self.search_box.display = False
-        self.screen.set_focus(self.view)
-        pattern = search_pattern(event.value)
+    def search(self, pattern: re.Pattern[str] | None) -> None:
+        """Highlight ``pattern``'s matches and go to the newest at or above the view's end."""
         self.pattern = pattern
         self.view.highlight(pattern)
         self.draw_header()
         if pattern is not None:
-            bottom = min(self._bottom_line(), len(self.document or ()) - 1)
+            # Following: from the last line, wherever the view has got to.
+            count = len(self.document)
+            bottom = count - 1 if self.view.follow else min(self._edges()[1], count - 1)
             self.find_match(pattern, bottom + 1, backwards=True)
 
-    @on(Input.Changed, "#logs-search")
-    def stop_input_change(self, event: Input.Changed) -> None:
-        """The search runs on enter, not as the user types."""
-        event.stop()
+    def clear_search(self) -> bool:
+        """Drop the highlights; whether there were any."""
+        if self.pattern is None:
+            return False
+        self.pattern = None
+        self.view.highlight(None)
+        self.draw_header()
+        return True
 
-    def action_next_match(self) -> None:
-        """The next match below the current line."""
+    def next_match(self, backwards: bool) -> None:
+        """The next (or previous) match from the current line."""
         if self.pattern is not None:
-            self.find_match(self.pattern, self._from(False), backwards=False)
+            self.find_match(self.pattern, self._from(backwards), backwards=backwards)
 
-    def action_previous_match(self) -> None:
-        """The previous match above the current line."""
-        if self.pattern is not None:
-            self.find_match(self.pattern, self._from(True), backwards=True)
-
-    @work(exclusive=True, group="logs-search", exit_on_error=False)
+    @work(exclusive=True, group="log-search", exit_on_error=False)
     async def find_match(self, pattern: re.Pattern[str], start: int, *, backwards: bool) -> None:
-        """Search the whole file (read back as needed) and go to the match found."""
-        document = self.document
-        if document is None:
-            return
-        found = await document.find(pattern, start, backwards=backwards)
-        if document is not self.document:
-            return
+        """Search the whole file (read back as needed) and go to the match found (among the
+        lines the filter keeps, when one is on)."""
+        found = await self.document.find(pattern, start, backwards=backwards)
+        while found is not None and self.view_of(found) is None:
+            found = await self.document.find(pattern, found, backwards=backwards)
         if found is None:
             where = "above" if backwards else "below"
             shown = one_line(pattern.pattern, 60)
@@ -563,11 +743,9 @@ class LogsPane(Pane):
             return
         self.go_to(found)
 
-    def _jump_error(self, backwards: bool) -> None:
-        document = self.document
-        if document is None:
-            return
-        lines = document.error_lines()
+    def jump_error(self, backwards: bool) -> None:
+        """The next (or previous) error line."""
+        lines = [n for n in self.document.error_lines() if self.view_of(n) is not None]
         start = self._from(backwards)
         if backwards:
             earlier = [n for n in lines if n < start]
@@ -581,13 +759,440 @@ class LogsPane(Pane):
             return
         self.go_to(target)
 
+
+ESCAPE_CLEARS = "escape clears it"
+
+BOX_PLACEHOLDERS = {
+    "search": "search: text (a regex if it has one); enter finds",
+    "filter": "filter: show only lines matching (a regex if it has one); empty shows all",
+    "hide": "hide: show only lines NOT matching (a regex if it has one); empty shows all",
+}
+
+CHART_MIN_HEIGHT = 30
+"""Terminal rows from which the loss chart is shown without asking (``p`` toggles it)."""
+
+MAX_TABS = 12
+"""Logs open at once; opening one more asks to close one first."""
+
+
+class LogsPane(Pane):
+    """Training logs, one tab each: followed, searchable, errors flagged and metrics drawn."""
+
+    PANE_ID = "logs"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        # The box opens as the key arrives, before the keys typed after it (a burst).
+        Binding("slash", "search", "Search", id="logs-search", priority=True),
+        Binding("ampersand", "filter", "Filter", id="logs-filter", priority=True),
+        Binding(
+            "exclamation_mark", "hide", "Hide matching", id="logs-hide", priority=True, show=False
+        ),
+        Binding("n", "next_match", "Next", id="logs-next-match"),
+        Binding("N", "previous_match", "Previous", id="logs-previous-match", show=False),
+        Binding("e", "next_error", "Next error", id="logs-next-error"),
+        Binding("E", "previous_error", "Previous error", id="logs-previous-error", show=False),
+        Binding("right_square_bracket", "next_tab", "Next tab", id="logs-next-tab", show=False),
+        Binding(
+            "left_square_bracket", "previous_tab", "Previous tab", id="logs-prev-tab", show=False
+        ),
+        Binding("x", "close_tab", "Close tab", id="logs-close-tab"),
+        Binding("p", "toggle_chart", "Chart", id="logs-chart"),
+        Binding("P", "log_scale", "Log scale", id="logs-log-scale", show=False),
+        Binding("escape", "close_search", "Close search", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    LogsPane #logs-tabs { height: 2; }
+    LogsPane #logs-empty { height: 1fr; padding: 1 2; color: $text-muted; }
+    LogsPane #logs-switcher { height: 1fr; }
+    LogsPane #logs-search { dock: bottom; }
+    """
+
+    def __init__(self, context: PaneContext) -> None:
+        super().__init__(context)
+        self._own_hub: SshHub | None = None
+        self._serial = 0
+        self._pending: LogTab | None = None
+        """The tab opened last, shown once it is mounted."""
+        self.box_mode = "search"
+        """What the box at the bottom does on enter: ``search``, ``filter`` or ``hide``."""
+
+    def compose(self) -> ComposeResult:
+        """The tabs, the open log (or how to open one), the search box."""
+        yield Tabs(id="logs-tabs")
+        yield Static(Text(HOW_TO_OPEN), id="logs-empty")
+        yield ContentSwitcher(id="logs-switcher")
+        yield Input(placeholder=BOX_PLACEHOLDERS["search"], id="logs-search")
+
+    def on_mount(self) -> None:
+        """Nothing open yet; changes are drawn in batches."""
+        self.show_empty(True)
+        self.search_box.display = False
+        self.set_interval(REDRAW_SECONDS, self.draw_changes, name="logs-redraw")
+        self.set_interval(STALL_CHECK_SECONDS, self.check_stall, name="logs-stall")
+
+    async def on_unmount(self) -> None:
+        """Close the connection the pane opened itself (each tab stops following its log)."""
+        if self._own_hub is not None:
+            with contextlib.suppress(Exception):
+                await self._own_hub.close()
+
+    # The open tabs -------------------------------------------------------------------------
+
+    @property
+    def tabs(self) -> list[LogTab]:
+        """Every open log, in tab order."""
+        return list(self.query(LogTab))
+
+    @property
+    def tab(self) -> LogTab | None:
+        """The log shown, if any."""
+        switchers = self.query("#logs-switcher").results(ContentSwitcher)
+        current = next(switchers, None)
+        if current is None or current.current is None:
+            return None
+        for tab in self.tabs:
+            if tab.id == current.current:
+                return tab
+        return None
+
+    @property
+    def document(self) -> LogDocument | None:
+        """The shown log's document."""
+        tab = self.tab
+        return tab.document if tab is not None else None
+
+    @property
+    def view(self) -> LogView:
+        """The shown log's view."""
+        tab = self.tab
+        if tab is None:
+            raise LookupError("no log open")
+        return tab.view
+
+    @property
+    def at_line(self) -> int | None:
+        """The line the shown log's last search or error jump went to."""
+        tab = self.tab
+        return tab.at_line if tab is not None else None
+
+    @property
+    def stalled(self) -> str | None:
+        """Why the shown log is flagged as stalled, while it is."""
+        tab = self.tab
+        return tab.stalled if tab is not None else None
+
+    @property
+    def search_box(self) -> Input:
+        """The search box."""
+        return self.query_one("#logs-search", Input)
+
+    def focus_target(self) -> Widget | None:
+        """The search box while it is typed in, else the shown log."""
+        box = self.search_box
+        if box.display and box.has_focus:
+            return box
+        tab = self.tab
+        return tab.view if tab is not None else None
+
+    def show_empty(self, empty: bool) -> None:
+        """Say how to open a log, or show the ones open."""
+        self.query_one("#logs-empty").display = empty
+        self.query_one("#logs-switcher").display = not empty
+        # One log needs no tab bar: its header names it.
+        self.query_one("#logs-tabs").display = len(self.query(LogTab)) > 1
+
+    # Opening -------------------------------------------------------------------------------
+
+    def open_source(self, text: str, *, origin: Instance | None = None) -> None:
+        """Open ``text`` (a path, ``host:path`` or ``ssh://...``) in a tab and follow it; a
+        log already open is shown again."""
+        from runctl_tui.logs.remote import parse_log_source
+
+        try:
+            target, path = parse_log_source(text)
+        except ValueError as exc:
+            self.report_failure(f"cannot open {one_line(text, 120)}: {clean(exc)}")
+            return
+        source: LogSource
+        hub: SshHub | None = None
+        if target is None:
+            from runctl_tui.logs.local import LocalFileSource
+
+            source = LocalFileSource(path)
+        else:
+            from runctl_tui.logs.remote import RemoteFileSource
+
+            hub = self.ssh_hub(target, origin)
+            source = RemoteFileSource(hub, target, path)
+        document = LogDocument(source, stall_seconds=self.stall_seconds())
+        self.open_document(document, origin=origin, target=target, hub=hub)
+
+    def open_document(
+        self,
+        document: LogDocument,
+        *,
+        origin: Instance | None = None,
+        target: SshTarget | None = None,
+        hub: SshHub | None = None,
+    ) -> LogTab | None:
+        """Show and follow ``document`` in a tab of its own (or the tab it already has)."""
+        key = document.name
+        for tab in self.tabs:
+            if tab.key == key:
+                if origin is not None:
+                    tab.origin = origin
+                self.activate(tab)
+                return tab
+        if len(self.tabs) >= MAX_TABS:
+            self.notify(f"{MAX_TABS} logs are open: close one with x first", severity="warning")
+            return None
+        self._serial += 1
+        tab = LogTab(
+            document, id=f"log-{self._serial}", key=key, origin=origin, target=target, hub=hub
+        )
+        self.query_one("#logs-switcher", ContentSwitcher).mount(tab)
+        self.query_one("#logs-tabs", Tabs).add_tab(Tab(tab.label, id=f"tab-{tab.id}"))
+        self.show_empty(False)
+        self._pending = tab
+        return tab
+
+    def tab_mounted(self, tab: LogTab) -> None:
+        """A tab is ready: show it if it is the one opened last."""
+        self.show_empty(False)
+        if self._pending is tab:
+            self._pending = None
+            self.activate(tab)
+
+    def activate(self, tab: LogTab) -> None:
+        """Show ``tab`` and give its view the focus."""
+        self.query_one("#logs-switcher", ContentSwitcher).current = tab.id
+        tabs = self.query_one("#logs-tabs", Tabs)
+        tab_id = f"tab-{tab.id}"
+        if tabs.active != tab_id:
+            tabs.active = tab_id
+        tab._dirty = True
+        view = tab.view
+        # Laid out only now that it is shown: go to the end once it has its size.
+        view.call_after_refresh(tab.keep_end)
+        if self.screen.focused is not self.search_box:
+            self.screen.set_focus(tab.view)
+        self.refresh_bindings()
+
+    @on(Tabs.TabActivated, "#logs-tabs")
+    def tab_clicked(self, event: Tabs.TabActivated) -> None:
+        """A tab was chosen on the tab bar."""
+        event.stop()
+        tab_id = event.tab.id or ""
+        for tab in self.tabs:
+            if f"tab-{tab.id}" == tab_id:
+                if self.query_one("#logs-switcher", ContentSwitcher).current != tab.id:
+                    self.activate(tab)
+                return
+
+    def _step_tab(self, step: int) -> None:
+        tabs = self.tabs
+        current = self.tab
+        if not tabs or current is None:
+            return
+        self.activate(tabs[(tabs.index(current) + step) % len(tabs)])
+
+    def action_next_tab(self) -> None:
+        """The next log's tab."""
+        self._step_tab(1)
+
+    def action_previous_tab(self) -> None:
+        """The previous log's tab."""
+        self._step_tab(-1)
+
+    async def action_close_tab(self) -> None:
+        """Stop following the shown log and close its tab."""
+        tab = self.tab
+        if tab is None:
+            return
+        tabs = self.tabs
+        index = tabs.index(tab)
+        rest = [t for t in tabs if t is not tab]
+        await self.query_one("#logs-tabs", Tabs).remove_tab(f"tab-{tab.id}")
+        await tab.remove()
+        if rest:
+            self.show_empty(False)
+            self.activate(rest[min(index, len(rest) - 1)])
+        else:
+            self.query_one("#logs-switcher", ContentSwitcher).current = None
+            self.show_empty(True)
+            self.screen.set_focus(None)
+        self.refresh_bindings()
+
+    def stall_seconds(self) -> float:
+        """How long a log may gain no line before it is flagged (``[logs] stall_minutes``)."""
+        settings = getattr(self.app, "settings", None)
+        logs = getattr(settings, "logs", None)
+        minutes = getattr(logs, "stall_minutes", None)
+        return float(minutes) * 60 if minutes else DEFAULT_STALL_SECONDS
+
+    def check_stall(self) -> None:
+        """Flag every followed log that stopped growing."""
+        for tab in self.tabs:
+            tab.check_stall()
+
+    def ssh_hub(self, target: SshTarget | None = None, origin: Instance | None = None) -> SshHub:
+        """The hub to reach ``target`` through: the one of the provider of the row the log
+        belongs to (its keys, its open connection), else the fleet's shared one, else one of
+        the pane's own."""
+        from runctl_tui.remote.ssh import SshHub
+
+        providers = getattr(self.fleet, "providers", {})
+        owner = providers.get(origin.provider) if origin is not None else None
+        hub_for = getattr(owner, "hub_for", None)
+        if hub_for is not None and target is not None:
+            hub = hub_for(target)
+            if isinstance(hub, SshHub):
+                return hub
+        for provider in providers.values():
+            hub = getattr(provider, "hub", None)
+            if isinstance(hub, SshHub):
+                return hub
+        if self._own_hub is None:
+            self._own_hub = SshHub()
+        return self._own_hub
+
+    def report_failure(self, message: str) -> None:
+        """Say in one line why no log opened."""
+        self.notify(message, severity="error", timeout=10, markup=False)
+        if not self.tabs:
+            self.query_one("#logs-empty", Static).update(Text(f"{message}\n\n{HOW_TO_OPEN}"))
+
+    def draw_changes(self) -> None:
+        """Draw what changed in every open log since the last batch."""
+        for tab in self.tabs:
+            tab.draw_changes()
+
+    def fleet_polled(self, event: FleetPolled) -> None:
+        """A run a log was opened from that is gone (its provider answered without it, or
+        said it ended): its log is read to the end and the tab says the run ended."""
+        snapshot = event.snapshot
+        answered = {status.provider for status in snapshot.statuses if status.ok}
+        rows = {instance.key: instance for instance in snapshot.instances}
+        for tab in self.tabs:
+            origin = tab.origin
+            if origin is None or origin.kind != "process" or origin.provider not in answered:
+                continue
+            row = rows.get(origin.key)
+            if row is None:
+                tab.run_ended(f"{origin.name or origin.id} exited")
+            elif row.state in ENDED_STATES:
+                tab.run_ended(f"{origin.name or origin.id} {row.state.value}")
+
+    # Search and jumps ----------------------------------------------------------------------
+
+    def _needs_log(self) -> LogTab | None:
+        tab = self.tab
+        if tab is None:
+            self.notify(HOW_TO_OPEN, severity="warning", markup=False)
+        return tab
+
+    def open_box(self, mode: str, key: str) -> None:
+        """Open the box for ``mode`` and focus it at once, so the keys typed next land in it;
+        ``key`` typed while the box has the focus is part of what is typed."""
+        if self._needs_log() is None:
+            return
+        box = self.search_box
+        if self.screen.focused is box:
+            # The priority binding takes the key typed into the box (a regex): put it back.
+            box.call_later(box.insert_text_at_cursor, key)
+            return
+        self.box_mode = mode
+        box.placeholder = BOX_PLACEHOLDERS[mode]
+        box.value = ""
+        box.display = True
+        # Not focus(), which waits a turn: keys already on their way would reach the view.
+        self.screen.set_focus(box)
+
+    def action_search(self) -> None:
+        """Open the search box."""
+        self.open_box("search", "/")
+
+    def action_filter(self) -> None:
+        """Open the filter box: only lines matching what is typed are shown."""
+        self.open_box("filter", "&")
+
+    def action_hide(self) -> None:
+        """Invert the filter on; with none, open the box for lines to hide."""
+        tab = self.tab
+        box = self.search_box
+        if tab is not None and tab.line_filter is not None and self.screen.focused is not box:
+            line_filter = tab.line_filter
+            tab.set_filter(line_filter.pattern, invert=not line_filter.invert)
+            return
+        self.open_box("hide", "!")
+
+    def action_close_search(self) -> None:
+        """Close the box, else clear the search's highlights, else turn the filter off."""
+        box = self.search_box
+        tab = self.tab
+        if box.display:
+            box.display = False
+            if tab is not None:
+                self.screen.set_focus(tab.view)
+        elif tab is not None and not tab.clear_search() and tab.line_filter is not None:
+            tab.set_filter(None)
+
+    @on(Input.Submitted, "#logs-search")
+    def run_search(self, event: Input.Submitted) -> None:
+        """Enter: search the shown log, or filter it."""
+        event.stop()
+        self.search_box.display = False
+        tab = self.tab
+        if tab is None:
+            return
+        self.screen.set_focus(tab.view)
+        pattern = search_pattern(event.value)
+        if self.box_mode == "search":
+            tab.search(pattern)
+        else:
+            tab.set_filter(pattern, invert=self.box_mode == "hide")
+
+    @on(Input.Changed, "#logs-search")
+    def stop_input_change(self, event: Input.Changed) -> None:
+        """The search runs on enter, not as the user types."""
+        event.stop()
+
+    def action_next_match(self) -> None:
+        """The next match below the current line."""
+        tab = self.tab
+        if tab is not None:
+            tab.next_match(backwards=False)
+
+    def action_previous_match(self) -> None:
+        """The previous match above the current line."""
+        tab = self.tab
+        if tab is not None:
+            tab.next_match(backwards=True)
+
+    def action_toggle_chart(self) -> None:
+        """Show or hide the shown log's loss chart."""
+        tab = self._needs_log()
+        if tab is not None:
+            tab.toggle_chart()
+
+    def action_log_scale(self) -> None:
+        """The chart's scale: linear or log."""
+        tab = self._needs_log()
+        if tab is not None:
+            tab.toggle_log_scale()
+
     def action_next_error(self) -> None:
         """The next error line (Traceback, CUDA OOM, NaN loss, NCCL, Killed...)."""
-        self._jump_error(backwards=False)
+        tab = self._needs_log()
+        if tab is not None:
+            tab.jump_error(backwards=False)
 
     def action_previous_error(self) -> None:
         """The previous error line."""
-        self._jump_error(backwards=True)
+        tab = self._needs_log()
+        if tab is not None:
+            tab.jump_error(backwards=True)
 
 
 def search_pattern(text: str) -> re.Pattern[str] | None:

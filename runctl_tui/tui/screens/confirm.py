@@ -74,6 +74,20 @@ async def run_bindings_here(screen: Screen[Any], event: events.Key) -> bool:
     return False
 
 
+async def guarded_key(
+    screen: Screen[Any], event: events.Key, guard: KeyGuard, cancel_keys: frozenset[str]
+) -> bool:
+    """Run ``event``'s binding on ``screen`` if ``guard`` lets it through (a cancel as soon as
+    the dialog is shown, anything once the guard has passed); else drop the key. Whether it
+    was taken."""
+    if guard.armed(event.time) or (event.key in cancel_keys and guard.shown(event.time)):
+        await run_bindings_here(screen, event)
+        return True
+    event.stop()
+    event.prevent_default()
+    return False
+
+
 @dataclass(frozen=True)
 class Decision:
     """How a confirmation closed: whether to act, and whether to cancel spot requests too."""
@@ -530,14 +544,8 @@ class ConfirmScreen(ModalScreen[Decision]):
             event.stop()
             event.prevent_default()
             return
-        if self.guard.armed(event.time) or (
-            event.key in self.CANCEL_KEYS and self.guard.shown(event.time)
-        ):
-            await run_bindings_here(self, event)
-            return
-        event.stop()
-        event.prevent_default()
-        self.note_ignored()
+        if not await guarded_key(self, event, self.guard, self.CANCEL_KEYS):
+            self.note_ignored()
 
     def note_ignored(self) -> None:
         """Say, quietly, that keys pressed too early did nothing."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from textual import events, on
@@ -15,7 +15,7 @@ from runctl_tui.actions import KEYED
 from runctl_tui.costs.rates import PriceTable
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
 from runctl_tui.keys import QUIT_ID, KeymapError, resolve_keymap
-from runctl_tui.models import Action, FleetSnapshot
+from runctl_tui.models import Action, FleetSnapshot, Instance
 from runctl_tui.services.fleet import Clock, Fleet
 from runctl_tui.tui.messages import ActionsFinished, FleetPolled, JournalWritten, PollFailed
 from runctl_tui.tui.panes import Pane, PaneContext, build_panes
@@ -54,10 +54,10 @@ class MainScreen(Screen[None]):
         clock: Clock,
         demo: bool = False,
         keymap: Mapping[str, str] | None = None,
-        open_log: str | None = None,
+        open_log: Sequence[str] = (),
     ) -> None:
         super().__init__()
-        self.open_log = open_log
+        self.open_log = tuple(open_log)
         """A log to open in the logs pane at start (``runctl-tui tail SOURCE``)."""
         self.fleet = fleet
         self.prices = prices
@@ -111,8 +111,8 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         """Show the providers, start polling; age labels tick every second."""
         self.focus_pane(self.current_pane)
-        if self.open_log is not None:
-            self.show_log(self.open_log)
+        for source in self.open_log:
+            self.show_log(source)
         self.render_status()
         self.poller.start(self)
         self.set_interval(1.0, self.tick, name="ages")
@@ -145,12 +145,13 @@ class MainScreen(Screen[None]):
         pane = self.pane(pane_id)
         self.call_later(pane.run_action, action)
 
-    def show_log(self, source: str) -> None:
-        """Switch to the logs pane and follow ``source`` (a path, ``host:path``, ``ssh://``)."""
+    def show_log(self, source: str, *, origin: Instance | None = None) -> None:
+        """Switch to the logs pane and follow ``source`` (a path, ``host:path``, ``ssh://``)
+        in a tab; ``origin`` is the fleet row it belongs to, whose end ends the tail."""
         from runctl_tui.tui.panes.logs import LogsPane
 
         self.action_show_pane(LogsPane.PANE_ID)
-        self.query_one(LogsPane).open_source(source)
+        self.query_one(LogsPane).open_source(source, origin=origin)
 
     def ask(self, action: Action) -> None:
         """Show the fleet and ask for ``action`` on its cursor row or marked rows."""
