@@ -147,6 +147,10 @@ class Ec2Clients:
             region: str | None = self._get_session().region_name
             return region
 
+    def s3(self, region: str) -> Any:
+        """An S3 client like the EC2 ones: the same session, endpoint, timeouts and retries."""
+        return self._client("s3", region)
+
     def _client(self, service: str, region: str) -> Any:
         endpoint_url = self.endpoint_url
         with self._lock:

@@ -124,13 +124,12 @@ async def test_follows_appends_until_scrolled_up_and_G_resumes(
         logs = await open_log(pilot, log, 200)
         view = logs.view
         assert view.follow
-        assert view.scroll_y == view.max_scroll_y > 0
+        await until(pilot, lambda: view.scroll_y == view.max_scroll_y > 0)
         assert "following" in static_text(app, ".log-header")
 
         append(log, lines_text(20, 200))
         await until(pilot, lambda: len(logs.document or ()) == 220)
-        await pilot.pause(0.1)
-        assert view.scroll_y == view.max_scroll_y
+        await until(pilot, lambda: view.scroll_y == view.max_scroll_y == 220 - view.size.height)
         assert view.store.get(219) is not None
 
         await pilot.press("pageup")
@@ -385,6 +384,8 @@ def open_snapshot_log(path: str, *keys: str) -> Callable[[Pilot[None]], Awaitabl
         await until(pilot, lambda: logs.document is not None and len(logs.document) == 41)
         app: RunctlApp = pilot.app  # type: ignore[assignment]
         await until(pilot, lambda: flag_shown(app))
+        view = logs.view
+        await until(pilot, lambda: view.scroll_y == view.max_scroll_y > 0)
         await pilot.press(*keys)
         if keys:
             await until(pilot, lambda: logs.at_line is not None)
@@ -637,3 +638,115 @@ async def test_the_app_can_start_on_several_logs_as_tabs(
         await until(pilot, lambda: len(logs.tabs) == 2 and logs.tab is logs.tabs[1])
         await until(pilot, lambda: len(logs.document or ()) == 4)
         assert [len(tab.document) for tab in logs.tabs] == [2, 4]
+
+
+ENDING_SCRIPT = """\
+import sys, time
+from pathlib import Path
+
+log = open(sys.argv[1], "a")
+for step in range(1, 4):
+    log.write(f"step {step} loss {2.0 / step:.3f}\\n")
+log.flush()
+Path(sys.argv[1] + ".ready").write_text("")
+while not Path(sys.argv[1] + ".stop").exists():
+    time.sleep(0.02)
+log.write("saved final checkpoint\\ntraining done, last line without a newline")
+log.flush()
+"""
+
+
+@pytest.fixture
+def ending_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``train_ending.py`` writing ``train.log``; it ends when ``train.log.stop`` appears."""
+    script = tmp_path / "train_ending.py"
+    script.write_text(ENDING_SCRIPT)
+    log = tmp_path / "train.log"
+    popen = subprocess.Popen(
+        [sys.executable, str(script), str(log)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 15
+    while not Path(f"{log}.ready").exists():
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.02)
+    yield popen, log
+    if popen.poll() is None:
+        os.killpg(popen.pid, signal.SIGKILL)
+    popen.wait(timeout=5)
+
+
+def tell_to_stop(log: Path) -> None:
+    """Make ``train_ending.py`` write its last lines and exit."""
+    Path(f"{log}.stop").write_text("")
+
+
+@pytest.mark.integration
+async def test_a_runs_log_is_read_to_its_end_when_the_run_exits(
+    ending_run: tuple[subprocess.Popen[bytes], Path], tmp_path: Path
+) -> None:
+    popen, log = ending_run
+    fleet = Fleet(
+        [LocalProvider(patterns=("train_ending.py",))],
+        journal=Journal(tmp_path / "journal.jsonl"),
+    )
+    app = RunctlApp(Settings(poll_seconds=3600), fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen_stack[0].query_one(InstanceTable)
+        await until(pilot, lambda: any(_is_run(i, popen.pid) for i in _rows(table)))
+        (row,) = [i for i in _rows(table) if _is_run(i, popen.pid)]
+        table.move_to_key(row.key)
+        await pilot.press("l")
+        logs = pane(app)
+        await until(pilot, lambda: logs.document is not None and len(logs.document) == 3)
+        tab = logs.tab
+        assert tab is not None
+        assert tab.origin is not None
+        assert tab.origin.key == row.key
+
+        tell_to_stop(log)
+        await until(pilot, lambda: popen.poll() is not None)
+        main(app).poll_now()
+        await until(pilot, lambda: "ended:" in static_text(app, ".log-header"))
+        document = tab.document
+        assert document.status.state is SourceState.ENDED
+        assert len(document) == 5
+        await until(pilot, lambda: document.get(4) is not None)
+        last = document.get(4)
+        assert last is not None
+        assert last.styled.text == "training done, last line without a newline"
+        assert f"the run (pid {popen.pid}) exited" in static_text(app, ".log-header")
+
+
+@pytest.mark.integration
+async def test_the_chart_draws_tensorboard_scalars_written_beside_the_log(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    from runctl_tui.tui.widgets.metrics_chart import MetricsChart
+    from tests.unit.test_tfevents import event_file, simple_scalar
+
+    run = tmp_path / "run"
+    (run / "runs" / "sft").mkdir(parents=True)
+    log = run / "train.log"
+    log.write_text(lines_text(5))
+    records = [simple_scalar("train/loss", step, 4.0 / step) for step in range(1, 21)]
+    records += [simple_scalar("eval/loss", step, 3.0 / step) for step in (5, 10, 15, 20)]
+    (run / "runs" / "sft" / "events.out.tfevents.1700000000.gpu.1.0").write_bytes(
+        event_file(*records)
+    )
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        logs = await open_log(pilot, log, 5)
+        tab = logs.tab
+        assert tab is not None
+        chart = tab.query_one(MetricsChart)
+        await until(pilot, lambda: [s.source for s in chart.series] == ["tensorboard"] * 2)
+        loss, eval_loss = chart.series
+        assert (loss.name, eval_loss.name) == ("loss", "eval loss")
+        assert loss.points[0] == (1.0, 4.0)
+        assert len(loss.points) == 20
+        step, value = eval_loss.points[-1]
+        assert step == 20.0
+        assert value == pytest.approx(0.15)

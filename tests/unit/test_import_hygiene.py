@@ -36,6 +36,13 @@ CORE = [
     "runctl_tui.logs.metrics",
     "runctl_tui.logs.errors",
     "runctl_tui.logs.chart",
+    "runctl_tui.logs.filter",
+    "runctl_tui.logs.tensorboard",
+    "runctl_tui.checkpoints.inspect",
+    "runctl_tui.checkpoints.listing",
+    "runctl_tui.checkpoints.listing_local",
+    "runctl_tui.checkpoints.listing_remote",
+    "runctl_tui.checkpoints.listing_s3",
 ]
 HEAVY_SDKS = ["boto3", "botocore", "moto", "asyncssh", "runpod"]
 

@@ -265,7 +265,12 @@ class LogTab(Vertical):
         self._dirty = True
         self._new_error = False
         self._notified: set[str] = set()
+        # Built here, not in compose: the pane may draw a tab before its children are mounted.
         self._view = LogView(DocumentLines(document), id=f"{id}-view")
+        self._header = Static(Text(""), classes="log-header")
+        self._metrics = Static(Text(""), classes="log-metrics")
+        self._chart = MetricsChart(classes="log-chart")
+        self._flag = Static(Text(""), classes="log-flag")
         self.chart_wanted: bool | None = None
         """The chart shown (True), hidden (False), or left to the terminal's height (None)."""
         self.tensorboard: TensorBoardWatch | None = None
@@ -275,15 +280,15 @@ class LogTab(Vertical):
 
     def compose(self) -> ComposeResult:
         """Header, metrics, the loss chart, error flag, the log."""
-        yield Static(Text(""), classes="log-header")
-        yield Static(Text(""), classes="log-metrics")
-        yield MetricsChart(classes="log-chart")
-        yield Static(Text(""), classes="log-flag")
+        yield self._header
+        yield self._metrics
+        yield self._chart
+        yield self._flag
         yield self._view
 
     def on_mount(self) -> None:
         """Follow the log from now on."""
-        self.query_one(".log-flag").display = False
+        self._flag.display = False
         self.document.subscribe(self.document_changed)
         self.follow_document()
         for pane in self.ancestors:
@@ -556,9 +561,7 @@ class LogTab(Vertical):
         if view.follow:
             # The chart or the flag may have changed the view's height.
             view.call_after_refresh(self.keep_end)
-        self.query_one(".log-metrics", Static).update(
-            metrics_text(self.document, spark=not charted)
-        )
+        self._metrics.update(metrics_text(self.document, spark=not charted))
         self.draw_flag()
 
     def curves(self) -> list[Series]:
@@ -583,7 +586,7 @@ class LogTab(Vertical):
 
     def draw_chart(self) -> bool:
         """Draw the loss chart if it is wanted and has a curve; whether it is shown."""
-        chart = self.query_one(MetricsChart)
+        chart = self._chart
         curves = [c for c in self.curves() if len(c.points) >= 2]
         wanted = self.chart_wanted
         if wanted is None:
@@ -596,7 +599,7 @@ class LogTab(Vertical):
 
     def toggle_chart(self) -> None:
         """Show or hide the loss chart."""
-        shown = self.query_one(MetricsChart).display
+        shown = self._chart.display
         self.chart_wanted = not shown
         self._dirty = True
         if self.chart_wanted and not [c for c in self.curves() if len(c.points) >= 2]:
@@ -604,7 +607,7 @@ class LogTab(Vertical):
 
     def toggle_log_scale(self) -> None:
         """The chart's scale: linear or log."""
-        self.query_one(MetricsChart).toggle_log_scale()
+        self._chart.toggle_log_scale()
 
     def draw_header(self) -> None:
         """Source, state, lines known, follow."""
@@ -630,12 +633,12 @@ class LogTab(Vertical):
         if self.line_filter is not None:
             header.append(" · ", style="dim")
             header.append(self.filter_text(), style="bold yellow")
-        self.query_one(".log-header", Static).update(header)
+        self._header.update(header)
 
     def draw_flag(self) -> None:
         """The newest error seen, in red; a notification and a bell the first time of a kind."""
         document = self.document
-        flag = self.query_one(".log-flag", Static)
+        flag = self._flag
         if document.last_error is None and self.stalled is None:
             flag.display = False
             return
@@ -1079,10 +1082,12 @@ class LogsPane(Pane):
             if origin is None or origin.kind != "process" or origin.provider not in answered:
                 continue
             row = rows.get(origin.key)
+            pid = getattr(origin.details, "pid", None)
+            who = f"the run (pid {pid})" if pid is not None else "the run"
             if row is None:
-                tab.run_ended(f"{origin.name or origin.id} exited")
+                tab.run_ended(f"{who} exited")
             elif row.state in ENDED_STATES:
-                tab.run_ended(f"{origin.name or origin.id} {row.state.value}")
+                tab.run_ended(f"{who} {row.state.value}")
 
     # Search and jumps ----------------------------------------------------------------------
 
