@@ -79,6 +79,15 @@ async def capture(out: Path) -> list[Path]:
         await pilot.press("l")
         await pilot.pause(6.0)
         await shot("logs")
+        # A second log in a tab of its own, this machine's run, filtered to its checkpoints.
+        await pilot.press("1")
+        local = next(k for k in table.keys if k.startswith("local:") and "@" in k)
+        table.move_to_key(local)
+        await pilot.press("l")
+        await pilot.pause(3.0)
+        await pilot.press("ampersand", *"checkpoint", "enter")
+        await pilot.pause(1.0)
+        await shot("logs-filter")
     return saved
 
 
@@ -88,6 +97,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     # asyncssh says every connection at INFO: the dashboard logs to its file, this to nowhere.
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as scratch:
         # The demo must not read the user's config or write to their journal.
         for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
