@@ -27,6 +27,7 @@ BENCHMARKS = {
     "first-row": "bench.first_row",
     "mixed": "bench.mixed_fleet",
     "logs": "bench.logs",
+    "checkpoints": "bench.checkpoints",
 }
 
 

@@ -1,4 +1,4 @@
-"""The ``runctl-tui`` command: the dashboard, ``status`` and ``config``."""
+"""The ``runctl-tui`` command: the dashboard, ``status``, ``tail``, ``checkpoints``, ``config``."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ from runctl_tui.text import clean
 if TYPE_CHECKING:
     import psutil
 
+    from runctl_tui.checkpoints.report import CheckpointReport
     from runctl_tui.logs.source import LogSource
+    from runctl_tui.remote.ssh import SshTarget
 
 log = logging.getLogger("runctl_tui")
 
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(local files)",
     )
     _common(tail, suppress=True)
+    _checkpoints_parser(commands)
     config = commands.add_parser("config", help="where the config lives; write a default one")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     init = config_commands.add_parser("init", help="write a commented default config file")
@@ -184,6 +187,56 @@ def build_parser() -> argparse.ArgumentParser:
     path = config_commands.add_parser("path", help="print the config path in force")
     _common(path, suppress=True)
     return parser
+
+
+MAX_CHECKPOINT_DEPTH = 16
+
+
+def _depth(text: str) -> int:
+    try:
+        depth = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {clean(text)!r}") from None
+    if not 0 <= depth <= MAX_CHECKPOINT_DEPTH:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_CHECKPOINT_DEPTH}")
+    return depth
+
+
+def _checkpoints_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from runctl_tui.checkpoints.listing import DEFAULT_DEPTH
+
+    checkpoints = commands.add_parser(
+        "checkpoints",
+        help="list (and inspect) the checkpoints in a directory, on an SSH host or on S3",
+        description="List the checkpoints in LOCATION, newest first, with the newest (*) and "
+        "best (B) marked; inspect them without loading them. Exit status: 0 listed, 1 the "
+        "location could not be listed, 2 usage error.",
+    )
+    checkpoints.add_argument(
+        "location",
+        metavar="LOCATION",
+        help="PATH, [user@]host:PATH, ssh://user@host:port/PATH or s3://bucket/prefix",
+    )
+    checkpoints.add_argument(
+        "--json", action="store_true", help="print the runctl-tui/checkpoints/v1 JSON document"
+    )
+    which = checkpoints.add_mutually_exclusive_group()
+    which.add_argument(
+        "--inspect",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="also inspect checkpoint NAME (as listed, or its last part); may be repeated",
+    )
+    which.add_argument("--inspect-all", action="store_true", help="inspect every checkpoint")
+    checkpoints.add_argument(
+        "--depth",
+        type=_depth,
+        default=DEFAULT_DEPTH,
+        metavar="N",
+        help=f"directory levels searched below LOCATION (default {DEFAULT_DEPTH})",
+    )
+    _common(checkpoints, suppress=True)
 
 
 def _config_command(args: argparse.Namespace) -> int:
@@ -431,6 +484,88 @@ def _tail_command(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+async def _sftp_checkpoints(
+    settings: Settings, location: str, target: SshTarget, path: str, args: argparse.Namespace
+) -> CheckpointReport:
+    from runctl_tui.checkpoints.report import sftp_report
+    from runctl_tui.remote.ssh import SshHub
+
+    hub = SshHub(connect_timeout=settings.ssh.connect_timeout, attempts=2)
+    try:
+        return await sftp_report(
+            hub,
+            target,
+            location,
+            path,
+            depth=args.depth,
+            names=args.inspect,
+            inspect_all=args.inspect_all,
+        )
+    finally:
+        await hub.close()
+
+
+def _checkpoints_command(settings: Settings, args: argparse.Namespace) -> int:
+    """List (and inspect) the checkpoints at ``args.location``; print text or JSON."""
+    from runctl_tui.checkpoints.listing import LocationKind
+    from runctl_tui.checkpoints.report import (
+        UnknownCheckpoint,
+        local_report,
+        parse_location,
+        report_json,
+        report_lines,
+        s3_report,
+    )
+
+    try:
+        location = parse_location(args.location)
+    except ValueError as exc:
+        print(f"{APP_NAME}: {clean(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if location.kind is LocationKind.S3:
+            from runctl_tui.checkpoints.listing_s3 import s3_client
+            from runctl_tui.providers.aws import Ec2Clients
+
+            aws = settings.aws
+            clients = Ec2Clients(
+                aws.profile,
+                connect_timeout=aws.connect_timeout,
+                read_timeout=aws.read_timeout,
+                max_attempts=aws.max_attempts,
+            )
+            report = s3_report(
+                s3_client(clients),
+                location.path,
+                depth=args.depth,
+                names=args.inspect,
+                inspect_all=args.inspect_all,
+            )
+        elif location.target is not None:
+            report = asyncio.run(
+                _sftp_checkpoints(settings, location.text, location.target, location.path, args)
+            )
+        else:
+            report = local_report(
+                location.text,
+                location.path,
+                depth=args.depth,
+                names=args.inspect,
+                inspect_all=args.inspect_all,
+            )
+    except UnknownCheckpoint as exc:
+        print(f"{APP_NAME}: {clean(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        emit(json.dumps(report_json(report), indent=2))
+    elif report.ok:
+        emit("\n".join(report_lines(report)))
+    if report.listing.error is not None:
+        print(f"{APP_NAME}: {clean(report.listing.error)}", file=sys.stderr)
+        return EXIT_PROVIDER_FAILED
+    return EXIT_OK
+
+
 def _dashboard(settings: Settings, args: argparse.Namespace, log_problem: str | None) -> int:
     from runctl_tui.tui.app import RunctlApp
 
@@ -488,6 +623,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "status":
             return _status_command(settings, args)
+        if args.command == "checkpoints":
+            return _checkpoints_command(settings, args)
         return _dashboard(settings, args, log_problem)
     except KeyboardInterrupt:
         return 130

@@ -56,6 +56,7 @@ __all__ = [
     "CheckpointFormat",
     "FileRangeReader",
     "Inspection",
+    "NamedFile",
     "RangeReader",
     "Read",
     "inspect_checkpoint",
@@ -130,11 +131,10 @@ class AsyncRangeReader(Protocol):
         ...
 
 
-class FileRangeReader:
-    """A :class:`RangeReader` over an open local file."""
+class NamedFile:
+    """What every range reader knows of its file: how it is shown, and its length."""
 
-    def __init__(self, file: BinaryIO, name: str, size: int) -> None:
-        self._file = file
+    def __init__(self, name: str, size: int) -> None:
         self._name = name
         self._size = size
 
@@ -147,6 +147,14 @@ class FileRangeReader:
     def size(self) -> int:
         """Its length in bytes."""
         return self._size
+
+
+class FileRangeReader(NamedFile):
+    """A :class:`RangeReader` over an open local file."""
+
+    def __init__(self, file: BinaryIO, name: str, size: int) -> None:
+        super().__init__(name, size)
+        self._file = file
 
     def read_range(self, start: int, end: int) -> bytes:
         """Bytes ``[start, end)`` (fewer at the end of the file)."""

@@ -43,6 +43,8 @@ CORE = [
     "runctl_tui.checkpoints.listing_local",
     "runctl_tui.checkpoints.listing_remote",
     "runctl_tui.checkpoints.listing_s3",
+    "runctl_tui.checkpoints.report",
+    "runctl_tui.checkpoints.remote_read",
 ]
 HEAVY_SDKS = ["boto3", "botocore", "moto", "asyncssh", "runpod"]
 
