@@ -26,13 +26,8 @@ from runctl_tui.models import Instance, ProcessDetails
 from runctl_tui.providers.local import LocalProvider
 from runctl_tui.services.fleet import Fleet
 from runctl_tui.tui.app import RunctlApp
-from runctl_tui.tui.panes.logs import (
-    HOW_TO_OPEN,
-    LogsPane,
-    rich_style,
-    search_pattern,
-    state_text,
-)
+from runctl_tui.tui.panes.log_tab import rich_style, state_text
+from runctl_tui.tui.panes.logs import HOW_TO_OPEN, LogsPane, search_pattern
 from runctl_tui.tui.screens.main import MainScreen
 from runctl_tui.tui.widgets.instance_table import InstanceTable
 
@@ -725,7 +720,7 @@ async def test_the_chart_draws_tensorboard_scalars_written_beside_the_log(
     make_app: AppFactory, tmp_path: Path
 ) -> None:
     from runctl_tui.tui.widgets.metrics_chart import MetricsChart
-    from tests.unit.test_tfevents import event_file, simple_scalar
+    from tests.unit.test_tfevents import event_file, frame, simple_scalar
 
     run = tmp_path / "run"
     (run / "runs" / "sft").mkdir(parents=True)
@@ -750,3 +745,15 @@ async def test_the_chart_draws_tensorboard_scalars_written_beside_the_log(
         step, value = eval_loss.points[-1]
         assert step == 20.0
         assert value == pytest.approx(0.15)
+        await until(pilot, lambda: "tensorboard: 1 event file" in static_text(app, ".log-metrics"))
+
+        # A damaged record is skipped, and the pane says so.
+        damaged = bytearray(frame(simple_scalar("train/loss", 21, 0.19)))
+        damaged[-8] ^= 0x40
+        good = frame(simple_scalar("train/loss", 22, 0.18))
+        with (run / "runs" / "sft" / "events.out.tfevents.1700000000.gpu.1.0").open("ab") as f:
+            f.write(bytes(damaged) + good)
+        await until(pilot, lambda: "skipped" in static_text(app, ".log-metrics"), seconds=20)
+        last_step, last_value = chart.series[0].points[-1]
+        assert last_step == 22.0
+        assert last_value == pytest.approx(0.18)
