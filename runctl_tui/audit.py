@@ -30,7 +30,8 @@ def default_journal_path() -> Path:
     return platformdirs.user_state_path("runctl-tui") / "journal.jsonl"
 
 
-def _user() -> str:
+def current_user() -> str:
+    """Who runs this, as the journal names them (``?`` when the system cannot say)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -56,7 +57,7 @@ class Journal:
     ) -> dict[str, Any]:
         return {
             "time": (at or datetime.now(UTC)).isoformat(timespec="seconds"),
-            "user": _user(),
+            "user": current_user(),
             "provider": instance.provider,
             "region": instance.location,
             "kind": instance.kind,
@@ -69,7 +70,9 @@ class Journal:
             "state_after": state_after,
         }
 
-    def _append(self, entry: dict[str, Any]) -> None:
+    def append(self, entry: dict[str, Any]) -> None:
+        """Write ``entry`` as one line, fsynced (actions beyond the fleet's, such as deleting a
+        checkpoint, write their own entries with the same keys)."""
         # ASCII escapes keep control and bidi characters from a provider out of the file, so
         # that reading the journal in a terminal is as safe as reading it here.
         line = json.dumps(entry, ensure_ascii=True) + "\n"
@@ -101,11 +104,11 @@ class Journal:
         self, action: Action, instance: Instance, *, at: datetime | None = None, detail: str = ""
     ) -> None:
         """Record that ``action`` is about to be called on ``instance``; raises JournalError."""
-        self._append(self._entry(action, instance, ATTEMPTED, at=at, detail=detail))
+        self.append(self._entry(action, instance, ATTEMPTED, at=at, detail=detail))
 
     def record(self, result: ActionResult, *, at: datetime | None = None) -> None:
         """Record how an action ended; raises :class:`JournalError` if it cannot."""
-        self._append(
+        self.append(
             self._entry(
                 result.action,
                 result.instance,

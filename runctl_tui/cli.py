@@ -208,9 +208,10 @@ def _checkpoints_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
     checkpoints = commands.add_parser(
         "checkpoints",
         help="list (and inspect) the checkpoints in a directory, on an SSH host or on S3",
-        description="List the checkpoints in LOCATION, newest first, with the newest (*) and "
-        "best (B) marked; inspect them without loading them. Exit status: 0 listed, 1 the "
-        "location could not be listed, 2 usage error.",
+        description="Open the dashboard on the checkpoints pane at LOCATION; with --no-tui, "
+        "--json, --inspect or without a terminal, print the checkpoints, newest first, with the "
+        "newest (*) and best (B) marked, and inspect them without loading them. Exit status: 0 "
+        "listed, 1 the location could not be listed, 2 usage error.",
     )
     checkpoints.add_argument(
         "location",
@@ -219,6 +220,12 @@ def _checkpoints_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     checkpoints.add_argument(
         "--json", action="store_true", help="print the runctl-tui/checkpoints/v1 JSON document"
+    )
+    checkpoints.add_argument(
+        "--no-tui",
+        action="store_true",
+        help="print the listing as text instead of opening the checkpoints pane (the default "
+        "without a terminal)",
     )
     which = checkpoints.add_mutually_exclusive_group()
     which.add_argument(
@@ -505,6 +512,12 @@ async def _sftp_checkpoints(
         await hub.close()
 
 
+def _checkpoints_in_pane(args: argparse.Namespace) -> bool:
+    """Whether ``checkpoints`` opens the dashboard: a terminal, and no output asked for."""
+    asked_for_text = args.json or args.no_tui or args.inspect or args.inspect_all
+    return not asked_for_text and has_terminal()
+
+
 def _checkpoints_command(settings: Settings, args: argparse.Namespace) -> int:
     """List (and inspect) the checkpoints at ``args.location``; print text or JSON."""
     from runctl_tui.checkpoints.listing import LocationKind
@@ -573,7 +586,15 @@ def _dashboard(settings: Settings, args: argparse.Namespace, log_problem: str | 
     if log_problem is not None:
         warnings.append(log_problem)
     open_log = tuple(args.source) if args.command == "tail" else ()
-    app = RunctlApp(settings, fleet, demo=args.demo, startup_warnings=warnings, open_log=open_log)
+    open_checkpoints = args.location if args.command == "checkpoints" else None
+    app = RunctlApp(
+        settings,
+        fleet,
+        demo=args.demo,
+        startup_warnings=warnings,
+        open_log=open_log,
+        open_checkpoints=open_checkpoints,
+    )
     app.run()
     return app.return_code or EXIT_OK
 
@@ -600,7 +621,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "tail" and args.no_tui:
         setup_logging(args.debug, to_stderr_on_failure=True)
         return _tail_command(args)
-    dashboard = args.command is None or args.command == "tail"
+    checkpoints_pane = args.command == "checkpoints" and _checkpoints_in_pane(args)
+    if checkpoints_pane:
+        from runctl_tui.checkpoints.report import parse_location
+
+        try:
+            parse_location(args.location)
+        except ValueError as exc:
+            print(f"{APP_NAME}: {clean(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+    dashboard = args.command is None or args.command == "tail" or checkpoints_pane
     # The dashboard owns the terminal, so nothing of ours may be printed over it.
     log_problem = setup_logging(args.debug, to_stderr_on_failure=not dashboard)
     overrides = {"readonly": True} if args.readonly else {}
@@ -623,7 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "status":
             return _status_command(settings, args)
-        if args.command == "checkpoints":
+        if args.command == "checkpoints" and not checkpoints_pane:
             return _checkpoints_command(settings, args)
         return _dashboard(settings, args, log_problem)
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import stat
+import string
 import tomllib
 import typing
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,12 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from runctl_tui.keys import KeymapError, resolve_keymap
-from runctl_tui.providers.base import DEFAULT_LOG_GLOBS, DEFAULT_RECENT_DIRS, LogSearch
+from runctl_tui.providers.base import (
+    DEFAULT_CHECKPOINT_DIRS,
+    DEFAULT_LOG_GLOBS,
+    DEFAULT_RECENT_DIRS,
+    LogSearch,
+)
 from runctl_tui.providers.local import DEFAULT_GRACE_SECONDS, DEFAULT_PATTERNS
 from runctl_tui.providers.plugins import PluginLoadError, load_plugin, plugin_tables
 from runctl_tui.text import clean
@@ -63,6 +69,13 @@ def _check_places(places: list[str] | None, what: str = "glob") -> list[str] | N
 
 LogGlobs = list[str] | None
 """A place's own log globs; when set they replace ``[logs] paths`` there."""
+CheckpointDirs = list[str] | None
+"""A place's own checkpoint directories (globs allowed); when set they replace
+``[checkpoints] dirs`` there."""
+
+
+def _check_dirs(places: list[str] | None) -> list[str] | None:
+    return _check_places(places, "directory")
 
 
 class AwsSettings(BaseModel):
@@ -88,8 +101,11 @@ class AwsSettings(BaseModel):
     """A private key for instances (``~`` is this machine's home); unset: agent and ~/.ssh."""
     logs: LogGlobs = None
     """Log globs on instances; unset: ``[logs] paths``."""
+    checkpoints: CheckpointDirs = None
+    """Checkpoint directories on instances; unset: ``[checkpoints] dirs``."""
 
     _logs = field_validator("logs")(_check_places)
+    _checkpoints = field_validator("checkpoints")(_check_dirs)
 
     @field_validator("regions")
     @classmethod
@@ -116,8 +132,11 @@ class LocalSettings(BaseModel):
     """After ``s`` sends SIGINT, how long a run has to save and exit before SIGTERM."""
     logs: LogGlobs = None
     """Log globs on this machine; unset: ``[logs] paths``."""
+    checkpoints: CheckpointDirs = None
+    """Checkpoint directories on this machine; unset: ``[checkpoints] dirs``."""
 
     _logs = field_validator("logs")(_check_places)
+    _checkpoints = field_validator("checkpoints")(_check_dirs)
 
 
 class RunPodSettings(BaseModel):
@@ -135,8 +154,11 @@ class RunPodSettings(BaseModel):
     """Seconds one call to RunPod's API may take."""
     logs: LogGlobs = None
     """Log globs in pods (read over SSH as root); unset: ``[logs] paths``."""
+    checkpoints: CheckpointDirs = None
+    """Checkpoint directories in pods; unset: ``[checkpoints] dirs``."""
 
     _logs = field_validator("logs")(_check_places)
+    _checkpoints = field_validator("checkpoints")(_check_dirs)
 
 
 class SshHostSettings(BaseModel):
@@ -152,8 +174,11 @@ class SshHostSettings(BaseModel):
     """What the machine costs per hour, if anything."""
     logs: LogGlobs = None
     """Log globs on this host (``~`` is the login's home there); unset: ``[logs] paths``."""
+    checkpoints: CheckpointDirs = None
+    """Checkpoint directories on this host; unset: ``[checkpoints] dirs``."""
 
     _logs = field_validator("logs")(_check_places)
+    _checkpoints = field_validator("checkpoints")(_check_dirs)
 
     @field_validator("host")
     @classmethod
@@ -220,6 +245,78 @@ class LogsSettings(BaseModel):
         )
 
 
+_S3_URL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?")
+
+
+class CheckpointsSettings(BaseModel):
+    """The ``[checkpoints]`` table: where checkpoints are and how they are kept."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dirs: list[str] = Field(default_factory=lambda: list(DEFAULT_CHECKPOINT_DIRS))
+    """Checkpoint directories (globs allowed) on the machine they are on; a run's own
+    working directory's ``checkpoints/`` comes first."""
+    keep_last: int = Field(default=3, ge=1, le=10_000)
+    """How many of the newest checkpoints "keep the last N" keeps."""
+    resume_command: str = Field(default="python train.py --resume {path}", min_length=1)
+    """The command copied for a checkpoint; ``{path}`` is its path."""
+    stale_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60)
+    """An active run with no new checkpoint for this long is flagged."""
+    copies: list[str] = Field(default_factory=list)
+    """Where copies of checkpoints are kept (``s3://bucket/prefix`` or a directory here): a
+    newest checkpoint found in none of them exists only on its instance's disk."""
+    download_dir: str = "~/checkpoints"
+    """Where downloaded checkpoints go on this machine."""
+
+    @field_validator("dirs")
+    @classmethod
+    def _check_dir_list(cls, dirs: list[str]) -> list[str]:
+        return _check_places(dirs, "directory") or []
+
+    @field_validator("resume_command")
+    @classmethod
+    def _check_resume(cls, command: str) -> str:
+        if any(ord(char) < 32 or ord(char) == 127 for char in command):
+            raise ValueError("holds a control character")
+        try:
+            names = {field for _, field, _, _ in string.Formatter().parse(command) if field}
+            command.format(path="x")
+        except (ValueError, KeyError, IndexError) as exc:
+            raise ValueError(
+                f"{command!r} is not a template with {{path}} (write {{{{ for a brace): {exc}"
+            ) from None
+        if names != {"path"}:
+            raise ValueError(f"{command!r} must use {{path}}, and no other field")
+        return command
+
+    @field_validator("copies")
+    @classmethod
+    def _check_copies(cls, copies: list[str]) -> list[str]:
+        for copy in copies:
+            if copy.startswith("s3://"):
+                if not _S3_URL.fullmatch(copy):
+                    raise ValueError(f"{copy!r} is not s3://bucket/prefix")
+                continue
+            _check_places([copy], "directory")
+        return copies
+
+    @field_validator("download_dir")
+    @classmethod
+    def _check_download_dir(cls, folder: str) -> str:
+        _check_places([folder], "directory")
+        return folder
+
+    def dirs_for(self, own: Sequence[str] | None = None) -> tuple[str, ...]:
+        """Where to look for checkpoints; ``own`` (a place's own dirs) replace :attr:`dirs`."""
+        return tuple(self.dirs if own is None else own)
+
+    def resume_for(self, path: str) -> str:
+        """The resume command for the checkpoint at ``path`` (quoted for a POSIX shell)."""
+        import shlex
+
+        return self.resume_command.format(path=shlex.quote(path))
+
+
 class Settings(BaseModel):
     """Everything the user can configure."""
 
@@ -238,6 +335,7 @@ class Settings(BaseModel):
     local: LocalSettings = Field(default_factory=LocalSettings)
     ssh: SshSettings = Field(default_factory=SshSettings)
     logs: LogsSettings = Field(default_factory=LogsSettings)
+    checkpoints: CheckpointsSettings = Field(default_factory=CheckpointsSettings)
     keymap: dict[str, str] = Field(default_factory=dict)
     """Binding id to keys, e.g. ``stop-instance = "x"``; stored as Textual key names."""
     _plugin_tables: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)

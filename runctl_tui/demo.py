@@ -337,7 +337,8 @@ class DemoRun:
     def __init__(self, seed: int = 7) -> None:
         self.seed = seed
         self.directory: Path | None = None
-        """Where the run logs and saves checkpoints, made when it starts."""
+        """The run's working directory, made when it starts: its log, and its checkpoints in
+        ``checkpoints/``."""
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         atexit.register(self.stop)
@@ -367,6 +368,8 @@ class DemoRun:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                # Its working directory holds its checkpoints/, where `c` on its row looks first.
+                cwd=self.directory,
                 start_new_session=True,
             )
 

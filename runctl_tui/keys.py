@@ -72,6 +72,12 @@ PANES: tuple[PaneEntry, ...] = (
         ("3",),
         "show the training log: follow, search, error jumps and the loss curve",
     ),
+    PaneEntry(
+        "checkpoints",
+        "Checkpoints",
+        ("4",),
+        "show the checkpoints of a directory, an SSH host or S3: newest, best, inspect",
+    ),
 )
 """Every pane of the main screen, in the order of their keys; the first is shown at start."""
 
@@ -113,6 +119,13 @@ BINDINGS: tuple[KeyBinding, ...] = (
         "pick the row's log from every candidate: open files, configured globs, recent *.log",
         "Pick log",
         show=False,
+    ),
+    KeyBinding(
+        "open-checkpoints",
+        ("c",),
+        "open_checkpoints",
+        "open the row's checkpoint directory in the checkpoints pane",
+        "Checkpoints",
     ),
     KeyBinding(
         "sort",

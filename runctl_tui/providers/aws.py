@@ -27,6 +27,7 @@ from runctl_tui.models import (
 )
 from runctl_tui.providers.base import (
     NO_LOG_SEARCH,
+    CheckpointLocation,
     LogLocation,
     LogSearch,
     NotConfiguredError,
@@ -517,6 +518,7 @@ class AwsProvider:
         ssh_user: str = "ubuntu",
         hub: SshHub | None = None,
         log_search: LogSearch | None = None,
+        checkpoint_dirs: Sequence[str] = (),
     ) -> None:
         """``ssh_user``, ``hub`` and ``log_search``: how an instance's logs are read over SSH
         (``hub``: made on first use when not given; ``log_search``: nowhere when not given)."""
@@ -524,7 +526,7 @@ class AwsProvider:
 
         self._name = name
         self.ssh_user = ssh_user
-        self.logs = CloudLogs(name, hub, log_search or NO_LOG_SEARCH)
+        self.logs = CloudLogs(name, hub, log_search or NO_LOG_SEARCH, checkpoint_dirs)
         self._clients = clients
         self._regions = list(regions)
         self.protect_tag = protect_tag
@@ -568,6 +570,11 @@ class AwsProvider:
         """The newest matches of the log globs on a running instance, then its recent
         ``*.log`` files, over SSH in one round trip."""
         return await self.logs.locations(instance, self.ssh_target)
+
+    async def checkpoint_locations(self, instance: Instance) -> list[CheckpointLocation]:
+        """The configured checkpoint directories that exist on a running instance,
+        newest-modified first, over SSH in one round trip."""
+        return await self.logs.checkpoint_locations(instance, self.ssh_target)
 
     async def close(self) -> None:
         """Close the SSH connections logs were read through."""
@@ -1007,5 +1014,6 @@ def from_settings(settings: Settings) -> list[AwsProvider]:
             ssh_user=aws.ssh_user,
             hub=hub,
             log_search=settings.logs.search(aws.logs),
+            checkpoint_dirs=settings.checkpoints.dirs_for(aws.checkpoints),
         )
     ]

@@ -349,3 +349,86 @@ class AsyncProvider(Protocol):
 
 AnyProvider = Provider | AsyncProvider
 """What the fleet service accepts: blocking providers and coroutine ones alike."""
+
+
+DEFAULT_CHECKPOINT_DIRS: tuple[str, ...] = (
+    "~/train/checkpoints",
+    "~/checkpoints",
+    "/workspace/checkpoints",
+    "/workspace/*/checkpoints",
+    "~/*/checkpoints",
+)
+"""Where training scripts on ML machines commonly save their checkpoints."""
+RUN_CHECKPOINTS = "checkpoints"
+"""The folder, in a run's own working directory, looked at before the configured ones."""
+
+
+@dataclass(frozen=True)
+class CheckpointLocation:
+    """A directory of checkpoints on an item's machine, and how it was found."""
+
+    path: str
+    """A path on the item's machine; raw, possibly hostile text: escape it to show it."""
+    target: str | None = None
+    """``user@host:port`` when the directory is on another machine (reached over SSH)."""
+    found: str = ""
+    """One line, e.g. ``the run's working directory · modified 2 min ago``."""
+    modified: float | None = None
+    """Seconds since the epoch by the clock of the machine it is on, when known."""
+
+    @property
+    def source(self) -> str:
+        """What ``runctl-tui checkpoints`` takes: the path, or ``ssh://user@host:port/path``."""
+        if self.target is None:
+            return self.path
+        return f"ssh://{self.target}{self.path if self.path.startswith('/') else '/' + self.path}"
+
+
+@dataclass(frozen=True)
+class FoundDir:
+    """A directory a checkpoint search came upon, before ranking."""
+
+    path: str
+    modified: float
+    glob: int | None = None
+    """The index of the configured glob it matches; ``None`` for a run's own folder."""
+
+
+def rank_checkpoint_dirs(
+    found: Sequence[FoundDir],
+    globs: Sequence[str],
+    *,
+    target: str | None,
+    now: float,
+    limit: int = 20,
+) -> list[CheckpointLocation]:
+    """A run's own folder first, then every configured directory newest-modified first; each
+    path once, at most ``limit``."""
+    own = [f for f in found if f.glob is None]
+    rest = sorted((f for f in found if f.glob is not None), key=lambda f: (-f.modified, f.path))
+    ranked: list[CheckpointLocation] = []
+    shown: set[str] = set()
+    for item in [*own, *rest]:
+        if item.path in shown or len(ranked) == limit:
+            continue
+        shown.add(item.path)
+        if item.glob is None:
+            how = "the run's working directory"
+        elif 0 <= item.glob < len(globs):
+            how = f"matches {globs[item.glob]}"
+        else:
+            how = "configured"
+        found_line = f"{how} · modified {describe_age(now - item.modified)}"
+        ranked.append(CheckpointLocation(item.path, target, found_line, item.modified))
+    return ranked
+
+
+@runtime_checkable
+class HasCheckpoints(Protocol):
+    """A provider that can say where an item's checkpoints are (blocking, or a coroutine for
+    providers whose calls are coroutines)."""
+
+    def checkpoint_locations(self, instance: Instance) -> Any:
+        """The item's checkpoint directories, likeliest first: ``list[CheckpointLocation]``,
+        or a coroutine giving one. Raises :class:`ProviderError`."""
+        ...

@@ -44,11 +44,15 @@ from runctl_tui.models import (
 )
 from runctl_tui.providers.base import (
     NO_LOG_SEARCH,
+    RUN_CHECKPOINTS,
+    CheckpointLocation,
+    FoundDir,
     FoundFile,
     LogLocation,
     LogSearch,
     NotFoundError,
     ProviderError,
+    rank_checkpoint_dirs,
     rank_logs,
 )
 from runctl_tui.threads import submit
@@ -398,6 +402,39 @@ def search_logs(
     return rank_logs(files, search, target=None, now=moment, known=known)
 
 
+def search_checkpoint_dirs(
+    dirs: Sequence[str],
+    *,
+    own: str | None = None,
+    now: float | None = None,
+    scan_limit: int = 2000,
+) -> list[CheckpointLocation]:
+    """Checkpoint directories on this machine: ``own`` (a run's folder) first when it exists,
+    then every existing directory ``dirs`` (globs allowed, ``~`` is this user's home) match,
+    newest-modified first."""
+    found: list[FoundDir] = []
+    if own is not None:
+        modified = _dir_modified(own)
+        if modified is not None:
+            found.append(FoundDir(own, modified))
+    for index, pattern in enumerate(dirs):
+        for path in _glob_matches(pattern, scan_limit):
+            modified = _dir_modified(path)
+            if modified is not None:
+                found.append(FoundDir(path, modified, index))
+    moment = time.time() if now is None else now
+    return rank_checkpoint_dirs(found, dirs, target=None, now=moment)
+
+
+def _dir_modified(path: str) -> float | None:
+    """A directory's modification time; ``None`` when it is not one (or cannot be read)."""
+    try:
+        facts = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return facts.st_mtime if stat.S_ISDIR(facts.st_mode) else None
+
+
 def run_name(cmdline: Sequence[str]) -> str:
     """A run's name: its command line with the interpreter and script paths cut to their
     basenames (``python train.py --lr 3e-4``); the arguments say which run it is."""
@@ -558,10 +595,12 @@ class LocalProvider:
         nvidia_smi: str | None = "nvidia-smi",
         nvidia_smi_timeout: float = NVIDIA_SMI_TIMEOUT,
         log_search: LogSearch | None = None,
+        checkpoint_dirs: Sequence[str] = (),
     ) -> None:
         """``patterns``: launch patterns of training runs (see :func:`match_command`);
         ``log_search``: where logs are looked for beyond the files a run has open (nowhere
-        when not given)."""
+        when not given); ``checkpoint_dirs``: where checkpoints are looked for beyond a run's
+        own ``checkpoints/`` folder."""
         if not patterns or any(not pattern.split() for pattern in patterns):
             raise ValueError("patterns must be non-empty glob patterns")
         if grace_seconds < 0:
@@ -569,6 +608,7 @@ class LocalProvider:
         self.patterns = tuple(patterns)
         self.grace_seconds = grace_seconds
         self.log_search = log_search or NO_LOG_SEARCH
+        self.checkpoint_dirs = tuple(checkpoint_dirs)
         self._smi = NvidiaSmi(nvidia_smi, nvidia_smi_timeout)
         self._lock = threading.Lock()
         self._interrupting = threading.Lock()
@@ -890,6 +930,24 @@ class LocalProvider:
             return search_logs(self.log_search)
         return search_logs(self.log_search, known=self._open_logs(instance))
 
+    def checkpoint_locations(self, instance: Instance) -> list[CheckpointLocation]:
+        """Where an item's checkpoints are: for a run, its working directory's
+        ``checkpoints/`` first; then, for a run and for this machine, the configured
+        directories that exist, newest-modified first."""
+        own: str | None = None
+        if instance.kind == "process":
+            import psutil
+
+            pid, create_time = self._identity(instance)
+            proc = self._verified(pid, create_time)
+            try:
+                own = os.path.join(proc.cwd(), RUN_CHECKPOINTS)
+            except psutil.NoSuchProcess as exc:
+                raise NotFoundError(self.name, f"pid {pid} has exited") from exc
+            except psutil.AccessDenied:
+                own = None
+        return search_checkpoint_dirs(self.checkpoint_dirs, own=own)
+
     def _open_logs(self, instance: Instance) -> list[LogLocation]:
         import psutil
 
@@ -1071,6 +1129,7 @@ def from_settings(settings: Settings) -> list[LocalProvider]:
             patterns=tuple(settings.local.patterns),
             grace_seconds=settings.local.grace_seconds,
             log_search=settings.logs.search(settings.local.logs),
+            checkpoint_dirs=settings.checkpoints.dirs_for(settings.local.checkpoints),
         )
     ]
 

@@ -24,7 +24,7 @@ import re
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,6 +46,7 @@ from runctl_tui.models import (
 )
 from runctl_tui.providers.base import (
     NO_LOG_SEARCH,
+    CheckpointLocation,
     LogLocation,
     LogSearch,
     NotConfiguredError,
@@ -711,6 +712,7 @@ class RunPodProvider:
         monotonic: Callable[[], float] = time.monotonic,
         hub: SshHub | None = None,
         log_search: LogSearch | None = None,
+        checkpoint_dirs: Sequence[str] = (),
     ) -> None:
         """``key_source`` names where the key came from, for :meth:`identity`; never the key.
         ``hub`` and ``log_search``: how a pod's logs are read over SSH (``hub``: made on first
@@ -718,7 +720,7 @@ class RunPodProvider:
         from runctl_tui.providers.ssh_hosts import CloudLogs
 
         self._name = name
-        self.logs = CloudLogs(name, hub, log_search or NO_LOG_SEARCH)
+        self.logs = CloudLogs(name, hub, log_search or NO_LOG_SEARCH, checkpoint_dirs)
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key.strip())
         self.protect_marker = protect_marker
         self.timeout = timeout
@@ -773,6 +775,11 @@ class RunPodProvider:
         """The newest matches of the log globs in a running pod, then its recent ``*.log``
         files, over SSH in one round trip."""
         return await self.logs.locations(instance, self.ssh_target)
+
+    async def checkpoint_locations(self, instance: Instance) -> list[CheckpointLocation]:
+        """The configured checkpoint directories that exist on a running pod,
+        newest-modified first, over SSH in one round trip."""
+        return await self.logs.checkpoint_locations(instance, self.ssh_target)
 
     async def close(self) -> None:
         """Close the SSH connections logs were read through."""
@@ -1073,5 +1080,6 @@ def from_settings(settings: Settings) -> list[RunPodProvider]:
             key_source=found.source,
             hub=shared_hub(settings),
             log_search=settings.logs.search(table.logs),
+            checkpoint_dirs=settings.checkpoints.dirs_for(table.checkpoints),
         )
     ]

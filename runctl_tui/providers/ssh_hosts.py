@@ -37,11 +37,14 @@ from runctl_tui.models import (
 )
 from runctl_tui.providers.base import (
     NO_LOG_SEARCH,
+    CheckpointLocation,
+    FoundDir,
     FoundFile,
     LogLocation,
     LogSearch,
     NotFoundError,
     ProviderError,
+    rank_checkpoint_dirs,
     rank_logs,
 )
 from runctl_tui.providers.local import (
@@ -60,10 +63,12 @@ from runctl_tui.remote.procs import (
     ProcRow,
     ProcTable,
     SignalStatus,
+    checkpoint_dirs_command,
     group_to_signal,
     list_script,
     log_search_command,
     open_files_script,
+    parse_checkpoint_dirs,
     parse_log_search,
     parse_open_files,
     parse_processes,
@@ -196,6 +201,8 @@ class SshHost:
     hourly_usd: Decimal | None = None
     logs: tuple[str, ...] | None = None
     """Its own log globs, replacing the provider's; ``None``: the provider's."""
+    checkpoints: tuple[str, ...] | None = None
+    """Its own checkpoint directories, replacing the provider's; ``None``: the provider's."""
 
 
 async def run_over_ssh(
@@ -260,12 +267,48 @@ def _ranked(
     return rank_logs(files, search, target=target, now=now, known=known)
 
 
-class CloudLogs:
-    """Reads the logs of cloud machines (EC2 instances, pods) over SSH, for their provider."""
+async def remote_checkpoint_dirs(
+    provider: str,
+    hub: SshHub,
+    target: SshTarget,
+    dirs: Sequence[str],
+    *,
+    run: tuple[int, int] | None = None,
+    timeout: float = COMMAND_TIMEOUT,  # noqa: ASYNC109
+) -> list[CheckpointLocation]:
+    """The existing directories ``dirs`` match on ``target``, newest-modified first, after
+    the working directory's ``checkpoints/`` of ``run`` (``(pid, start ticks)``), in one round
+    trip; ``~`` is the login's home there. :class:`NotFoundError` when ``run`` is gone."""
+    command = checkpoint_dirs_command(dirs, run=run)
+    result = await run_over_ssh(provider, hub, target, command, timeout)
+    return _ranked_dirs(provider, result.stdout, dirs, str(target), run)
 
-    def __init__(self, provider: str, hub: SshHub | None, search: LogSearch) -> None:
+
+def _ranked_dirs(
+    provider: str, stdout: str, dirs: Sequence[str], target: str, run: tuple[int, int] | None
+) -> list[CheckpointLocation]:
+    answer = parse_checkpoint_dirs(stdout)
+    if run is not None and answer.gone:
+        raise NotFoundError(provider, f"pid {run[0]} has exited")
+    found = [FoundDir(path, mtime, glob) for glob, mtime, path in answer.dirs]
+    now = answer.now if answer.now is not None else time.time()
+    return rank_checkpoint_dirs(found, dirs, target=target, now=now)
+
+
+class CloudLogs:
+    """Reads the logs and finds the checkpoints of cloud machines (EC2 instances, pods) over
+    SSH, for their provider."""
+
+    def __init__(
+        self,
+        provider: str,
+        hub: SshHub | None,
+        search: LogSearch,
+        checkpoint_dirs: Sequence[str] = (),
+    ) -> None:
         self.provider = provider
         self.search = search
+        self.checkpoint_dirs = tuple(checkpoint_dirs)
         self._hub = hub
         self._used = False
 
@@ -289,6 +332,21 @@ class CloudLogs:
         target = target_of(instance)
         self._used = True
         return await remote_logs(self.provider, self.hub, target, self.search)
+
+    async def checkpoint_locations(
+        self, instance: Instance, target_of: Callable[[Instance], SshTarget]
+    ) -> list[CheckpointLocation]:
+        """The configured checkpoint directories that exist on ``instance``, newest-modified
+        first, in one round trip; only while it runs."""
+        if instance.state is not InstanceState.RUNNING:
+            raise ProviderError(
+                self.provider,
+                f"{instance.name or instance.id} is {instance.state}: "
+                "its checkpoints are looked for over SSH while it runs",
+            )
+        target = target_of(instance)
+        self._used = True
+        return await remote_checkpoint_dirs(self.provider, self.hub, target, self.checkpoint_dirs)
 
     async def close(self) -> None:
         """Close the hub's connections, if logs were ever read through it."""
@@ -359,6 +417,7 @@ class SshHostsProvider:
         patterns: Sequence[str] = DEFAULT_PATTERNS,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         log_search: LogSearch | None = None,
+        checkpoint_dirs: Sequence[str] = (),
     ) -> None:
         if not patterns or any(not pattern.split() for pattern in patterns):
             raise ValueError("patterns must be non-empty glob patterns")
@@ -371,6 +430,7 @@ class SshHostsProvider:
         self.patterns = tuple(patterns)
         self.grace_seconds = grace_seconds
         self.log_search = log_search or NO_LOG_SEARCH
+        self.checkpoint_dirs = tuple(checkpoint_dirs)
         self._facts: dict[str, RemoteHostFacts] = {}
         self._tables: dict[str, ProcTable] = {}
         self._seen: dict[str, _Seen] = {}
@@ -627,6 +687,22 @@ class SshHostsProvider:
         target = str(host.target)
         return _ranked(result.stdout, search, target, likely_logs(opened, target))
 
+    async def checkpoint_locations(self, instance: Instance) -> list[CheckpointLocation]:
+        """Where an item's checkpoints are on its host, in one round trip: for a run, its
+        working directory's ``checkpoints/`` first (checked against the start time seen, so
+        a reused pid shows none); then the host's checkpoint directories that exist,
+        newest-modified first."""
+        if instance.kind == "host":
+            host = self._host(instance.id)
+            run: tuple[int, int] | None = None
+        else:
+            host, pid, ticks = self._identity(instance)
+            run = (pid, ticks)
+        dirs = self.checkpoint_dirs if host.checkpoints is None else host.checkpoints
+        command = checkpoint_dirs_command(dirs, run=run)
+        result = await self._run(host, command, COMMAND_TIMEOUT)
+        return _ranked_dirs(self.name, result.stdout, dirs, str(host.target), run)
+
     def actions(self, instance: Instance) -> frozenset[Action]:
         """A run takes interrupt and kill; a host itself takes nothing from here."""
         return ACTIONS if instance.kind == "process" else frozenset()
@@ -719,6 +795,7 @@ def from_settings(settings: Settings) -> list[SshHostsProvider]:
             h.label or h.host,
             h.hourly_usd,
             tuple(h.logs) if h.logs is not None else None,
+            tuple(h.checkpoints) if h.checkpoints is not None else None,
         )
         for h in settings.ssh.hosts
     ]
@@ -729,5 +806,6 @@ def from_settings(settings: Settings) -> list[SshHostsProvider]:
             patterns=tuple(settings.local.patterns),
             grace_seconds=settings.local.grace_seconds,
             log_search=settings.logs.search(),
+            checkpoint_dirs=settings.checkpoints.dirs_for(),
         )
     ]

@@ -631,3 +631,124 @@ def parse_log_search(text: str) -> LogSearchAnswer:
         raw = bytes.fromhex(hex_path.replace(" ", ""))
         files.append((index, float(mtime), size, raw.decode("utf-8", errors="surrogateescape")))
     return LogSearchAnswer(now, files)
+
+
+CHECKPOINTS_MARK = "--runctl-checkpoints--"
+"""Heads the answer of :func:`checkpoint_dirs_command`."""
+
+_CHECKPOINT_SEARCH = r"""
+rc_scan=$1; rc_pid=$2; rc_ticks=$3; rc_sub=$4; shift 4
+printf '%s\n' "$rc_mark"
+printf 'T %s\n' "$(date +%s)"
+rc_emit() {
+  [ -d "$2" ] || return 0
+  rc_st=$(stat -L -c '%Y' -- "$2" 2>/dev/null || stat -L -f '%m' -- "$2" 2>/dev/null) \
+    || return 0
+  printf 'D %s %s ' "$1" "$rc_st"
+  printf '%s' "$2" | od -An -v -tx1 | tr -d '\n'
+  echo
+}
+if [ "$rc_pid" != - ]; then
+  if rc_s=$(cat "/proc/$rc_pid/stat" 2>/dev/null); then
+    (
+      __STAT_FIELDS__
+      if [ "${20}" = "$rc_ticks" ]; then
+        rc_c=$(readlink "/proc/$rc_pid/cwd" 2>/dev/null) && [ -n "$rc_c" ] \
+          && rc_emit W "${rc_c%/}/$rc_sub"
+      else
+        echo GONE
+      fi
+    )
+  else
+    echo GONE
+  fi
+fi
+rc_i=0
+for rc_a; do
+  case $rc_a in
+    "~") rc_w=$HOME;;
+    "~/"*) rc_w=$HOME/${rc_a#??};;
+    *) rc_w=$rc_a;;
+  esac
+  rc_n=0
+  rc_ifs=$IFS; IFS=
+  set +f
+  for rc_f in $rc_w; do
+    [ "$rc_n" -lt "$rc_scan" ] || break
+    rc_n=$((rc_n + 1))
+    rc_emit "$rc_i" "$rc_f"
+  done
+  set -f
+  IFS=$rc_ifs
+  rc_i=$((rc_i + 1))
+done
+""".replace("__STAT_FIELDS__", _STAT_FIELDS)
+
+
+def checkpoint_dirs_command(
+    dirs: Sequence[str],
+    *,
+    run: tuple[int, int] | None = None,
+    subdir: str = "checkpoints",
+    scan_limit: int = 2000,
+) -> str:
+    """One command that prints, after :data:`CHECKPOINTS_MARK`, the host's clock
+    (``T seconds``) and ``D kind mtime hex-path`` for every existing directory the globs in
+    ``dirs`` match (kind: the glob's index).
+
+    ``run`` is ``(pid, start ticks)``: that process's working directory's ``subdir`` comes
+    first (kind ``W``) when it exists, and ``GONE`` is printed when the pid has exited or
+    belongs to another process now. ``~`` is the login's home on the host; globs travel as
+    quoted arguments, never as script text.
+    """
+    if "/" in subdir or not subdir or subdir in {".", ".."}:
+        raise ValueError(f"not a folder name: {subdir!r}")
+    pid, ticks = ("-", "-") if run is None else (str(_pid(run[0])), str(_pid(run[1])))
+    args = [str(max(1, int(scan_limit))), pid, ticks, subdir, *dirs]
+    script = f"rc_mark={CHECKPOINTS_MARK}\nset -f\n" + _CHECKPOINT_SEARCH
+    return wrap(script) + " sh " + " ".join(shlex.quote(arg) for arg in args)
+
+
+@dataclass(frozen=True)
+class CheckpointDirsAnswer:
+    """What :func:`checkpoint_dirs_command` printed."""
+
+    now: float | None
+    """The host's clock, seconds since the epoch."""
+    dirs: list[tuple[int | None, float, str]]
+    """``(glob index, or None for the run's own folder, mtime, path)``."""
+    gone: bool = False
+    """The run asked about has exited or its pid was reused."""
+
+
+def parse_checkpoint_dirs(text: str) -> CheckpointDirsAnswer:
+    """The answer of :func:`checkpoint_dirs_command`; malformed lines are skipped."""
+    _, mark, body = text.partition(CHECKPOINTS_MARK)
+    now: float | None = None
+    dirs: list[tuple[int | None, float, str]] = []
+    gone = False
+    if not mark:
+        return CheckpointDirsAnswer(None, dirs)
+    for line in body.splitlines():
+        if line.strip() == "GONE":
+            gone = True
+            continue
+        fields = line.split(" ", 3)
+        if fields[0] == "T" and len(fields) == 2 and _UINT.fullmatch(fields[1]):
+            now = float(fields[1])
+            continue
+        if len(fields) != 4 or fields[0] != "D":
+            continue
+        kind, mtime = fields[1], _uint(fields[2])
+        hex_path = " " + fields[3].strip()
+        if mtime is None or not _HEX_LINE.fullmatch(hex_path):
+            continue
+        if kind == "W":
+            index: int | None = None
+        elif _UINT.fullmatch(kind):
+            index = int(kind)
+        else:
+            continue
+        raw = bytes.fromhex(hex_path.replace(" ", ""))
+        dirs.append((index, float(mtime), raw.decode("utf-8", errors="surrogateescape")))
+    return CheckpointDirsAnswer(now, dirs, gone)

@@ -26,6 +26,8 @@ from runctl_tui.models import (
 )
 from runctl_tui.providers.base import (
     AnyProvider,
+    CheckpointLocation,
+    HasCheckpoints,
     HasIdentity,
     HasLogs,
     HasSpotRequests,
@@ -352,6 +354,17 @@ class Fleet:
         if not isinstance(provider, HasLogs):
             return []
         found: list[LogLocation] = await self._call(provider, "log_locations", instance)
+        return found
+
+    async def checkpoint_locations(self, instance: Instance) -> list[CheckpointLocation]:
+        """Where ``instance``'s checkpoints are, likeliest first; none when its provider cannot
+        say. Raises :class:`ProviderError`."""
+        provider = self.providers.get(instance.provider)
+        if not isinstance(provider, HasCheckpoints):
+            return []
+        found: list[CheckpointLocation] = await self._call(
+            provider, "checkpoint_locations", instance
+        )
         return found
 
     def takes(self, action: Action, instance: Instance) -> bool:

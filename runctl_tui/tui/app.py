@@ -48,6 +48,7 @@ class RunctlApp(App[None]):
         prices: PriceTable | None = None,
         startup_warnings: Sequence[str] = (),
         open_log: str | Sequence[str] | None = None,
+        open_checkpoints: str | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -60,6 +61,8 @@ class RunctlApp(App[None]):
             (open_log,) if isinstance(open_log, str) else tuple(open_log or ())
         )
         """Logs to open at start, a tab each (``runctl-tui tail SOURCE...``)."""
+        self.open_checkpoints = open_checkpoints
+        """A location to open in the checkpoints pane at start (``runctl-tui checkpoints``)."""
         self.warning = header_warning(demo=demo, readonly=fleet.readonly)
         """What the header shows first, so that no terminal is too narrow for it."""
         self.sub_title = header_sub_title(demo=demo, readonly=fleet.readonly)
@@ -88,6 +91,7 @@ class RunctlApp(App[None]):
             demo=self.demo,
             keymap=self.settings.keymap,
             open_log=self.open_log,
+            open_checkpoints=self.open_checkpoints,
         )
 
     def on_mount(self) -> None:

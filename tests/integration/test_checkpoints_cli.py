@@ -150,7 +150,7 @@ def check_inspections(document: dict[str, Any]) -> None:
 
 def test_text_lists_newest_first_with_markers_and_total(tmp_path: Path) -> None:
     root = make_directory(tmp_path / "ckpts")
-    done = run(str(root))
+    done = run(str(root), "--no-tui")
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     lines = done.stdout.splitlines()
@@ -227,7 +227,7 @@ def test_hostile_names_are_shown_escaped_one_line_each(tmp_path: Path) -> None:
 
 def test_a_missing_directory_is_one_line_and_exit_1(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    done = run(str(missing))
+    done = run(str(missing), "--no-tui")
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.splitlines() == [f"runctl-tui: {missing}: no such directory"]
@@ -324,7 +324,7 @@ def test_on_s3_listed_and_inspected_with_ranged_reads(moto_url: str, tmp_path: P
 
     missing = run(f"s3://{BUCKET}/exp1/ckpts", "--inspect", "nope", env=env)
     assert missing.returncode == 2
-    no_bucket = run("s3://no-such-bucket/x", env=env)
+    no_bucket = run("s3://no-such-bucket/x", "--no-tui", env=env)
     assert no_bucket.returncode == 1
     assert no_bucket.stderr.splitlines() == ["runctl-tui: s3://no-such-bucket: no such bucket"]
     bad = run("s3://", env=env)

@@ -342,3 +342,29 @@ def test_status_demo_lists_the_lab_box_and_leaves_nothing_behind(
     assert any(i["id"] == DEMO_LAB_BOX for i in rows)
     assert not (isolated_environment / ".ssh").exists()
     assert not list(scratch.glob("runctl-demo-*"))
+
+
+async def test_c_on_a_demo_run_finds_its_checkpoints_here_and_on_the_lab_box(
+    backend: DemoBackend, lab_box: DemoSshServer, isolated_environment: Path, tmp_path: Path
+) -> None:
+    providers = demo_providers(backend, ssh_server=lab_box)
+    fleet = Fleet(providers, journal=Journal(tmp_path / "journal.jsonl"))
+    runs: dict[str, Path] = {}
+    try:
+        snapshot = await fleet.poll_async()
+        for provider in providers:
+            if isinstance(provider, DemoLocal | DemoLabBox):
+                assert provider.run.directory is not None
+                runs[provider.name] = provider.run.directory
+        rows = {i.provider: i for i in snapshot.instances if isinstance(i.details, ProcessDetails)}
+        found = {name: await fleet.checkpoint_locations(row) for name, row in rows.items()}
+    finally:
+        for provider in providers:
+            if isinstance(provider, DemoLocal | DemoLabBox):
+                provider.run.stop()
+        await close(providers[-1])
+
+    assert found["local"][0].path == str(runs["local"] / "checkpoints")
+    assert found["local"][0].source == str(runs["local"] / "checkpoints")
+    assert found["ssh"][0].path == str(runs["ssh"] / "checkpoints")
+    assert found["ssh"][0].source.startswith(f"ssh://{DEMO_SSH_USER}@127.0.0.1:{lab_box.port}/")

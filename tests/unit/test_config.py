@@ -520,7 +520,8 @@ def test_variable_for_a_table_that_does_not_exist_is_refused(
 
     assert str(caught.value) == (
         "environment variable RUNCTL_TUI_KEYMAPS__STOP_INSTANCE: unknown table 'keymaps' "
-        "(did you mean 'keymap'?); the tables are: aws, keymap, local, logs, runpod, ssh"
+        "(did you mean 'keymap'?); the tables are: "
+        "aws, checkpoints, keymap, local, logs, runpod, ssh"
     )
 
 
@@ -708,7 +709,7 @@ def test_known_keys_come_from_the_settings_models() -> None:
 def test_the_tables_come_from_the_settings_model() -> None:
     from runctl_tui.config import builtin_tables, known_tables
 
-    assert builtin_tables() == ["aws", "runpod", "local", "ssh", "logs", "keymap"]
+    assert builtin_tables() == ["aws", "runpod", "local", "ssh", "logs", "checkpoints", "keymap"]
     assert set(builtin_tables()) <= set(known_tables())
 
 
@@ -716,7 +717,8 @@ def test_an_unknown_table_lists_the_tables_there_are(tmp_path: Path) -> None:
     path = write(tmp_path, "readonly = true\n\n[colours]\nbackground = 'dark'\n")
 
     assert config_error(path) == (
-        f"{path}:3: unknown table 'colours'; the tables are: aws, keymap, local, logs, runpod, ssh"
+        f"{path}:3: unknown table 'colours'; the tables are: "
+        "aws, checkpoints, keymap, local, logs, runpod, ssh"
     )
 
 
@@ -732,7 +734,9 @@ def test_an_unknown_top_level_value_is_still_an_unknown_key(tmp_path: Path) -> N
     assert config_error(path) == f"{path}:2: unknown key 'keymaps' (did you mean 'keymap'?)"
 
 
-@pytest.mark.parametrize("table", ["aws", "runpod", "local", "ssh", "logs", "keymap"])
+@pytest.mark.parametrize(
+    "table", ["aws", "runpod", "local", "ssh", "logs", "checkpoints", "keymap"]
+)
 def test_a_table_written_as_an_array_of_tables_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str
 ) -> None:
@@ -856,3 +860,93 @@ def test_the_default_file_documents_the_log_keys() -> None:
     for key in ("paths", "recent_days", "recent_dirs", "recent_depth", "ssh_user", "ssh_key"):
         assert re.search(rf"^#? ?{key} = ", text, re.MULTILINE), key
     assert load_settings is not None
+
+
+def test_checkpoints_defaults() -> None:
+    checkpoints = Settings().checkpoints
+
+    assert checkpoints.dirs[:2] == ["~/train/checkpoints", "~/checkpoints"]
+    assert "/workspace/*/checkpoints" in checkpoints.dirs
+    assert checkpoints.keep_last == 3
+    assert checkpoints.resume_command == "python train.py --resume {path}"
+    assert checkpoints.stale_minutes == 30
+    assert checkpoints.copies == []
+    assert checkpoints.download_dir == "~/checkpoints"
+    assert checkpoints.dirs_for() == tuple(checkpoints.dirs)
+    assert checkpoints.dirs_for(["/data/ckpt"]) == ("/data/ckpt",)
+    assert checkpoints.resume_for("/a b/c.pt") == "python train.py --resume '/a b/c.pt'"
+    assert "[checkpoints]" in default_config_text()
+
+
+def test_checkpoints_from_the_file_and_per_place(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[checkpoints]\n"
+        'dirs = ["/data/*/ckpt"]\n'
+        "keep_last = 5\n"
+        'copies = ["s3://my-bucket/runs", "~/backup"]\n'
+        'resume_command = "torchrun train.py --ckpt {path}"\n'
+        "[local]\n"
+        'checkpoints = ["~/mine"]\n'
+        "[aws]\n"
+        'checkpoints = ["/home/ubuntu/ckpt"]\n'
+        "[runpod]\n"
+        'checkpoints = ["/workspace/ckpt"]\n'
+        "[[ssh.hosts]]\n"
+        'host = "me@box"\n'
+        'checkpoints = ["~/exp/*/checkpoints"]\n',
+    )
+
+    settings = load_settings(path)
+
+    assert settings.checkpoints.dirs == ["/data/*/ckpt"]
+    assert settings.checkpoints.keep_last == 5
+    assert settings.checkpoints.copies == ["s3://my-bucket/runs", "~/backup"]
+    assert settings.local.checkpoints == ["~/mine"]
+    assert settings.aws.checkpoints == ["/home/ubuntu/ckpt"]
+    assert settings.runpod.checkpoints == ["/workspace/ckpt"]
+    assert settings.ssh.hosts[0].checkpoints == ["~/exp/*/checkpoints"]
+    from runctl_tui.providers.local import from_settings as local_providers
+    from runctl_tui.providers.ssh_hosts import from_settings as ssh_providers
+
+    # The test environment turns [local] off; turned back on, it takes its own dirs.
+    local_on = settings.model_copy(
+        update={"local": settings.local.model_copy(update={"enabled": True})}
+    )
+    assert local_providers(local_on)[0].checkpoint_dirs == ("~/mine",)
+    (ssh,) = ssh_providers(settings)
+    assert ssh.checkpoint_dirs == ("/data/*/ckpt",)
+    assert ssh.hosts[0].checkpoints == ("~/exp/*/checkpoints",)
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('dirs = ["relative/ckpt"]', "checkpoints.dirs"),
+        ('dirs = [""]', "checkpoints.dirs"),
+        ("keep_last = 0", "checkpoints.keep_last"),
+        ('resume_command = "python train.py"', "checkpoints.resume_command"),
+        ('resume_command = "python {script} {path}"', "checkpoints.resume_command"),
+        ('resume_command = "python {path"', "checkpoints.resume_command"),
+        ("stale_minutes = 0", "checkpoints.stale_minutes"),
+        ('copies = ["s3://"]', "checkpoints.copies"),
+        ('copies = ["backup"]', "checkpoints.copies"),
+        ('download_dir = "here"', "checkpoints.download_dir"),
+    ],
+)
+def test_bad_checkpoints_values_name_key_and_line(tmp_path: Path, line: str, key: str) -> None:
+    path = write(tmp_path, f"poll_seconds = 10\n[checkpoints]\n{line}\n")
+
+    message = config_error(path)
+
+    assert message.startswith(f"{path}:3: ")
+    assert f"'{key}'" in message
+
+
+def test_a_places_checkpoint_dirs_are_checked(tmp_path: Path) -> None:
+    path = write(tmp_path, '[local]\ncheckpoints = ["ckpt"]\n')
+
+    message = config_error(path)
+
+    assert message.startswith(f"{path}:2: ")
+    assert "'local.checkpoints" in message

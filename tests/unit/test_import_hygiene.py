@@ -45,6 +45,9 @@ CORE = [
     "runctl_tui.checkpoints.listing_s3",
     "runctl_tui.checkpoints.report",
     "runctl_tui.checkpoints.remote_read",
+    "runctl_tui.checkpoints.actions",
+    "runctl_tui.checkpoints.copies",
+    "runctl_tui.checkpoints.writer",
 ]
 HEAVY_SDKS = ["boto3", "botocore", "moto", "asyncssh", "runpod"]
 

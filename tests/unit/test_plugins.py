@@ -156,7 +156,8 @@ def test_without_the_plugin_its_table_is_unknown(tmp_path: Path) -> None:
     path = write(tmp_path, 'readonly = true\n\n[example]\ngreeting = "hello"\n')
 
     assert config_error(path) == (
-        f"{path}:3: unknown table 'example'; the tables are: aws, keymap, local, logs, runpod, ssh"
+        f"{path}:3: unknown table 'example'; "
+        "the tables are: aws, checkpoints, keymap, local, logs, runpod, ssh"
     )
 
 
@@ -166,7 +167,7 @@ def test_an_unknown_table_lists_the_plugin_tables_too(tmp_path: Path) -> None:
 
     assert config_error(path) == (
         f"{path}:1: unknown table 'exmaple' (did you mean 'example'?); "
-        "the tables are: aws, example, keymap, local, logs, runpod, ssh"
+        "the tables are: aws, checkpoints, example, keymap, local, logs, runpod, ssh"
     )
 
 

@@ -45,6 +45,7 @@ FLEET_BINDING_IDS = frozenset(
         "clear",
         "open-log",
         "pick-log",
+        "open-checkpoints",
         *(spec.binding_id for spec in CATALOG),
     }
 )
@@ -290,6 +291,43 @@ class FleetPane(Pane):
             note += f" · L to pick another ({len(found) - 1} more)"
         self.notify(one_line(note, 300), timeout=6, markup=False)
 
+    def action_open_checkpoints(self) -> None:
+        """Open the cursor row's likeliest checkpoint directory in the checkpoints pane."""
+        row = self.table.current
+        if row is None:
+            self.notify("No row selected.", severity="warning")
+            return
+        self.find_checkpoints(row)
+
+    @work(exclusive=True, group="open-checkpoints", exit_on_error=False)
+    async def find_checkpoints(self, row: Instance) -> None:
+        """Ask the row's provider where its checkpoints are, then show the likeliest place."""
+        from runctl_tui.providers.base import ProviderError
+
+        try:
+            found = await self.fleet.checkpoint_locations(row)
+        except ProviderError as exc:
+            reason = f"{row.name or row.id}: cannot find its checkpoints: {exc.message}"
+            self.notify(one_line(reason, 300), severity="error", timeout=10, markup=False)
+            return
+        except Exception as exc:
+            reason = one_line(f"{row.name or row.id}: cannot find its checkpoints: {exc}", 300)
+            self.notify(reason, severity="error", timeout=10, markup=False)
+            return
+        if not found:
+            self.notify(no_checkpoints_notice(row), severity="warning", timeout=10, markup=False)
+            return
+        location = found[0]
+        show_checkpoints = getattr(self.screen, "show_checkpoints", None)
+        if show_checkpoints is None:
+            self.notify(one_line(f"checkpoints: {location.source}", 300), markup=False)
+            return
+        show_checkpoints(location.source, origin=row)
+        note = f"{location.source}: {location.found}" if location.found else location.source
+        if len(found) > 1:
+            note += f" ({len(found) - 1} more place{'s' if len(found) > 2 else ''})"
+        self.notify(one_line(note, 300), timeout=6, markup=False)
+
     def open_picked(self, source: str | None, row: Instance | None = None) -> None:
         """Follow ``source`` (a log of ``row``) in the logs pane; ``None`` (the picker closed)
         opens nothing."""
@@ -422,6 +460,20 @@ def no_log_notice(row: Instance) -> str:
             why += ": none matches [logs] paths, no recent *.log"
     return one_line(
         f"{why}; set [logs] paths (e.g. ~/train/*.log) or run runctl-tui tail PATH", 300
+    )
+
+
+def no_checkpoints_notice(row: Instance) -> str:
+    """One line: why ``row`` has no checkpoint directory to open, and what to configure."""
+    pid = getattr(row.details, "pid", None)
+    if pid is not None:
+        why = f"no checkpoints/ in the working directory of pid {pid}, none of [checkpoints] dirs"
+    else:
+        why = f"no checkpoint directory known for {row.name or row.id} ({row.provider})"
+    return one_line(
+        f"{why} exists; set [checkpoints] dirs (e.g. ~/train/checkpoints) "
+        "or run runctl-tui checkpoints LOCATION",
+        300,
     )
 
 

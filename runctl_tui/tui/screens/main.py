@@ -30,10 +30,13 @@ from runctl_tui.tui.widgets.provider_bar import ProviderBar, header_sub_title
 HELP = {binding.id: binding.description for binding in KEY_BINDINGS}
 """What each rebindable binding does, in the order the help screen lists them."""
 
+ROW_BINDING_IDS = frozenset({"open-checkpoints"})
+"""Bindings that act on a fleet row, whether or not the fleet pane has taken them up yet."""
+
 SCREEN_BINDING_IDS = frozenset(
     binding.id
     for binding in KEY_BINDINGS
-    if binding.id not in FLEET_BINDING_IDS and binding.id != QUIT_ID
+    if binding.id not in FLEET_BINDING_IDS | ROW_BINDING_IDS and binding.id != QUIT_ID
 )
 """Bindings that work on every pane: refresh, help and the pane keys."""
 
@@ -55,10 +58,13 @@ class MainScreen(Screen[None]):
         demo: bool = False,
         keymap: Mapping[str, str] | None = None,
         open_log: Sequence[str] = (),
+        open_checkpoints: str | None = None,
     ) -> None:
         super().__init__()
         self.open_log = tuple(open_log)
         """A log to open in the logs pane at start (``runctl-tui tail SOURCE``)."""
+        self.open_checkpoints = open_checkpoints
+        """A location to show in the checkpoints pane at start (``runctl-tui checkpoints``)."""
         self.fleet = fleet
         self.prices = prices
         self.clock = clock
@@ -113,6 +119,8 @@ class MainScreen(Screen[None]):
         self.focus_pane(self.current_pane)
         for source in self.open_log:
             self.show_log(source)
+        if self.open_checkpoints is not None:
+            self.show_checkpoints(self.open_checkpoints)
         self.render_status()
         self.poller.start(self)
         self.set_interval(1.0, self.tick, name="ages")
@@ -152,6 +160,14 @@ class MainScreen(Screen[None]):
 
         self.action_show_pane(LogsPane.PANE_ID)
         self.query_one(LogsPane).open_source(source, origin=origin)
+
+    def show_checkpoints(self, location: str, *, origin: Instance | None = None) -> None:
+        """Switch to the checkpoints pane and show the checkpoints at ``location`` (a path,
+        ``host:path``, ``ssh://`` or ``s3://``); ``origin`` is the fleet row it belongs to."""
+        from runctl_tui.tui.panes.checkpoints import CheckpointsPane
+
+        self.action_show_pane(CheckpointsPane.PANE_ID)
+        self.query_one(CheckpointsPane).open_location(location, origin=origin)
 
     def ask(self, action: Action) -> None:
         """Show the fleet and ask for ``action`` on its cursor row or marked rows."""
