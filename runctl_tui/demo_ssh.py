@@ -188,6 +188,9 @@ class DemoSshServer:
             server_host_keys=[host_key],
             server_factory=LabBox,
             process_factory=self._serve,
+            # The lab box's checkpoints and TensorBoard files are read over SFTP, as on a
+            # real host (loopback only, its own keys; the demo user's own files).
+            sftp_factory=True,
             encoding=None,
             password_auth=False,
             kbdint_auth=False,

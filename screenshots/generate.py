@@ -88,6 +88,14 @@ async def capture(out: Path) -> list[Path]:
         await pilot.press("ampersand", *"checkpoint", "enter")
         await pilot.pause(1.0)
         await shot("logs-filter")
+        # The lab box's checkpoints, listed over SFTP, one of them inspected.
+        await pilot.press("1")
+        table.move_to_key(run)
+        await pilot.press("c")
+        await pilot.pause(3.0)
+        await pilot.press("down", "enter")
+        await pilot.pause(2.0)
+        await shot("checkpoints")
     return saved
 
 

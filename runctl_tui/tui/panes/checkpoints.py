@@ -598,6 +598,16 @@ class CheckpointsPane(Pane):
             return
         settings = self._settings()
         where = os.path.expanduser(getattr(settings, "download_dir", None) or "~/checkpoints")
+        try:
+            os.makedirs(where, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            self.notify(
+                one_line(f"[checkpoints] download_dir {where}: {reason}", 300),
+                severity="error",
+                markup=False,
+            )
+            return
         self.download(checkpoint, where)
 
     @work(group="checkpoints-download", exit_on_error=False)
