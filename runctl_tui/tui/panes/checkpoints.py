@@ -407,20 +407,13 @@ class CheckpointsPane(Pane):
     def ssh_hub(self, target: SshTarget | None = None) -> SshHub:
         """The hub to reach ``target`` through: the origin's provider's, else the fleet's
         shared one, else one of the pane's own."""
+        from runctl_tui.tui.screens.trust import hub_for_row
+
+        return hub_for_row(getattr(self.fleet, "providers", {}), target, self.origin, self._hub)
+
+    def _hub(self) -> SshHub:
         from runctl_tui.remote.ssh import SshHub
 
-        providers = getattr(self.fleet, "providers", {})
-        origin = self.origin
-        owner = providers.get(origin.provider) if origin is not None else None
-        hub_for = getattr(owner, "hub_for", None)
-        if hub_for is not None and target is not None:
-            hub = hub_for(target)
-            if isinstance(hub, SshHub):
-                return hub
-        for provider in providers.values():
-            hub = getattr(provider, "hub", None)
-            if isinstance(hub, SshHub):
-                return hub
         if self._own_hub is None:
             self._own_hub = SshHub()
         return self._own_hub
@@ -489,43 +482,10 @@ class CheckpointsPane(Pane):
     async def host_trusted(self, hub: SshHub, target: SshTarget) -> bool:
         """Connect once before listing: an unknown host key is shown and trusted only if the
         user says so; a changed key is refused. Other failures are left to the listing."""
-        from runctl_tui.remote.ssh import (
-            HostKeyError,
-            SshError,
-            UnknownHostKey,
-            trust_file,
-            trust_host_key,
-        )
+        from runctl_tui.tui.screens.trust import ensure_host_trusted
 
-        try:
-            await hub.connection(target)
-        except UnknownHostKey as exc:
-            if exc.key is None:
-                return self._refuse(str(exc))
-            where = trust_file(
-                target, known_hosts=hub.known_hosts, use_user_config=hub.use_user_config
-            )
-            from runctl_tui.tui.screens.trust import TrustHostKeyScreen
-
-            screen = TrustHostKeyScreen(
-                str(target), exc.fingerprint, exc.key.get_algorithm(), str(where)
-            )
-            if not await self.app.push_screen_wait(screen):
-                return self._refuse(f"host key of {target} not trusted; {exc}")
-            try:
-                trust_host_key(
-                    target,
-                    exc.key,
-                    known_hosts=hub.known_hosts,
-                    use_user_config=hub.use_user_config,
-                )
-            except OSError as error:
-                return self._refuse(f"cannot write {where}: {error.strerror or error}")
-        except HostKeyError as exc:
-            return self._refuse(str(exc))
-        except SshError:
-            return True
-        return True
+        refusal = await ensure_host_trusted(self.app, hub, target)
+        return True if refusal is None else self._refuse(refusal)
 
     def _refuse(self, message: str) -> bool:
         self.failure = one_line(message, 300)

@@ -338,51 +338,12 @@ class LogTab(Vertical):
         """Connect once before following: an unknown host key is shown and trusted only if the
         user says so; a changed key is refused. Other failures are left to the source, which
         reconnects."""
-        from runctl_tui.remote.ssh import (
-            HostKeyError,
-            SshError,
-            UnknownHostKey,
-            trust_file,
-            trust_host_key,
-        )
+        from runctl_tui.tui.screens.trust import ensure_host_trusted
 
-        try:
-            await hub.connection(target)
-        except UnknownHostKey as exc:
-            if exc.key is None:
-                self.fail(str(exc))
-                return False
-            where = trust_file(
-                target, known_hosts=hub.known_hosts, use_user_config=hub.use_user_config
-            )
-            from runctl_tui.tui.screens.trust import TrustHostKeyScreen
-
-            screen = TrustHostKeyScreen(
-                str(target), exc.fingerprint, exc.key.get_algorithm(), str(where)
-            )
-            if not await self.app.push_screen_wait(screen):
-                self.fail(f"host key of {target} not trusted; {exc}")
-                return False
-            try:
-                written = trust_host_key(
-                    target,
-                    exc.key,
-                    known_hosts=hub.known_hosts,
-                    use_user_config=hub.use_user_config,
-                )
-            except OSError as error:
-                self.fail(f"cannot write {where}: {error.strerror or error}")
-                return False
-            self.notify(
-                one_line(f"trusted {exc.fingerprint} for {target} in {written}", 300),
-                timeout=6,
-                markup=False,
-            )
-        except HostKeyError as exc:
-            self.fail(str(exc))
+        refusal = await ensure_host_trusted(self.app, hub, target)
+        if refusal is not None:
+            self.fail(refusal)
             return False
-        except SshError:
-            return True
         return True
 
     @work(exclusive=True, group="log-tensorboard", exit_on_error=False)

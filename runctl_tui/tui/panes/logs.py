@@ -324,19 +324,13 @@ class LogsPane(Pane):
         """The hub to reach ``target`` through: the one of the provider of the row the log
         belongs to (its keys, its open connection), else the fleet's shared one, else one of
         the pane's own."""
+        from runctl_tui.tui.screens.trust import hub_for_row
+
+        return hub_for_row(getattr(self.fleet, "providers", {}), target, origin, self._hub)
+
+    def _hub(self) -> SshHub:
         from runctl_tui.remote.ssh import SshHub
 
-        providers = getattr(self.fleet, "providers", {})
-        owner = providers.get(origin.provider) if origin is not None else None
-        hub_for = getattr(owner, "hub_for", None)
-        if hub_for is not None and target is not None:
-            hub = hub_for(target)
-            if isinstance(hub, SshHub):
-                return hub
-        for provider in providers.values():
-            hub = getattr(provider, "hub", None)
-            if isinstance(hub, SshHub):
-                return hub
         if self._own_hub is None:
             self._own_hub = SshHub()
         return self._own_hub

@@ -7,11 +7,12 @@ trust a key the user has not seen. Cancel is the default.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import events, on
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -19,6 +20,10 @@ from textual.widgets import Button, Label, Static
 
 from runctl_tui.text import one_line
 from runctl_tui.tui.screens.confirm import KeyGuard, event_clock, guarded_key
+
+if TYPE_CHECKING:
+    from runctl_tui.models import Instance
+    from runctl_tui.remote.ssh import SshHub, SshTarget
 
 GUARD_SECONDS = 0.5
 
@@ -106,3 +111,67 @@ class TrustHostKeyScreen(ModalScreen[bool]):
     @on(Button.Pressed, "#trust-cancel")
     def _no(self) -> None:
         self.action_cancel()
+
+
+async def ensure_host_trusted(app: App[object], hub: SshHub, target: SshTarget) -> str | None:
+    """Connect to ``target`` once before using it: an unknown host key is shown and trusted
+    (written to known_hosts) only if the user says so; a changed key is refused. Why not, in
+    one line; ``None`` when the caller may go on (other failures are left to it: it retries)."""
+    from runctl_tui.remote.ssh import (
+        HostKeyError,
+        SshError,
+        UnknownHostKey,
+        trust_file,
+        trust_host_key,
+    )
+
+    try:
+        await hub.connection(target)
+    except UnknownHostKey as exc:
+        if exc.key is None:
+            return str(exc)
+        where = trust_file(target, known_hosts=hub.known_hosts, use_user_config=hub.use_user_config)
+        screen = TrustHostKeyScreen(
+            str(target), exc.fingerprint, exc.key.get_algorithm(), str(where)
+        )
+        if not await app.push_screen_wait(screen):
+            return f"host key of {target} not trusted; {exc}"
+        try:
+            written = trust_host_key(
+                target, exc.key, known_hosts=hub.known_hosts, use_user_config=hub.use_user_config
+            )
+        except OSError as error:
+            return f"cannot write {where}: {error.strerror or error}"
+        app.notify(
+            one_line(f"trusted {exc.fingerprint} for {target} in {written}", 300),
+            timeout=6,
+            markup=False,
+        )
+    except HostKeyError as exc:
+        return str(exc)
+    except SshError:
+        return None
+    return None
+
+
+def hub_for_row(
+    providers: Mapping[str, object],
+    target: SshTarget | None,
+    origin: Instance | None,
+    own: Callable[[], SshHub],
+) -> SshHub:
+    """The hub to reach ``target`` through: the one of the provider of the row it belongs to
+    (its keys, its open connection), else the fleet's shared one, else ``own()``."""
+    from runctl_tui.remote.ssh import SshHub
+
+    owner = providers.get(origin.provider) if origin is not None else None
+    hub_for = getattr(owner, "hub_for", None)
+    if hub_for is not None and target is not None:
+        hub = hub_for(target)
+        if isinstance(hub, SshHub):
+            return hub
+    for provider in providers.values():
+        hub = getattr(provider, "hub", None)
+        if isinstance(hub, SshHub):
+            return hub
+    return own()
