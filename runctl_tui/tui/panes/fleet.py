@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -391,6 +391,53 @@ class FleetPane(Pane):
             hidden=hidden,
             spot_lookup=self.fleet.spot_requests if action is Action.TERMINATE else None,
             losses_by_key=self.fleet.losses(action, targets),
+            checkpoint_lookup=self.checkpoint_warning if action is Action.TERMINATE else None,
+        )
+
+    async def checkpoint_warning(self, instance: Instance) -> str | None:
+        """Why terminating ``instance`` loses work: its newest checkpoint has no copy in
+        ``[checkpoints] copies`` (S3 prefixes, directories here); ``None`` when it has none
+        to lose or a copy was found."""
+        from runctl_tui.checkpoints.copies import check_copies, default_lister
+        from runctl_tui.remote.ssh import SshHub
+        from runctl_tui.tui.screens.trust import hub_for_row
+
+        settings = getattr(getattr(self.app, "settings", None), "checkpoints", None)
+        copies = list(getattr(settings, "copies", ()) or ())
+        provider = self.fleet.providers.get(instance.provider)
+        ssh_target = getattr(provider, "ssh_target", None)
+        target = ssh_target(instance) if ssh_target is not None else None
+        own: list[SshHub] = []
+
+        def make_hub() -> SshHub:
+            own.append(SshHub())
+            return own[-1]
+
+        hub = hub_for_row(self.fleet.providers, target, instance, make_hub)
+        try:
+            found = await check_copies(
+                self.fleet, instance, copies, default_lister(hub, self.s3_client)
+            )
+        finally:
+            for extra in own:
+                await extra.close()
+        return found.warning if found is not None else None
+
+    def s3_client(self) -> Any:
+        """An S3 client built like the EC2 ones, for finding checkpoint copies (blocking)."""
+        from runctl_tui.checkpoints.listing_s3 import s3_client
+        from runctl_tui.providers.aws import Ec2Clients
+
+        aws = getattr(getattr(self.app, "settings", None), "aws", None)
+        if aws is None:
+            return s3_client(Ec2Clients())
+        return s3_client(
+            Ec2Clients(
+                aws.profile,
+                connect_timeout=aws.connect_timeout,
+                read_timeout=aws.read_timeout,
+                max_attempts=aws.max_attempts,
+            )
         )
 
     def decided(

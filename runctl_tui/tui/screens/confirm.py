@@ -9,7 +9,7 @@ never markup, one line each, after the identity the provider reported.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -48,6 +48,11 @@ ENDED_SPOT_REQUEST_STATES = frozenset({"cancelled", "closed", "failed", "complet
 """A persistent spot request in any other state launches a replacement for its instance."""
 
 SPOT_LOOKUP_SECONDS = 20.0
+CHECKPOINT_LOOKUP_SECONDS = 20.0
+"""How long a terminate confirmation looks for the target's checkpoints and their copies."""
+
+CheckpointLookup = Callable[[Instance], Awaitable[str | None]]
+"""The warning for an instance whose newest checkpoint exists only on its disk, if so."""
 """How long a confirmation waits for the spot-request lookup before saying it is unknown."""
 
 NAME_WIDTH = 60
@@ -328,6 +333,7 @@ class ConfirmScreen(ModalScreen[Decision]):
     ConfirmScreen .target { height: auto; }
     ConfirmScreen .identity { text-wrap: nowrap; text-overflow: ellipsis; }
     ConfirmScreen #summary { margin-top: 1; }
+    ConfirmScreen #checkpoint-warning { height: auto; }
     ConfirmScreen #cancel-spot { margin-top: 1; }
     ConfirmScreen #buttons { height: auto; align-horizontal: right; }
     ConfirmScreen #buttons Button { margin-left: 2; }
@@ -360,8 +366,13 @@ class ConfirmScreen(ModalScreen[Decision]):
         hidden: int = 0,
         spot_lookup: SpotLookup | None = None,
         losses_by_key: Mapping[str, Sequence[str]] | None = None,
+        checkpoint_lookup: CheckpointLookup | None = None,
     ) -> None:
         super().__init__()
+        self.checkpoint_lookup = checkpoint_lookup
+        """Says whether a target's newest checkpoint exists only on its own disk."""
+        self.checkpoints_checked = False
+        """Whether that lookup has ended (with a warning, none, or a failure)."""
         self.losses_by_key = dict(losses_by_key or {})
         """What the providers say each target's action does, by key."""
         self.action = action
@@ -465,6 +476,7 @@ class ConfirmScreen(ModalScreen[Decision]):
                         yield Static(identity(target), classes="identity")
                         yield Static(self.describe(target), classes="details")
             yield Static(self.summary_text(), id="summary")
+            yield Static("", id="checkpoint-warning", markup=False)
             yield from self.compose_body()
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
@@ -490,6 +502,34 @@ class ConfirmScreen(ModalScreen[Decision]):
         if self.spot_pending and self.spot_lookup is not None:
             wanted = [t for t in self.targets if self.needs_spot_lookup(t)]
             self.look_up_spot_requests(partial(self.spot_lookup, wanted))
+        warning = self.query_one("#checkpoint-warning", Static)
+        warning.display = False
+        machines = [t for t in self.actionable if t.kind in ("ec2", "pod")]
+        if self.checkpoint_lookup is not None and len(machines) == 1:
+            self.look_up_checkpoints(self.checkpoint_lookup, machines[0])
+
+    @work(group="checkpoint-lookup", exclusive=True, exit_on_error=False)
+    async def look_up_checkpoints(self, lookup: CheckpointLookup, target: Instance) -> None:
+        """Warn when the target's newest checkpoint has no copy elsewhere; a lookup that fails
+        or takes too long says so, and never holds the dialog."""
+        line = self.query_one("#checkpoint-warning", Static)
+        line.update(Text("looking for this machine's newest checkpoint and its copies…", "dim"))
+        line.display = True
+        try:
+            warning = await asyncio.wait_for(lookup(target), CHECKPOINT_LOOKUP_SECONDS)
+        except TimeoutError:
+            line.update(Text("could not check its checkpoints in time", "dim"))
+            return
+        except Exception as exc:
+            reason = one_line(f"could not check its checkpoints: {exc}", 200)
+            line.update(Text(reason, "dim"))
+            return
+        finally:
+            self.checkpoints_checked = True
+        if warning is None:
+            line.display = False
+            return
+        line.update(Text(one_line(f"⚠ {warning}", 300), "bold red"))
 
     def set_up(self) -> None:
         """Adjust the composed widgets before the first paint (for subclasses)."""
