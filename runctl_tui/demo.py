@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 from runctl_tui.demo_ssh import DemoSshServer
 from runctl_tui.models import Instance, ProcessDetails
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
-from runctl_tui.providers.base import AnyProvider, ProviderError
+from runctl_tui.providers.base import (
+    AnyProvider,
+    CheckpointLocation,
+    LogLocation,
+    ProviderError,
+)
 from runctl_tui.providers.local import LocalProvider
 from runctl_tui.providers.runpod import RunPodProvider
 from runctl_tui.providers.ssh_hosts import SshHost, SshHostsProvider
@@ -304,6 +309,26 @@ DEMO_RUNPOD_KEY = "demo-runpod-key"
 """The stand-in's key: the user's own RunPod key is never sent to it."""
 
 
+SIMULATED = (
+    "a simulated machine of the demo: there is nothing to read over SSH "
+    "(the lab box's and this machine's runs have logs and checkpoints)"
+)
+"""Why the demo's EC2 instances and pods have no logs or checkpoints to open."""
+
+
+class DemoAws(AwsProvider):
+    """EC2 in the demo: its instances are simulated, so nothing is read from them over SSH
+    (their addresses are made up; the demo reaches no host but its own)."""
+
+    async def log_locations(self, instance: Instance) -> list[LogLocation]:
+        """None: say why in one line."""
+        raise ProviderError(self.name, SIMULATED)
+
+    async def checkpoint_locations(self, instance: Instance) -> list[CheckpointLocation]:
+        """None: say why in one line."""
+        raise ProviderError(self.name, SIMULATED)
+
+
 class DemoRunPod(RunPodProvider):
     """RunPod pods served by the in-process stand-in of RunPod's API, started on first poll."""
 
@@ -325,6 +350,14 @@ class DemoRunPod(RunPodProvider):
         """The stand-in's pods."""
         self._serving()
         return super().list_instances()
+
+    async def log_locations(self, instance: Instance) -> list[LogLocation]:
+        """None: the pods are simulated; say why in one line."""
+        raise ProviderError(self.name, SIMULATED)
+
+    async def checkpoint_locations(self, instance: Instance) -> list[CheckpointLocation]:
+        """None: the pods are simulated; say why in one line."""
+        raise ProviderError(self.name, SIMULATED)
 
 
 class DemoRun:
@@ -437,7 +470,7 @@ def demo_providers(
     """The providers the demo shows: EC2 in two regions, RunPod pods, this machine's run, and
     the lab box over SSH (``ssh_server``, else one made here and shut down at exit)."""
     return [
-        AwsProvider(DemoClients(backend), DEMO_REGIONS, protect_tag=protect_tag),
+        DemoAws(DemoClients(backend), DEMO_REGIONS, protect_tag=protect_tag),
         DemoRunPod(),
         DemoLocal(DemoRun()),
         demo_lab_box(ssh_server or DemoSshServer()),

@@ -42,6 +42,7 @@ from runctl_tui.models import (
 )
 from runctl_tui.providers.aws import AwsProvider
 from runctl_tui.providers.base import AnyProvider, ProviderError
+from runctl_tui.providers.runpod import RunPodProvider
 from runctl_tui.remote.ssh import ChangedHostKey, SshError, SshHub, UnknownHostKey
 from runctl_tui.services.fleet import Fleet
 
@@ -368,3 +369,21 @@ async def test_c_on_a_demo_run_finds_its_checkpoints_here_and_on_the_lab_box(
     assert found["local"][0].source == str(runs["local"] / "checkpoints")
     assert found["ssh"][0].path == str(runs["ssh"] / "checkpoints")
     assert found["ssh"][0].source.startswith(f"ssh://{DEMO_SSH_USER}@127.0.0.1:{lab_box.port}/")
+
+
+async def test_the_simulated_instances_and_pods_are_never_reached_over_ssh(
+    backend: DemoBackend, lab_box: DemoSshServer
+) -> None:
+    """Their addresses are made up: logs and checkpoints are refused in one line, and no
+    connection is tried to a host that is not the demo's own."""
+    from runctl_tui.providers.base import ProviderError
+
+    aws, pods = demo_providers(backend, ssh_server=lab_box)[:2]
+    assert isinstance(aws, AwsProvider)
+    assert isinstance(pods, RunPodProvider)
+    instance = (await asyncio.to_thread(aws.list_instances))[0]
+    pod = (await asyncio.to_thread(pods.list_instances))[0]
+    for provider, row in ((aws, instance), (pods, pod)):
+        for ask in ("log_locations", "checkpoint_locations"):
+            with pytest.raises(ProviderError, match="simulated machine of the demo"):
+                await getattr(provider, ask)(row)
