@@ -718,6 +718,28 @@ def _open_for_writing(targets: list[str]) -> str | None:
     return None
 
 
+def open_for_writing_under(directory: str) -> set[str]:
+    """The files below ``directory`` that some process on this machine has open for writing
+    (real paths), for a keep-last-N preview that leaves them out. Blocks."""
+    import psutil
+
+    given = os.path.expanduser(directory)
+    root = os.path.realpath(given)
+    prefix = root.rstrip(os.sep) + os.sep
+    found: set[str] = set()
+    for process in psutil.process_iter():
+        try:
+            opened = process.open_files()
+        except (psutil.Error, OSError):
+            continue
+        for item in opened:
+            path = os.path.realpath(item.path)
+            if any(ch in getattr(item, "mode", "r") for ch in "wa+") and path.startswith(prefix):
+                # As listed too: the listing names files under the directory as given.
+                found.update((path, os.path.join(given, os.path.relpath(path, root))))
+    return found
+
+
 def _local_check(listing: Listing, checkpoint: Checkpoint) -> list[str]:
     root = _local_root(listing)
     targets = [_local_target(root, member) for member in checkpoint.members]

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
 import pytest
 from textual.pilot import Pilot
@@ -353,3 +354,28 @@ async def test_K_keeps_the_newest_and_the_best_and_deletes_the_rest(
         if best is not None:
             assert best.name in left
         assert len(left) >= 3
+
+
+async def test_K_leaves_out_a_checkpoint_open_for_writing(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    from runctl_tui.tui.screens.checkpoint_confirm import ConfirmKeep
+
+    root = make_directory(tmp_path / "ckpts")
+    app = make_app()
+    with open_for_append(root / "arrays.npz"):
+        async with app.run_test(size=SIZE) as pilot:
+            await open_dir(pilot, str(root), len(ORDER))
+            await pilot.press("K")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmKeep))
+            screen = app.screen
+            assert isinstance(screen, ConfirmKeep)
+            going = {c.name for c in screen.plan.delete}
+            assert going
+            assert "arrays.npz" not in going
+            await pilot.press("escape")
+
+
+def open_for_append(path: Path) -> IO[bytes]:
+    """``path`` held open for writing, as a run still saving it would."""
+    return path.open("ab")

@@ -622,9 +622,6 @@ class CheckpointsPane(Pane):
 
     def action_keep_last(self) -> None:
         """``K``: preview "keep the last N" (``[checkpoints] keep_last``), then do it."""
-        from runctl_tui.checkpoints.listing import plan_keep_last
-        from runctl_tui.tui.screens.checkpoint_confirm import ConfirmKeep
-
         listing = self.listing
         if listing is None:
             self.notify("No checkpoints listed yet.", severity="warning")
@@ -633,7 +630,24 @@ class CheckpointsPane(Pane):
             self.notify("read-only mode: nothing is deleted", severity="warning")
             return
         keep = int(getattr(self._settings(), "keep_last", 3) or 3)
-        plan = plan_keep_last(listing, keep, open_for_writing=set())
+        self.preview_keep_last(listing, keep)
+
+    @work(group="checkpoints-plan", exclusive=True, exit_on_error=False)
+    async def preview_keep_last(self, listing: Listing, keep: int) -> None:
+        """Plan what would go (leaving out files open for writing here), and ask."""
+        from runctl_tui.checkpoints.listing import plan_keep_last
+        from runctl_tui.tui.screens.checkpoint_confirm import ConfirmKeep
+
+        open_paths: set[str] = set()
+        if listing.kind is LocationKind.LOCAL:
+            from runctl_tui.checkpoints.actions import open_for_writing_under
+            from runctl_tui.threads import run_blocking
+
+            directory = listing.directory
+            open_paths = await run_blocking(
+                lambda: open_for_writing_under(directory), name="runctl-open-files"
+            )
+        plan = plan_keep_last(listing, keep, open_for_writing=open_paths)
 
         def decided(confirmed: bool | None) -> None:
             if confirmed:
