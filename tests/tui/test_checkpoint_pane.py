@@ -379,3 +379,13 @@ async def test_K_leaves_out_a_checkpoint_open_for_writing(
 def open_for_append(path: Path) -> IO[bytes]:
     """``path`` held open for writing, as a run still saving it would."""
     return path.open("ab")
+
+
+def test_the_download_line_draws_a_bar() -> None:
+    from runctl_tui.tui.panes.checkpoints import BAR_WIDTH, download_text
+
+    text = download_text("model.pt", 512, 1024)
+    assert text.plain.startswith("downloading model.pt ")
+    assert text.plain.count("━") == BAR_WIDTH
+    assert "50%" in text.plain
+    assert download_text("model.pt", 0, 0).plain.endswith("0% · 0 B of 0 B")

@@ -276,6 +276,20 @@ class CheckpointTable(ScrollView, can_focus=True):
         self.refresh()
 
 
+BAR_WIDTH = 30
+
+
+def download_text(name: str, done: int, total: int) -> Text:
+    """``downloading NAME ━━━━━━━━━━━━━━━━━━━━━━━ 45% · 1.2 GB of 2.7 GB``."""
+    text = Text(f"downloading {name} ")
+    share = min(1.0, done / total) if total else 0.0
+    filled = round(share * BAR_WIDTH)
+    text.append("━" * filled, style="green")
+    text.append("━" * (BAR_WIDTH - filled), style="dim")
+    text.append(f" {share:.0%} · {human_bytes(done)} of {human_bytes(total)}")
+    return text
+
+
 def inspection_text(inspection: Inspection) -> Text:
     """An inspection's summary, literally; the unsafe warning and errors in red."""
     text = Text()
@@ -580,8 +594,7 @@ class CheckpointsPane(Pane):
         name = one_line(checkpoint.name, 60)
 
         def progress(done: int, total: int) -> None:
-            share = f"{done / total:.0%}" if total else human_bytes(done)
-            flag.update(Text(f"downloading {name}: {share} of {human_bytes(total)}"))
+            flag.update(download_text(name, done, total))
             flag.display = True
 
         result = await download(checkpoint, where, await self.store(), progress=progress)
