@@ -211,7 +211,7 @@ class ConfirmKeep(_Guarded):
         if plan.refusal:
             text.append(one_line(plan.refusal, 200), style="bold red")
             text.append("\n")
-        text.append(f"Deleted ({len(plan.delete)}):", style="bold")
+        text.append(f"Would delete ({len(plan.delete)}):", style="bold")
         for checkpoint in plan.delete[:SHOWN]:
             text.append("\n  ✖ ")
             text.append(one_line(checkpoint.name, 70))
