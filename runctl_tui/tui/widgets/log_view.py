@@ -183,6 +183,7 @@ class LogView(ScrollView, can_focus=True):
         """The line of the current search match, if any."""
         self._widest = 0
         self._count = 0
+        self._catching_up = False
         self._end_pinned = False
         """Wrap mode: laid out from the last line up, though the scroll cannot say so (the
         log is shorter than the screen in lines, not in rows)."""
@@ -206,6 +207,10 @@ class LogView(ScrollView, can_focus=True):
             self._to_end()
             self.call_after_refresh(self._to_end)
         self.refresh()
+
+    def _catch_up(self) -> None:
+        self._catching_up = False
+        self._to_end()
 
     def _to_end(self) -> None:
         if self.follow:
@@ -285,6 +290,11 @@ class LogView(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         """One line of the view: gutter (error mark, number), then the text from ``scroll_x``."""
+        if y == 0 and self.follow and self.scroll_y < self.max_scroll_y and not self._catching_up:
+            # Followed, but the scroll was set before the last size change was laid out:
+            # catch up once this frame is drawn, whatever the order the layout happened in.
+            self._catching_up = True
+            self.call_later(self._catch_up)
         if self.wrap:
             layout = self._wrapped_layout()
             return layout[y][1] if 0 <= y < len(layout) else Strip.blank(self.size.width)
