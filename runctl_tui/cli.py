@@ -540,15 +540,8 @@ def _checkpoints_command(settings: Settings, args: argparse.Namespace) -> int:
             from runctl_tui.checkpoints.listing_s3 import s3_client
             from runctl_tui.providers.aws import Ec2Clients
 
-            aws = settings.aws
-            clients = Ec2Clients(
-                aws.profile,
-                connect_timeout=aws.connect_timeout,
-                read_timeout=aws.read_timeout,
-                max_attempts=aws.max_attempts,
-            )
             report = s3_report(
-                s3_client(clients),
+                s3_client(Ec2Clients.from_settings(settings.aws)),
                 location.path,
                 depth=args.depth,
                 names=args.inspect,

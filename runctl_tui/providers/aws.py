@@ -41,7 +41,7 @@ from runctl_tui.threads import import_sdk, map_all
 if TYPE_CHECKING:
     from mypy_boto3_ec2.client import EC2Client
 
-    from runctl_tui.config import Settings
+    from runctl_tui.config import AwsSettings, Settings
     from runctl_tui.remote.ssh import SshHub, SshTarget
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,19 @@ class Ec2Clients:
         with self._lock:
             region: str | None = self._get_session().region_name
             return region
+
+    @classmethod
+    def from_settings(cls, aws: AwsSettings | None) -> Ec2Clients:
+        """Clients as the ``[aws]`` table sets them up (profile, timeouts, attempts); the
+        standard ones without it."""
+        if aws is None:
+            return cls()
+        return cls(
+            aws.profile,
+            connect_timeout=aws.connect_timeout,
+            read_timeout=aws.read_timeout,
+            max_attempts=aws.max_attempts,
+        )
 
     def s3(self, region: str) -> Any:
         """An S3 client like the EC2 ones: the same session, endpoint, timeouts and retries."""
@@ -997,12 +1010,7 @@ def from_settings(settings: Settings) -> list[AwsProvider]:
     aws = settings.aws
     if not aws.enabled:
         return []
-    clients = Ec2Clients(
-        aws.profile,
-        connect_timeout=float(getattr(aws, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
-        read_timeout=float(getattr(aws, "read_timeout", DEFAULT_READ_TIMEOUT)),
-        max_attempts=int(getattr(aws, "max_attempts", DEFAULT_MAX_ATTEMPTS)),
-    )
+    clients = Ec2Clients.from_settings(aws)
     from runctl_tui.providers.ssh_hosts import shared_hub
 
     hub = shared_hub(settings, [aws.ssh_key] if aws.ssh_key else [])

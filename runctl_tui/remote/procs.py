@@ -518,6 +518,31 @@ def parse_open_files(text: str) -> list[tuple[int, int, str]] | None:
     return found
 
 
+_GLOB_FUNCTIONS = r"""
+rc_home() {
+  case $1 in
+    "~") rc_w=$HOME;;
+    "~/"*) rc_w=$HOME/${1#??};;
+    *) rc_w=$1;;
+  esac
+}
+rc_glob() {
+  rc_home "$2"
+  rc_n=0
+  rc_ifs=$IFS; IFS=
+  set +f
+  for rc_f in $rc_w; do
+    [ "$rc_n" -lt "$rc_scan" ] || break
+    rc_n=$((rc_n + 1))
+    rc_emit "$1" "$rc_f"
+  done
+  set -f
+  IFS=$rc_ifs
+}
+"""
+"""``rc_glob INDEX PATTERN``: ``rc_emit INDEX PATH`` for each match of ``PATTERN`` (``~`` the
+login's home), at most ``rc_scan``; the pattern is expanded as a pattern only, never split."""
+
 LOGS_MARK = "--runctl-logs--"
 """Heads the answer of :func:`log_search_script`."""
 
@@ -534,27 +559,11 @@ rc_emit() {
   printf '%s' "$2" | od -An -v -tx1 | tr -d '\n'
   echo
 }
-rc_home() {
-  case $1 in
-    "~") rc_w=$HOME;;
-    "~/"*) rc_w=$HOME/${1#??};;
-    *) rc_w=$1;;
-  esac
-}
 rc_i=0
 for rc_a; do
   case $rc_a in
     g:*)
-      rc_home "${rc_a#g:}"
-      rc_n=0
-      rc_ifs=$IFS; IFS=
-      set +f
-      for rc_f in $rc_w; do
-        [ "$rc_n" -lt "$rc_scan" ] || break
-        rc_n=$((rc_n + 1))
-        rc_emit "$rc_i" "$rc_f"
-      done
-      IFS=$rc_ifs
+      rc_glob "$rc_i" "${rc_a#g:}"
       rc_i=$((rc_i + 1));;
     d:*)
       rc_home "${rc_a#d:}"
@@ -588,7 +597,7 @@ def log_search_command(
     args = [str(minutes), str(max(1, int(depth))), str(max(1, int(scan_limit)))]
     args += [f"g:{glob}" for glob in globs]
     args += [f"d:{folder}" for folder in recent_dirs]
-    script = f"rc_mark={LOGS_MARK}\n" + _LOG_SEARCH
+    script = f"rc_mark={LOGS_MARK}\nset -f\n" + _GLOB_FUNCTIONS + _LOG_SEARCH
     if before:
         script = f"(\n{before}\n)\n" + script
     return wrap(script) + " sh " + " ".join(shlex.quote(arg) for arg in args)
@@ -665,21 +674,7 @@ if [ "$rc_pid" != - ]; then
 fi
 rc_i=0
 for rc_a; do
-  case $rc_a in
-    "~") rc_w=$HOME;;
-    "~/"*) rc_w=$HOME/${rc_a#??};;
-    *) rc_w=$rc_a;;
-  esac
-  rc_n=0
-  rc_ifs=$IFS; IFS=
-  set +f
-  for rc_f in $rc_w; do
-    [ "$rc_n" -lt "$rc_scan" ] || break
-    rc_n=$((rc_n + 1))
-    rc_emit "$rc_i" "$rc_f"
-  done
-  set -f
-  IFS=$rc_ifs
+  rc_glob "$rc_i" "$rc_a"
   rc_i=$((rc_i + 1))
 done
 """.replace("__STAT_FIELDS__", _STAT_FIELDS)
@@ -705,7 +700,7 @@ def checkpoint_dirs_command(
         raise ValueError(f"not a folder name: {subdir!r}")
     pid, ticks = ("-", "-") if run is None else (str(_pid(run[0])), str(_pid(run[1])))
     args = [str(max(1, int(scan_limit))), pid, ticks, subdir, *dirs]
-    script = f"rc_mark={CHECKPOINTS_MARK}\nset -f\n" + _CHECKPOINT_SEARCH
+    script = f"rc_mark={CHECKPOINTS_MARK}\nset -f\n" + _GLOB_FUNCTIONS + _CHECKPOINT_SEARCH
     return wrap(script) + " sh " + " ".join(shlex.quote(arg) for arg in args)
 
 

@@ -444,15 +444,7 @@ class CheckpointsPane(Pane):
                 from runctl_tui.checkpoints.listing_s3 import s3_client
                 from runctl_tui.providers.aws import Ec2Clients
 
-                if aws is None:
-                    return s3_client(Ec2Clients())
-                clients = Ec2Clients(
-                    aws.profile,
-                    connect_timeout=aws.connect_timeout,
-                    read_timeout=aws.read_timeout,
-                    max_attempts=aws.max_attempts,
-                )
-                return s3_client(clients)
+                return s3_client(Ec2Clients.from_settings(aws))
 
             self._s3 = await run_blocking(build, name="runctl-s3-client")
         return self._s3

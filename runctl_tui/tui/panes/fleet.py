@@ -429,16 +429,7 @@ class FleetPane(Pane):
         from runctl_tui.providers.aws import Ec2Clients
 
         aws = getattr(getattr(self.app, "settings", None), "aws", None)
-        if aws is None:
-            return s3_client(Ec2Clients())
-        return s3_client(
-            Ec2Clients(
-                aws.profile,
-                connect_timeout=aws.connect_timeout,
-                read_timeout=aws.read_timeout,
-                max_attempts=aws.max_attempts,
-            )
-        )
+        return s3_client(Ec2Clients.from_settings(aws))
 
     def decided(
         self,
