@@ -35,6 +35,8 @@ from runctl_tui.checkpoints.listing import (
     KeepPlan,
     Listing,
     LocationKind,
+    failure_reason,
+    size_text,
 )
 from runctl_tui.checkpoints.listing_remote import sftp_path
 from runctl_tui.checkpoints.listing_s3 import parse_s3_url
@@ -178,22 +180,6 @@ class _Failed(Exception):
     """Storage failed; the message says how."""
 
 
-def _reason(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        error = response.get("Error", {})
-        code = str(error.get("Code", "") or "")
-        message = " ".join(str(error.get("Message", "") or "").split())
-        if code:
-            return one_line(f"{code}{': ' + message if message else ''}", 200)
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, str) and reason:
-        return one_line(reason, 200)
-    if isinstance(exc, OSError) and exc.strerror:
-        return one_line(exc.strerror, 200)
-    return one_line(str(exc) or type(exc).__name__, 200)
-
-
 async def _bounded(step: Awaitable[T], seconds: float) -> T:
     try:
         return await asyncio.wait_for(step, seconds)
@@ -212,15 +198,6 @@ def _safe_part(name: str) -> bool:
 
 def _label(checkpoint: Checkpoint) -> str:
     return one_line(checkpoint.basename(), 80)
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -491,7 +468,9 @@ async def download(
         if part is not None:
             _remove(part)
         return CheckpointResult(
-            checkpoint, Outcome.FAILED, one_line(f"download of {label} failed: {_reason(exc)}", 300)
+            checkpoint,
+            Outcome.FAILED,
+            one_line(f"download of {label} failed: {failure_reason(exc)}", 300),
         )
 
 
@@ -533,7 +512,7 @@ def _finish(checkpoint: Checkpoint, part: Path, final: Path, total: int) -> Chec
     return CheckpointResult(
         checkpoint,
         Outcome.DONE,
-        one_line(f"downloaded {_label(checkpoint)} ({_size(total)}, size verified) to {final}"),
+        one_line(f"downloaded {_label(checkpoint)} ({size_text(total)}, size verified) to {final}"),
         path=str(final),
         bytes=total,
     )
@@ -644,7 +623,7 @@ def _same(checkpoint: Checkpoint, seen: Seen) -> bool:
 def _changed(checkpoint: Checkpoint, seen: Seen) -> str:
     return (
         f"{_label(checkpoint)} changed since listed "
-        f"({_size(checkpoint.size)} then, {_size(seen.size)} now); list again"
+        f"({size_text(checkpoint.size)} then, {size_text(seen.size)} now); list again"
     )
 
 
@@ -888,7 +867,7 @@ def _s3_keys(client: Any, listing: Listing, checkpoint: Checkpoint) -> tuple[str
             try:
                 head = client.head_object(Bucket=bucket, Key=key)
             except Exception as exc:
-                if _reason(exc).startswith(("404", "NoSuchKey", "Not Found")):
+                if failure_reason(exc).startswith(("404", "NoSuchKey", "Not Found")):
                     raise _Refused(f"{_label(checkpoint)} is gone since listed") from None
                 raise
             modified = head.get("LastModified")
@@ -1048,7 +1027,7 @@ async def _delete(
             await _journal(journal, _journal_entry(listing, checkpoint, Outcome.REFUSED, message))
         return CheckpointResult(checkpoint, Outcome.REFUSED, message)
     except Exception as exc:  # noqa: BLE001 - every storage failure becomes one line
-        message = one_line(f"{label} not deleted: {_reason(exc)}", 300)
+        message = one_line(f"{label} not deleted: {failure_reason(exc)}", 300)
         return CheckpointResult(checkpoint, Outcome.FAILED, message)
     try:
         await _journal(journal, _journal_entry(listing, checkpoint, ATTEMPTED, note.strip()))
@@ -1057,11 +1036,11 @@ async def _delete(
     try:
         await remove()
     except Exception as exc:  # noqa: BLE001 - every storage failure becomes one line
-        message = one_line(f"deleting {label} failed: {_reason(exc)}", 300)
+        message = one_line(f"deleting {label} failed: {failure_reason(exc)}", 300)
         with contextlib.suppress(JournalError):
             await _journal(journal, _journal_entry(listing, checkpoint, Outcome.FAILED, message))
         return CheckpointResult(checkpoint, Outcome.FAILED, message)
-    message = one_line(f"deleted {label} ({_size(checkpoint.size)} freed){note}", 300)
+    message = one_line(f"deleted {label} ({size_text(checkpoint.size)} freed){note}", 300)
     try:
         await _journal(journal, _journal_entry(listing, checkpoint, Outcome.DONE, message))
     except JournalError as exc:
@@ -1111,7 +1090,7 @@ async def keep_last(
     done = [r for r in results if r.ok]
     freed = sum(r.bytes for r in done)
     text = f"kept the last {plan.n}: deleted {len(done)} of {len(plan.delete)}"
-    text += f", {_size(freed)} freed"
+    text += f", {size_text(freed)} freed"
     if results and not results[-1].ok:
         text += f"; stopped: {results[-1].message}"
     return KeepResult(

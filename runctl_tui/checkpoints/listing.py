@@ -849,7 +849,8 @@ class CopyCheck:
     """One line for the terminate confirmation when no copy was found."""
 
 
-def _size_text(size: int) -> str:
+def size_text(size: int) -> str:
+    """``1.5 GiB``: a byte count in binary units, as the checkpoint messages say sizes."""
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024:
@@ -874,9 +875,9 @@ def find_copy(name: str, step: int | None, size: int, elsewhere: Sequence[Listin
     failed = [lst.directory for lst in elsewhere if lst.error is not None]
     what = one_line(base, 80)
     if step is not None:
-        what += f" (step {step}, {_size_text(size)})"
+        what += f" (step {step}, {size_text(size)})"
     else:
-        what += f" ({_size_text(size)})"
+        what += f" ({size_text(size)})"
     text = f"the newest checkpoint {what} exists only on this instance's disk"
     if searched:
         text += f": no copy in {', '.join(searched)}"
@@ -885,3 +886,21 @@ def find_copy(name: str, step: int | None, size: int, elsewhere: Sequence[Listin
     if not elsewhere:
         text += ": no S3 prefix or local directory is configured to copy it to"
     return CopyCheck(None, one_line(text, 400))
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a storage call failed, in one line: an S3 error's code and message, an SSH or SFTP
+    error's reason, an OS error's text, else the exception itself."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        code = str(error.get("Code", "") or "")
+        message = " ".join(str(error.get("Message", "") or "").split())
+        if code:
+            return one_line(f"{code}{': ' + message if message else ''}", 200)
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str) and reason:
+        return one_line(reason, 200)
+    if isinstance(exc, OSError) and exc.strerror:
+        return one_line(exc.strerror, 200)
+    return one_line(str(exc) or type(exc).__name__, 200)

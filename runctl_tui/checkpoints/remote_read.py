@@ -31,7 +31,7 @@ from runctl_tui.checkpoints.inspect import (
     run_plan,
     run_plan_async,
 )
-from runctl_tui.checkpoints.listing import Checkpoint
+from runctl_tui.checkpoints.listing import Checkpoint, failure_reason
 from runctl_tui.text import one_line
 
 if TYPE_CHECKING:
@@ -55,15 +55,6 @@ class NoAnswer(Exception):
 def _label(name: str) -> str:
     base = posixpath.basename(name.rstrip("/")) or name
     return one_line(base, 120)
-
-
-def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, str) and reason:
-        return one_line(reason, 200)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return one_line(str(exc) or type(exc).__name__, 200)
 
 
 def _failed(name: str, why: str) -> Inspection:
@@ -101,7 +92,7 @@ def inspect_local(checkpoint: Checkpoint) -> Inspection:
         try:
             files[os.path.basename(member)] = os.stat(member).st_size
         except OSError as exc:
-            return _failed(name, f"{os.path.basename(member)}: {_reason(exc)}")
+            return _failed(name, f"{os.path.basename(member)}: {failure_reason(exc)}")
     handles: dict[str, Any] = {}
 
     def read(request: Read) -> bytes:
@@ -185,17 +176,6 @@ def s3_files(client: Any, bucket: str, prefix: str, limit: int = MAX_LISTED) -> 
     return files
 
 
-def _s3_reason(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        error = response.get("Error", {})
-        code = str(error.get("Code", "") or "")
-        message = " ".join(str(error.get("Message", "") or "").split())
-        if code:
-            return one_line(f"{code}{': ' + message if message else ''}", 200)
-    return _reason(exc)
-
-
 def inspect_s3(client: Any, checkpoint: Checkpoint) -> Inspection:
     """Inspect a checkpoint of an S3 listing with ranged reads. Blocks."""
     name = checkpoint.path
@@ -213,7 +193,7 @@ def inspect_s3(client: Any, checkpoint: Checkpoint) -> Inspection:
     try:
         files = _pick(s3_files(client, bucket, prefix), wanted)
     except Exception as exc:  # noqa: BLE001 - botocore's errors of every kind become one line
-        return _failed(name, f"cannot list its files: {_s3_reason(exc)}")
+        return _failed(name, f"cannot list its files: {failure_reason(exc)}")
 
     def read(request: Read) -> bytes:
         return s3_range(client, bucket, prefix + request.member, request.start, request.end)
@@ -309,7 +289,7 @@ async def inspect_sftp(
                     # the end it has now.
                     attrs = await _bounded(file.stat(), timeout)
                 except Exception as exc:  # noqa: BLE001 - any SFTP failure becomes one line
-                    return _failed(shown, _reason(exc))
+                    return _failed(shown, failure_reason(exc))
                 size = int(attrs.size) if attrs.size is not None else checkpoint.size
                 opened = handles[checkpoint.path] = SftpRangeReader(file, shown, size, timeout)
                 return await inspect_reader_async(opened)
@@ -317,7 +297,7 @@ async def inspect_sftp(
             try:
                 files = _pick(await sftp_files(sftp, directory, timeout), wanted)
             except Exception as exc:  # noqa: BLE001 - any SFTP failure becomes one line
-                return _failed(shown, f"cannot list its files: {_reason(exc)}")
+                return _failed(shown, f"cannot list its files: {failure_reason(exc)}")
 
             async def read_member(request: Read) -> bytes:
                 opened = await reader(

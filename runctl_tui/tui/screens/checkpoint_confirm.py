@@ -19,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 
-from runctl_tui.checkpoints.listing import Checkpoint, KeepPlan
+from runctl_tui.checkpoints.listing import Checkpoint, KeepPlan, size_text
 from runctl_tui.models import format_duration
 from runctl_tui.text import one_line
 from runctl_tui.tui.screens.confirm import KeyGuard, event_clock, guarded_key
@@ -27,16 +27,6 @@ from runctl_tui.tui.screens.confirm import KeyGuard, event_clock, guarded_key
 GUARD_SECONDS = 0.5
 SHOWN = 40
 """Checkpoints listed by name in the keep-last dialog; the rest are counted."""
-
-
-def size_text(size: int) -> str:
-    """``1.5 GiB``."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def checkpoint_text(checkpoint: Checkpoint, now: datetime | None = None) -> Text:
