@@ -379,6 +379,9 @@ def open_snapshot_log(path: str, *keys: str) -> Callable[[Pilot[None]], Awaitabl
         await until(pilot, lambda: logs.document is not None and len(logs.document) == 41)
         app: RunctlApp = pilot.app  # type: ignore[assignment]
         await until(pilot, lambda: flag_shown(app))
+        # The error's notification lands after the flag: wait for it, so that clearing
+        # the notifications below takes it away.
+        await until(pilot, lambda: any(n.title == "Error in the log" for n in app._notifications))
         view = logs.view
         await until(pilot, lambda: view.scroll_y == view.max_scroll_y > 0)
         await pilot.press(*keys)
