@@ -34,7 +34,6 @@ from bench.common import (
 from bench.fake_fleet import MemoryProvider, synthetic_fleet, with_changes
 from runctl_tui.audit import Journal
 from runctl_tui.config import Settings
-from runctl_tui.costs.rates import bundled_prices
 from runctl_tui.models import Instance
 from runctl_tui.services.fleet import Fleet
 from runctl_tui.tui.app import RunctlApp
@@ -183,11 +182,10 @@ def table_cells(instances: Sequence[Instance], now: datetime) -> dict[str, tuple
 
     Only the bare app's columns: one provider's rows have no PROVIDER column in ours either.
     """
-    prices = bundled_prices()
     picked = [COLUMNS.index(column) for column in BARE_COLUMNS]
     shown = {}
     for instance in sorted(instances, key=sort_key):
-        cells = row_cells(instance, now, prices)
+        cells = row_cells(instance, now)
         shown[instance.key] = tuple(cells[n] for n in picked)
     return shown
 

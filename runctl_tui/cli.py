@@ -1,4 +1,5 @@
-"""The ``runctl-tui`` command: the dashboard, ``status``, ``tail``, ``checkpoints``, ``config``."""
+"""The ``runctl-tui`` command: the dashboard, ``status``, ``costs``, ``tail``, ``checkpoints``,
+``config``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import logging.handlers
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,7 @@ from runctl_tui.config import (
     APP_NAME,
     CONFIG_ENV,
     ConfigError,
+    CostsSettings,
     Settings,
     config_path,
     default_config_text,
@@ -154,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     _common(status, suppress=True)
+    _costs_parser(commands)
     tail = commands.add_parser(
         "tail",
         help="follow a log (a path, [user@]host:PATH or ssh://user@host:port/PATH)",
@@ -190,6 +194,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 MAX_CHECKPOINT_DEPTH = 16
+
+
+def _date(text: str) -> datetime:
+    """``YYYY-MM-DD`` (midnight here) or an ISO time, for ``--since``."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date: write YYYY-MM-DD or YYYY-MM-DDTHH:MM"
+        ) from None
+    return moment.astimezone(UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _costs_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    costs = commands.add_parser(
+        "costs",
+        help="poll once, record it in the spend ledger and print what the fleet costs",
+        description="Per resource: provider, rate and where it came from, hours and cost; then "
+        "burn rate, spend today and this month, projections and budgets, per provider and in "
+        "total. Spend of earlier polls comes from the ledger.",
+    )
+    output = costs.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="machine-readable output")
+    output.add_argument("--csv", action="store_true", help="one CSV row per resource")
+    costs.add_argument(
+        "--since",
+        type=_date,
+        metavar="DATE",
+        help="report spend since DATE (YYYY-MM-DD, midnight here) instead of this month",
+    )
+    costs.add_argument(
+        "--reset-ledger",
+        action="store_true",
+        help="wipe the spend ledger (asks first; --yes for scripts) and exit",
+    )
+    costs.add_argument("--yes", action="store_true", help="with --reset-ledger: do not ask")
+    _common(costs, suppress=True)
 
 
 def _depth(text: str) -> int:
@@ -277,10 +318,23 @@ def _build_fleet(settings: Settings, demo: bool) -> tuple[Fleet, list[str]]:
 
         found, warnings = load_providers(settings)
         providers = list(found)
+    from runctl_tui.services.costs import CostService, ledger_path
+
+    # The demo's made-up spend never mixes with the real ledger.
+    ledger = ledger_path(settings.costs)
+    cost_settings = settings.costs
+    if demo:
+        cost_settings = demo_cost_settings(cost_settings)
+    costs = CostService(
+        cost_settings,
+        path=demo_ledger() if demo else ledger,
+        poll_seconds=settings.poll_seconds,
+    )
     fleet = Fleet(
         providers,
         journal=Journal(),
         readonly=settings.readonly,
+        costs=costs,
         # The demo's first poll starts and seeds its servers: on a busy machine that alone can
         # take longer than any real endpoint should.
         poll_deadline=max(settings.poll_deadline_seconds, DEMO_POLL_DEADLINE)
@@ -288,6 +342,35 @@ def _build_fleet(settings: Settings, demo: bool) -> tuple[Fleet, list[str]]:
         else settings.poll_deadline_seconds,
     )
     return fleet, warnings
+
+
+DEMO_DAILY_BUDGET = 1000
+DEMO_IDLE_MINUTES = 2.0
+
+
+def demo_ledger() -> Path:
+    """A ledger of this demo run only, removed at exit: the demo's machines are made up anew
+    each run, and their spend never mixes with the real ledger's."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="runctl-tui-demo-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return Path(folder) / "ledger.sqlite3"
+
+
+def demo_cost_settings(costs: CostsSettings) -> CostsSettings:
+    """The demo shows a budget and an idle GPU within minutes: a daily budget and a short idle
+    period, where the config sets none."""
+    from decimal import Decimal
+
+    update: dict[str, object] = {}
+    if costs.daily_budget is None and costs.monthly_budget is None:
+        update["daily_budget"] = Decimal(DEMO_DAILY_BUDGET)
+    if "idle_minutes" not in costs.model_fields_set:
+        update["idle_minutes"] = DEMO_IDLE_MINUTES
+    return costs.model_copy(update=update)
 
 
 def _silence_stdout() -> None:
@@ -308,7 +391,6 @@ def emit(text: str) -> None:
 
 
 def _status_command(settings: Settings, args: argparse.Namespace) -> int:
-    from runctl_tui.costs.rates import bundled_prices
     from runctl_tui.views import json_report, text_report
 
     fleet, warnings = _build_fleet(settings, args.demo)
@@ -316,11 +398,86 @@ def _status_command(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{APP_NAME}: warning: {warning}", file=sys.stderr)
     snapshot = fleet.poll(deadline=fleet.poll_deadline, close=True)
     code = EXIT_OK if snapshot.all_ok else EXIT_PROVIDER_FAILED
+    costs = fleet.cost_report
+    spent = (
+        {line.key: line.since_launch_usd for line in costs.lines if line.since_launch_usd}
+        if costs is not None
+        else None
+    )
     if args.json:
-        report = json.dumps(json_report(snapshot, bundled_prices()), indent=2)
+        report = json.dumps(json_report(snapshot, spent), indent=2)
     else:
-        report = text_report(snapshot, bundled_prices())
+        report = text_report(snapshot, spent)
     emit(report)
+    return code
+
+
+def _reset_ledger(settings: Settings, args: argparse.Namespace) -> int:
+    from runctl_tui.costs.ledger import LedgerError
+    from runctl_tui.services.costs import CostService
+
+    costs = CostService(settings.costs, record=False)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(
+                f"{APP_NAME}: --reset-ledger asks first; without a terminal add --yes",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        print(
+            f"This forgets every recorded spend in {costs.path} (today, this month and "
+            "everything before). Type 'reset' to wipe it: ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            answer = sys.stdin.readline().strip()
+        except KeyboardInterrupt:
+            answer = ""
+        if answer != "reset":
+            print(f"{APP_NAME}: nothing wiped", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        costs.reset_ledger()
+    except LedgerError as exc:
+        print(f"{APP_NAME}: {clean(exc)}", file=sys.stderr)
+        return EXIT_PROVIDER_FAILED
+    finally:
+        costs.close()
+    print(f"{APP_NAME}: ledger wiped: {costs.path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _costs_command(settings: Settings, args: argparse.Namespace) -> int:
+    from runctl_tui.costs.output import csv_costs, json_costs, text_costs
+
+    if args.reset_ledger:
+        return _reset_ledger(settings, args)
+    fleet, warnings = _build_fleet(settings, args.demo)
+    for warning in warnings:
+        print(f"{APP_NAME}: warning: {warning}", file=sys.stderr)
+    snapshot = fleet.poll(deadline=fleet.poll_deadline, close=True)
+    code = EXIT_OK if snapshot.all_ok else EXIT_PROVIDER_FAILED
+    for status in snapshot.statuses:
+        if not status.ok and status.configured:
+            print(f"{APP_NAME}: {status.provider}: {clean(status.error)}", file=sys.stderr)
+    costs = fleet.costs
+    assert costs is not None
+    report = costs.read(snapshot, since=args.since) if args.since else fleet.cost_report
+    costs.close()
+    if report is None:
+        print(f"{APP_NAME}: no cost report: see the log for why", file=sys.stderr)
+        return EXIT_PROVIDER_FAILED
+    if report.ledger_error:
+        print(f"{APP_NAME}: warning: {clean(report.ledger_error)}", file=sys.stderr)
+    if args.json:
+        emit(json.dumps(json_costs(report), indent=2))
+    elif args.csv:
+        emit(csv_costs(report))
+    else:
+        period = f"since {args.since:%Y-%m-%d}" if args.since else "this month"
+        emit(text_costs(report, period=period))
     return code
 
 
@@ -646,6 +803,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "status":
             return _status_command(settings, args)
+        if args.command == "costs":
+            return _costs_command(settings, args)
         if args.command == "checkpoints" and not checkpoints_pane:
             return _checkpoints_command(settings, args)
         return _dashboard(settings, args, log_problem)

@@ -17,7 +17,7 @@ from decimal import Decimal
 from importlib import resources
 from importlib.metadata import EntryPoint
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import (
@@ -130,6 +130,8 @@ class LocalSettings(BaseModel):
     command line: ``train*.py``, ``torchrun``, ``accelerate launch``, ``python -m *.train``."""
     grace_seconds: float = Field(default=DEFAULT_GRACE_SECONDS, ge=0, le=3600)
     """After ``s`` sends SIGINT, how long a run has to save and exit before SIGTERM."""
+    hourly_usd: Decimal | None = Field(default=None, ge=0)
+    """What this machine costs per hour, for the cost totals; unset counts it as free."""
     logs: LogGlobs = None
     """Log globs on this machine; unset: ``[logs] paths``."""
     checkpoints: CheckpointDirs = None
@@ -317,6 +319,26 @@ class CheckpointsSettings(BaseModel):
         return self.resume_command.format(path=shlex.quote(path))
 
 
+class CostsSettings(BaseModel):
+    """The ``[costs]`` table: budgets, the idle-GPU check and the ledger."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    daily_budget: Decimal | None = Field(default=None, gt=0)
+    """Dollars a day: a warning at 80%, an alert (bell, red cost pane) at 100%."""
+    monthly_budget: Decimal | None = Field(default=None, gt=0)
+    """Dollars a calendar month, likewise."""
+    on_budget_exceeded: Literal["notify", "stop-idle"] = "notify"
+    """``stop-idle`` also stops idle GPU instances and pods once a budget is exceeded,
+    through the same checks and journal as a stop by hand."""
+    idle_gpu_percent: float = Field(default=5.0, gt=0, le=100)
+    """A GPU busier than this is not idle."""
+    idle_minutes: float = Field(default=15.0, gt=0, le=7 * 24 * 60)
+    """How long every GPU must stay under ``idle_gpu_percent`` before the row is flagged."""
+    ledger: str | None = None
+    """The ledger's SQLite file; the platform's data directory when unset."""
+
+
 class Settings(BaseModel):
     """Everything the user can configure."""
 
@@ -336,6 +358,7 @@ class Settings(BaseModel):
     ssh: SshSettings = Field(default_factory=SshSettings)
     logs: LogsSettings = Field(default_factory=LogsSettings)
     checkpoints: CheckpointsSettings = Field(default_factory=CheckpointsSettings)
+    costs: CostsSettings = Field(default_factory=CostsSettings)
     keymap: dict[str, str] = Field(default_factory=dict)
     """Binding id to keys, e.g. ``stop-instance = "x"``; stored as Textual key names."""
     _plugin_tables: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)

@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runctl_tui.costs.pricing import Ec2Prices
 from runctl_tui.demo_ssh import DemoSshServer
 from runctl_tui.models import Instance, ProcessDetails
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
@@ -36,7 +37,7 @@ from runctl_tui.providers.base import (
 from runctl_tui.providers.local import LocalProvider
 from runctl_tui.providers.runpod import RunPodProvider
 from runctl_tui.providers.ssh_hosts import SshHost, SshHostsProvider
-from runctl_tui.remote.ssh import SshHub
+from runctl_tui.remote.ssh import SshHub, SshTarget
 from runctl_tui.threads import import_sdk
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ DEMO_REGIONS = ("us-east-1", "eu-west-1")
 DEMO_KEY = ("demo", "demo")
 """Fake credentials: the user's real ones are never sent to the demo server."""
 DEMO_AMI = "ami-0a1b2c3d4e5f60718"
+DEMO_PRICES = "the demo never asks the AWS Price List API"
+"""Why the demo's EC2 rates come from the bundled table (spot ones as upper bounds)."""
 
 
 @dataclass(frozen=True)
@@ -328,6 +331,10 @@ class DemoAws(AwsProvider):
         """None: say why in one line."""
         raise ProviderError(self.name, SIMULATED)
 
+    def ssh_target(self, instance: Instance) -> SshTarget:
+        """None: its address is made up; say why in one line."""
+        raise ProviderError(self.name, SIMULATED)
+
 
 class DemoRunPod(RunPodProvider):
     """RunPod pods served by the in-process stand-in of RunPod's API, started on first poll."""
@@ -356,6 +363,10 @@ class DemoRunPod(RunPodProvider):
         raise ProviderError(self.name, SIMULATED)
 
     async def checkpoint_locations(self, instance: Instance) -> list[CheckpointLocation]:
+        """None: the pods are simulated; say why in one line."""
+        raise ProviderError(self.name, SIMULATED)
+
+    def ssh_target(self, instance: Instance) -> SshTarget:
         """None: the pods are simulated; say why in one line."""
         raise ProviderError(self.name, SIMULATED)
 
@@ -470,7 +481,12 @@ def demo_providers(
     """The providers the demo shows: EC2 in two regions, RunPod pods, this machine's run, and
     the lab box over SSH (``ssh_server``, else one made here and shut down at exit)."""
     return [
-        DemoAws(DemoClients(backend), DEMO_REGIONS, protect_tag=protect_tag),
+        DemoAws(
+            DemoClients(backend),
+            DEMO_REGIONS,
+            protect_tag=protect_tag,
+            prices=Ec2Prices.bundled_only(DEMO_PRICES),
+        ),
         DemoRunPod(),
         DemoLocal(DemoRun()),
         demo_lab_box(ssh_server or DemoSshServer()),

@@ -78,6 +78,12 @@ PANES: tuple[PaneEntry, ...] = (
         ("4",),
         "show the checkpoints of a directory, an SSH host or S3: newest, best, inspect",
     ),
+    PaneEntry(
+        "costs",
+        "Costs",
+        ("5",),
+        "show the costs: burn rate, spend today and this month, budgets, idle GPUs, orphaned disks",
+    ),
 )
 """Every pane of the main screen, in the order of their keys; the first is shown at start."""
 

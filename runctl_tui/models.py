@@ -77,6 +77,47 @@ class GpuUsage(BaseModel):
     """Share of the GPU's memory in use, where only that is reported (RunPod's telemetry)."""
 
 
+class Rate(BaseModel):
+    """What something costs per hour while it bills, and where that figure came from."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    usd_per_hour: Decimal
+    source: str
+    """Where the figure comes from, e.g. ``AWS Price List API``, ``the pod's costPerHr``."""
+    as_of: datetime | None = None
+    """When the price was published or fetched (UTC); ``None`` for configured rates."""
+    region: str | None = None
+    """The region or zone the price is for."""
+    estimate: bool = False
+    """Taken from another region's price: the real one may differ."""
+    upper_bound: bool = False
+    """At most this (a spot instance counted at its on-demand price)."""
+    note: str = ""
+    """Why this source was used, e.g. why the live price list could not be read."""
+
+    @property
+    def marker(self) -> str:
+        """``≤`` for an upper bound, ``~`` for an estimate, else nothing."""
+        if self.upper_bound:
+            return "≤"
+        return "~" if self.estimate else ""
+
+    def describe(self) -> str:
+        """One line: ``AWS Price List API · us-east-1 · 2026-11-20``."""
+        parts = [self.source]
+        if self.region:
+            parts.append(self.region)
+        if self.as_of is not None:
+            midnight = (self.as_of.hour, self.as_of.minute, self.as_of.second) == (0, 0, 0)
+            parts.append(self.as_of.strftime("%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M UTC"))
+        if self.estimate:
+            parts.append("estimate")
+        if self.upper_bound:
+            parts.append("upper bound")
+        return " · ".join(parts)
+
+
 class Volume(BaseModel):
     """A block device attached to an EC2 instance."""
 
@@ -428,10 +469,9 @@ class Instance(BaseModel):
     """Per-GPU load now, where the provider measures it."""
     launched_at: datetime | None = None
     """Start of the current running period; always UTC."""
-    hourly_usd: Decimal | None = None
-    """The provider's own hourly price, when it has one (a pod's rate, a host's config)."""
-    rate_source: str | None = None
-    """Where :attr:`hourly_usd` comes from, e.g. ``[[ssh.hosts]] hourly_usd``."""
+    rate: Rate | None = None
+    """What it costs per hour while it bills, from its provider's rate source; ``None`` when
+    unknown."""
     protected: bool = False
     """Never terminated or killed from here (a protection tag or name marker)."""
     protected_by: str = ""
@@ -443,6 +483,16 @@ class Instance(BaseModel):
     def kind(self) -> str:
         """``ec2``, ``pod``, ``host``, ``process`` or ``other``."""
         return self.details.kind
+
+    @property
+    def hourly_usd(self) -> Decimal | None:
+        """Its hourly rate while it bills, when known."""
+        return None if self.rate is None else self.rate.usd_per_hour
+
+    @property
+    def rate_source(self) -> str | None:
+        """Where :attr:`hourly_usd` comes from, when known."""
+        return None if self.rate is None else self.rate.source
 
     @property
     def key(self) -> str:
@@ -487,6 +537,47 @@ class ProviderStatus(BaseModel):
         return None if self.refreshed_at is None else max(now - self.refreshed_at, timedelta(0))
 
 
+class StorageItem(BaseModel):
+    """A disk billed while it exists, whether or not anything runs on it (an EBS volume, a
+    stopped pod's volume)."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    provider: str
+    id: str
+    name: str = ""
+    location: str
+    """The region or data centre."""
+    kind: str = "ebs"
+    """``ebs`` or ``pod-volume``."""
+    volume_type: str = ""
+    """``gp3``, ``io2``...; ``runpod`` for a pod's volume."""
+    size_gb: int = 0
+    iops: int | None = None
+    throughput_mibps: int | None = None
+    attached_to: str | None = None
+    """The id of the instance or pod it belongs to; ``None`` when unattached (orphaned)."""
+    attached_state: InstanceState | None = None
+    """The state of that instance or pod, when known."""
+    created_at: datetime | None = None
+    """Since when it has existed (and billed); UTC."""
+    rate: Rate | None = None
+    """Per hour (the monthly price over 730 hours); ``None`` when unknown."""
+    monthly_usd: Decimal | None = None
+    """Per month, as providers quote storage."""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Identity across providers, stable between polls."""
+        return f"{self.provider}:{self.id}"
+
+    @property
+    def orphaned(self) -> bool:
+        """Attached to nothing: billed for data nobody uses, unless kept on purpose."""
+        return self.attached_to is None
+
+
 class FleetSnapshot(BaseModel):
     """Everything one poll of every provider produced."""
 
@@ -495,6 +586,8 @@ class FleetSnapshot(BaseModel):
     instances: tuple[Instance, ...]
     statuses: tuple[ProviderStatus, ...]
     taken_at: datetime
+    storage: tuple[StorageItem, ...] = ()
+    """Disks billed on their own (EBS volumes, stopped pods' volumes)."""
 
     @property
     def all_ok(self) -> bool:

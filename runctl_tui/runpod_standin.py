@@ -457,7 +457,8 @@ def demo_pods() -> list[dict[str, Any]]:
             interruptible=True,
             uptime_seconds=47 * 60,
             ssh=("38.147.83.12", 41022),
-            gpu_util=[(63, 40)],
+            # Its sweep ended; the GPU sits idle with the model still loaded.
+            gpu_util=[(0, 40)],
         ),
         make_pod(
             "b9v3c6x1z4a7s2",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runctl_tui.costs.rates import PriceTable, billed, burn_rate, hourly_cost, money
+from runctl_tui.costs.rates import billed, burn_rate, hourly_cost, money
 from runctl_tui.models import (
     Ec2Details,
     FleetSnapshot,
@@ -20,6 +20,9 @@ from runctl_tui.models import (
     format_usd,
 )
 from runctl_tui.text import cell_width, clean, clip
+
+if TYPE_CHECKING:
+    from runctl_tui.costs.report import CostReport
 
 COLUMNS: tuple[str, ...] = (
     "",
@@ -34,11 +37,12 @@ COLUMNS: tuple[str, ...] = (
     "UPTIME",
     "ADDRESS",
     "$/H",
+    "COST",
 )
 """Column headers; the first is the flags column (``P`` = protected)."""
 
 STATE_COLUMN = COLUMNS.index("STATE")
-RIGHT_ALIGNED = frozenset({COLUMNS.index("UPTIME"), COLUMNS.index("$/H")})
+RIGHT_ALIGNED = frozenset({COLUMNS.index("UPTIME"), COLUMNS.index("$/H"), COLUMNS.index("COST")})
 
 STATE_ORDER = {
     InstanceState.RUNNING: 0,
@@ -68,19 +72,41 @@ def gpu_cell(instance: Instance) -> str:
     return "?" if missing else "-"
 
 
-def rate_cell(instance: Instance, prices: PriceTable) -> str:
+def rate_cell(instance: Instance) -> str:
     """What the instance costs per hour now: ``-`` when it pays no compute, ``?`` if unknown.
 
     ``~`` marks a price taken from another region's table, ``≤`` a spot upper bound.
     """
     if not billed(instance):
         return "-"
-    rate = prices.rate(instance)
+    rate = instance.rate
     return rate.marker + format_usd(rate.usd_per_hour) if rate else "?"
 
 
-def row_cells(instance: Instance, now: datetime, prices: PriceTable) -> tuple[str, ...]:
-    """The table cells of one instance, in :data:`COLUMNS` order, escaped and one line each."""
+def cost_cell(instance: Instance, now: datetime, spent: Decimal | None = None) -> str:
+    """What the current running period has cost so far: the ledger's figure when given,
+    else the rate times the uptime; ``-`` when it does not run or costs nothing."""
+    if not billed(instance) or instance.kind == "process":
+        return "-"
+    if spent is None:
+        uptime = instance.uptime(now)
+        if instance.rate is None or uptime is None:
+            return "?" if instance.rate is None else "-"
+        seconds = Decimal(int(uptime.total_seconds()))
+        spent = instance.rate.usd_per_hour * seconds / Decimal(3600)
+    if not spent:
+        return "-"
+    marker = instance.rate.marker if instance.rate else ""
+    return marker + format_usd(spent)
+
+
+def row_cells(
+    instance: Instance, now: datetime, spent: Mapping[str, Decimal] | None = None
+) -> tuple[str, ...]:
+    """The table cells of one instance, in :data:`COLUMNS` order, escaped and one line each.
+
+    ``spent`` is what each running item's current period has cost, by key, from the ledger.
+    """
 
     def cell(value: object) -> str:
         return clip(clean(value), MAX_CELL)
@@ -97,7 +123,8 @@ def row_cells(instance: Instance, now: datetime, prices: PriceTable) -> tuple[st
         instance.state.value,
         format_duration(instance.uptime(now)),
         cell(address) if (address := instance.details.address) else "-",
-        rate_cell(instance, prices),
+        rate_cell(instance),
+        cost_cell(instance, now, (spent or {}).get(instance.key)),
     )
 
 
@@ -282,15 +309,15 @@ def status_line(status: ProviderStatus, now: datetime) -> str:
     return text
 
 
-def burn_summary(instances: Sequence[Instance], prices: PriceTable) -> str:
+def burn_summary(instances: Sequence[Instance]) -> str:
     """``4 running · $126.37/h`` with a note when some prices are unknown.
 
     ``≤`` when spot instances are counted at their on-demand price (an upper bound), ``~``
     when a price comes from another region's table.
     """
     running = [i for i in instances if billed(i)]
-    total, unknown = burn_rate(instances, prices)
-    rates = [r for r in (prices.rate(i) for i in running) if r is not None]
+    total, unknown = burn_rate(instances)
+    rates = [i.rate for i in running if i.rate is not None]
     marker = "≤" if any(r.upper_bound for r in rates) else ""
     marker = marker or ("~" if any(r.estimate for r in rates) else "")
     text = f"{len(running)} running · {marker}{format_usd(total, per_hour=True)}"
@@ -299,7 +326,21 @@ def burn_summary(instances: Sequence[Instance], prices: PriceTable) -> str:
     return text
 
 
-def text_report(snapshot: FleetSnapshot, prices: PriceTable) -> str:
+def cost_flags_summary(report: CostReport) -> str:
+    """`` · 2 idle GPU burning $33.16/h · 1 still billing``: what burns money unnoticed, for
+    the provider bar; empty when nothing does."""
+    parts = []
+    idle = [line for line in report.lines if any(f.kind == "idle" for f in line.flags)]
+    if idle:
+        burn = sum((line.burn_usd_per_hour or Decimal(0) for line in idle), Decimal(0))
+        parts.append(f"{len(idle)} idle GPU burning {format_usd(burn, per_hour=True)} (5)")
+    leaks = sum(1 for line in report.lines if any(f.kind == "leak" for f in line.flags))
+    if leaks:
+        parts.append(f"{leaks} still billing after a stop (5)")
+    return "".join(f" · {part}" for part in parts)
+
+
+def text_report(snapshot: FleetSnapshot, spent: Mapping[str, Decimal] | None = None) -> str:
     """The fleet as a plain-text table for ``runctl-tui status``."""
     now = snapshot.taken_at
     instances = sorted(snapshot.instances, key=sort_key)
@@ -307,7 +348,7 @@ def text_report(snapshot: FleetSnapshot, prices: PriceTable) -> str:
     name_column = headers.index("NAME")
     rows = []
     for i in instances:
-        row = [clean(i.provider), clean(i.location), *row_cells(i, now, prices)[2:]]
+        row = [clean(i.provider), clean(i.location), *row_cells(i, now, spent)[2:]]
         row.append("yes" if i.protected else "")
         row[name_column] = clip(row[name_column], TEXT_NAME_WIDTH)
         rows.append(row)
@@ -323,9 +364,7 @@ def text_report(snapshot: FleetSnapshot, prices: PriceTable) -> str:
     ]
     lines.append("")
     lines.extend(status_line(s, now) for s in snapshot.statuses)
-    lines.append(
-        f"total: {burn_summary(instances, prices)} (on-demand list prices of {prices.as_of})"
-    )
+    lines.append(f"total: {burn_summary(instances)}")
     return "\n".join(lines)
 
 
@@ -344,15 +383,28 @@ TEXT_NAME_WIDTH = 40
 STATUS_SCHEMA = "runctl-tui/status/v1"
 
 
-def json_report(snapshot: FleetSnapshot, prices: PriceTable) -> dict[str, Any]:
+def prices_as_of(instances: Sequence[Instance]) -> str | None:
+    """The date of the oldest price a running instance is counted at (``YYYY-MM-DD``)."""
+    dates = [
+        i.rate.as_of.date().isoformat()
+        for i in instances
+        if billed(i) and i.rate is not None and i.rate.as_of is not None
+    ]
+    return min(dates, default=None)
+
+
+def json_report(
+    snapshot: FleetSnapshot, spent: Mapping[str, Decimal] | None = None
+) -> dict[str, Any]:
     """The fleet in the stable, documented ``status --json`` schema."""
     now = snapshot.taken_at
     instances = sorted(snapshot.instances, key=sort_key)
 
     def one(instance: Instance) -> dict[str, Any]:
         ec2 = instance.details if isinstance(instance.details, Ec2Details) else None
-        rate = prices.rate(instance)
-        cost = hourly_cost(instance, prices)
+        rate = instance.rate
+        cost = hourly_cost(instance)
+        so_far = (spent or {}).get(instance.key)
         uptime = instance.uptime(now)
         return {
             "provider": instance.provider,
@@ -378,13 +430,16 @@ def json_report(snapshot: FleetSnapshot, prices: PriceTable) -> dict[str, Any]:
             "protected": instance.protected,
             "hourly_usd": money(cost) if cost is not None else None,
             "list_hourly_usd": money(rate.usd_per_hour) if rate else None,
-            "price_basis": rate.basis if rate else None,
+            "price_basis": rate.describe() if rate else None,
             "rate_source": instance.rate_source,
+            "rate_as_of": rate.as_of.isoformat() if rate and rate.as_of else None,
+            "rate_region": rate.region if rate else None,
+            "running_period_usd": money(so_far) if so_far is not None else None,
             "tags": instance.tags,
             "details": instance.details.model_dump(mode="json"),
         }
 
-    total, unknown = burn_rate(instances, prices)
+    total, unknown = burn_rate(instances)
     return {
         "schema": STATUS_SCHEMA,
         "generated_at": now.isoformat(),
@@ -409,6 +464,6 @@ def json_report(snapshot: FleetSnapshot, prices: PriceTable) -> dict[str, Any]:
             "running": sum(1 for i in instances if i.state is InstanceState.RUNNING),
             "hourly_usd": money(total),
             "unpriced_running": unknown,
-            "prices_as_of": prices.as_of,
+            "prices_as_of": prices_as_of(instances),
         },
     }

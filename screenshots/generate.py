@@ -96,6 +96,10 @@ async def capture(out: Path) -> list[Path]:
         await pilot.press("down", "enter")
         await pilot.pause(2.0)
         await shot("checkpoints")
+        # What it all costs: burn rate, today, this month, the demo's daily budget.
+        await pilot.press("escape", "5")
+        await pilot.pause(1.0)
+        await shot("costs")
     return saved
 
 

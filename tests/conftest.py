@@ -34,6 +34,7 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
         "AWS_PROFILE",
         "AWS_ENDPOINT_URL",
         "AWS_ENDPOINT_URL_EC2",
+        "AWS_ENDPOINT_URL_PRICING",
         "RUNCTL_TUI_CONFIG",
         "RUNPOD_API_KEY",
         "RUNPOD_API_BASE_URL",

@@ -15,6 +15,7 @@ from runctl_tui.models import (
     InstanceState,
     Lifecycle,
     ProcessDetails,
+    Rate,
 )
 from runctl_tui.providers.base import LogLocation, NotFoundError, ProviderError, SpotRequest
 
@@ -27,6 +28,17 @@ EC2_ACTIONS = frozenset({Action.STOP, Action.START, Action.TERMINATE})
 RUN_ACTIONS = frozenset({Action.INTERRUPT, Action.KILL})
 LIVE = frozenset({InstanceState.RUNNING, InstanceState.PENDING})
 GONE = frozenset({InstanceState.TERMINATED, InstanceState.SHUTTING_DOWN})
+
+
+def list_rate(instance_type: str, region: str, *, spot: bool = False) -> Rate | None:
+    """What the AWS provider rates an instance at when the price list cannot be read: the
+    bundled table's on-demand price, an upper bound for spot."""
+    from runctl_tui.costs.pricing import bundled_table
+
+    rate = bundled_table().rate(region, instance_type, note="test fleet")
+    if rate is not None and spot:
+        rate = rate.model_copy(update={"upper_bound": True})
+    return rate
 
 
 def make_instance(
@@ -60,6 +72,7 @@ def make_instance(
         "gpus": GpuSpec(count=1, model="A10G", memory_mib=22888),
         "launched_at": T0 - timedelta(hours=1),
         "details": Ec2Details(**ec2),
+        "rate": list_rate(instance_type, region, spot=bool(spot)),
     }
     fields.update(extra)
     return Instance(**fields)
@@ -96,8 +109,7 @@ def make_run(
         "state": state,
         "gpus": None,
         "launched_at": T0 - timedelta(minutes=30),
-        "hourly_usd": Decimal(0),
-        "rate_source": "runs on this machine",
+        "rate": Rate(usd_per_hour=Decimal(0), source="counted on this machine's row"),
         "details": details,
     }
     fields.update(extra)

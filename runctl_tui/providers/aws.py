@@ -16,6 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from runctl_tui.costs.ebs import volume_cost
+from runctl_tui.costs.pricing import (
+    PRICING_REGION,
+    Ec2Prices,
+    PriceReport,
+    spot_key,
+    unpriced_warning,
+)
 from runctl_tui.models import (
     Action,
     Ec2Details,
@@ -23,6 +31,8 @@ from runctl_tui.models import (
     Instance,
     InstanceState,
     Lifecycle,
+    Rate,
+    StorageItem,
     Volume,
 )
 from runctl_tui.providers.base import (
@@ -76,6 +86,12 @@ TYPES_DENIED_WARNING = (
     "not permitted: ec2:DescribeInstanceTypes; GPU and instance-store facts unknown"
 )
 SPOT_DENIED_WARNING = "not permitted: ec2:DescribeSpotInstanceRequests; spot request types unknown"
+VOLUMES_DENIED_WARNING = "not permitted: ec2:DescribeVolumes; EBS volumes not counted"
+PRICING_ENDPOINT_ENV = "AWS_ENDPOINT_URL_PRICING"
+STAND_IN_PRICES = (
+    "EC2 is reached through an explicit endpoint with no AWS Price List API beside it "
+    f"({PRICING_ENDPOINT_ENV} would name one)"
+)
 
 
 class Ec2Clients:
@@ -165,8 +181,10 @@ class Ec2Clients:
         """An S3 client like the EC2 ones: the same session, endpoint, timeouts and retries."""
         return self._client("s3", region)
 
-    def _client(self, service: str, region: str) -> Any:
-        endpoint_url = self.endpoint_url
+    def _client(self, service: str, region: str, *, own_endpoint: bool = True) -> Any:
+        """``own_endpoint``: use the explicit endpoint (else botocore resolves one, honouring
+        ``AWS_ENDPOINT_URL_<SERVICE>``)."""
+        endpoint_url = self.endpoint_url if own_endpoint else None
         with self._lock:
             client = self._clients.get((service, region))
             if client is None:
@@ -187,6 +205,16 @@ class Ec2Clients:
     def sts(self, region: str) -> Any:
         """The STS client for ``region``, created once, with the same timeouts and retries."""
         return self._client("sts", region)
+
+    def pricing(self) -> Any | None:
+        """The Price List API client (us-east-1), with the same timeouts and retries.
+
+        ``None`` when EC2 is reached through an explicit endpoint (a stand-in such as moto)
+        and ``AWS_ENDPOINT_URL_PRICING`` names no Price List endpoint: such a stand-in has no
+        price list, and the real one must not be asked on its behalf."""
+        if not os.environ.get(PRICING_ENDPOINT_ENV) and self.endpoint_url:
+            return None
+        return self._client("pricing", PRICING_REGION, own_endpoint=False)
 
     def shown_profile(self) -> str | None:
         """The named profile in use: the one given, else AWS_PROFILE."""
@@ -336,6 +364,7 @@ def instance_from_ec2(
     spot_types: Mapping[str, str],
     type_problems: Mapping[str, str] | None = None,
     spot_request_ids: Mapping[str, str] | None = None,
+    rate: Rate | None = None,
 ) -> Instance:
     """Build an :class:`Instance` from one ``describe_instances`` entry.
 
@@ -399,6 +428,7 @@ def instance_from_ec2(
         state=_state(raw),
         gpus=gpus,
         launched_at=launched,
+        rate=rate,
         protected=protected,
         protected_by=f"tag {protect_tag}=true" if protected else "",
         tags=tags,
@@ -450,6 +480,58 @@ class _TypeProblem:
 
 def _problem(reason: str, warning: str, retry_seconds: float) -> _TypeProblem:
     return _TypeProblem(reason, warning, time.monotonic() + retry_seconds)
+
+
+def _utc(value: object) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def storage_item_from_ec2(
+    raw: Mapping[str, Any],
+    *,
+    provider: str,
+    region: str,
+    states: Mapping[str, InstanceState],
+) -> StorageItem | None:
+    """A :class:`StorageItem` from one ``describe_volumes`` entry, priced from the bundled EBS
+    table; ``None`` for a volume already deleted. ``states``: instance id to its state."""
+    if raw.get("State") in {"deleting", "deleted"} or not raw.get("VolumeId"):
+        return None
+    tags = {t["Key"]: t.get("Value", "") for t in raw.get("Tags", []) if "Key" in t}
+    attachments = [
+        a
+        for a in raw.get("Attachments", [])
+        if a.get("InstanceId") and a.get("State", "attached") in {"attached", "attaching"}
+    ]
+    attached_to = str(attachments[0]["InstanceId"]) if attachments else None
+    volume_type = str(raw.get("VolumeType", "") or "")
+    size = _int_or_none(raw.get("Size")) or 0
+    iops = _int_or_none(raw.get("Iops"))
+    throughput = _int_or_none(raw.get("Throughput"))
+    cost = volume_cost(volume_type, size, iops=iops, throughput_mibps=throughput, region=region)
+    return StorageItem(
+        provider=provider,
+        id=str(raw["VolumeId"]),
+        name=tags.get("Name", ""),
+        location=region,
+        kind="ebs",
+        volume_type=volume_type,
+        size_gb=size,
+        iops=iops,
+        throughput_mibps=throughput,
+        attached_to=attached_to,
+        attached_state=states.get(attached_to) if attached_to else None,
+        created_at=_utc(raw.get("CreateTime")),
+        rate=None if cost is None else cost.rate(),
+        monthly_usd=None if cost is None else cost.monthly_usd,
+        tags=tags,
+    )
 
 
 STOPPABLE = frozenset({InstanceState.RUNNING, InstanceState.PENDING})
@@ -532,9 +614,12 @@ class AwsProvider:
         hub: SshHub | None = None,
         log_search: LogSearch | None = None,
         checkpoint_dirs: Sequence[str] = (),
+        prices: Ec2Prices | None = None,
     ) -> None:
         """``ssh_user``, ``hub`` and ``log_search``: how an instance's logs are read over SSH
-        (``hub``: made on first use when not given; ``log_search``: nowhere when not given)."""
+        (``hub``: made on first use when not given; ``log_search``: nowhere when not given).
+        ``prices``: where rates come from; the Price List API through ``clients`` when not
+        given."""
         from runctl_tui.providers.ssh_hosts import CloudLogs
 
         self._name = name
@@ -556,6 +641,8 @@ class AwsProvider:
         self._warnings: tuple[str, ...] = ()
         self._account: str | None = None
         self._account_retry_at = 0.0
+        self.prices = prices or Ec2Prices(clients.pricing, offline_note=STAND_IN_PRICES)
+        self._storage: dict[str, tuple[StorageItem, ...]] = {}
 
     @property
     def name(self) -> str:
@@ -661,6 +748,8 @@ class AwsProvider:
                 continue
             warnings.update(dict.fromkeys(region_warnings))
         self._warnings = tuple(warnings)
+        with self._lock:
+            self._storage = {r: v for r, v in self._storage.items() if r in regions}
         instances = [i for region in regions for i in found.get(region, [])]
         if failed and len(failed) == len(regions) and self._nothing_but_missing_credentials(failed):
             raise NotConfiguredError(self.name, NOT_CONFIGURED, hint=SET_UP_HINT)
@@ -697,13 +786,99 @@ class AwsProvider:
             client, [r["InstanceId"] for r in raw if r.get("InstanceLifecycle") == "spot"]
         )
         warnings.extend(self._type_warnings(types))
-        return [self._build(entry, region) for entry in raw], warnings
+        rates, price_warnings = self._rates(client, region, raw)
+        warnings.extend(price_warnings)
+        instances = [self._build(entry, region, rates.get(entry["InstanceId"])) for entry in raw]
+        volumes, volume_warnings = self._volumes(client, region, instances)
+        warnings.extend(volume_warnings)
+        if volumes is not None:
+            with self._lock:
+                self._storage[region] = volumes
+        return instances, warnings
+
+    def _rates(
+        self, client: EC2Client, region: str, raw: Sequence[Mapping[str, Any]]
+    ) -> tuple[dict[str, Rate], list[str]]:
+        """Instance id to its hourly rate (on-demand or spot), and what could not be priced."""
+        on_demand = self.prices.on_demand(region, {r.get("InstanceType", "") for r in raw})
+        spot_pairs = {
+            r["InstanceId"]: (
+                r.get("InstanceType", ""),
+                r.get("Placement", {}).get("AvailabilityZone") or None,
+            )
+            for r in raw
+            if r.get("InstanceLifecycle") == "spot"
+        }
+        spot = (
+            self.prices.spot(client, region, spot_pairs.values(), on_demand.rates)
+            if spot_pairs
+            else PriceReport()
+        )
+        rates: dict[str, Rate] = {}
+        for entry in raw:
+            instance_id = entry["InstanceId"]
+            pair = spot_pairs.get(instance_id)
+            rate = (
+                spot.rates.get(spot_key(*pair))
+                if pair is not None
+                else on_demand.rates.get(entry.get("InstanceType", ""))
+            )
+            if rate is not None:
+                rates[instance_id] = rate
+        # A type EC2 itself does not know already has its warning; its price is unknown too.
+        unknown = {
+            unpriced_warning(region, name)
+            for name in on_demand.unpriced
+            if (problem := self._type_problems.get(name)) is not None
+            and problem.reason == unknown_type_reason(name)
+        }
+        warnings = [w for w in on_demand.warnings if w not in unknown]
+        return rates, [*warnings, *spot.warnings]
+
+    def storage(self) -> tuple[StorageItem, ...]:
+        """The EBS volumes the last :meth:`list_instances` found, region by region (a region
+        whose volumes could not be listed keeps the ones seen before)."""
+        with self._lock:
+            by_region = dict(self._storage)
+        order = self._resolved or list(by_region)
+        return tuple(v for region in order for v in by_region.get(region, ()))
+
+    def _volumes(
+        self, client: EC2Client, region: str, instances: Sequence[Instance]
+    ) -> tuple[tuple[StorageItem, ...] | None, list[str]]:
+        """Every EBS volume of ``region`` with its cost; ``None`` and a warning on failure."""
+        try:
+            pages = client.get_paginator("describe_volumes").paginate(
+                PaginationConfig={"PageSize": 500}
+            )
+            raw = [v for page in pages for v in page.get("Volumes", [])]
+        except Exception as exc:
+            message, _ = explain(exc, self._clients.profile)
+            log.warning("%s: describe_volumes in %s failed: %s", self.name, region, message)
+            if _error_field(exc, "Code") in DENIED_CODES:
+                return None, [VOLUMES_DENIED_WARNING]
+            return None, [f"could not describe EBS volumes ({message}); volumes not counted"]
+        states = {i.id: i.state for i in instances}
+        items: list[StorageItem] = []
+        unpriced: set[str] = set()
+        for volume in raw:
+            item = storage_item_from_ec2(volume, provider=self.name, region=region, states=states)
+            if item is None:
+                continue
+            if item.rate is None:
+                unpriced.add(item.volume_type)
+            items.append(item)
+        warnings = [
+            f"no price for EBS volume type '{one_line(t, 40)}'; its cost is unknown"
+            for t in sorted(unpriced)
+        ]
+        return tuple(items), warnings
 
     def _type_warnings(self, types: Iterable[str]) -> list[str]:
         problems = (self._type_problems.get(t) for t in sorted(types))
         return list(dict.fromkeys(p.warning for p in problems if p is not None))
 
-    def _build(self, raw: Mapping[str, Any], region: str) -> Instance:
+    def _build(self, raw: Mapping[str, Any], region: str, rate: Rate | None = None) -> Instance:
         instance_type = raw.get("InstanceType", "")
         problem = self._type_problems.get(instance_type)
         return instance_from_ec2(
@@ -715,6 +890,7 @@ class AwsProvider:
             spot_types=self._spot_types,
             type_problems={instance_type: problem.reason} if problem else None,
             spot_request_ids=self._spot_request_ids,
+            rate=rate,
         )
 
     def _wanted_types(self, types: Iterable[str]) -> list[str]:
@@ -861,7 +1037,8 @@ class AwsProvider:
         self._learn_types(client, {entries[0].get("InstanceType", "")})
         if entries[0].get("InstanceLifecycle") == "spot":
             self._learn_spot_types(client, [instance.id])
-        return self._build(entries[0], instance.location)
+        rates, _ = self._rates(client, instance.location, entries[:1])
+        return self._build(entries[0], instance.location, rates.get(instance.id))
 
     def _act(self, instance: Instance, operation: str, result_key: str) -> InstanceState:
         client = self._clients.client(instance.location)

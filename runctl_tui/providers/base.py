@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from runctl_tui.models import Action, Instance, InstanceState
+from runctl_tui.models import Action, Instance, InstanceState, StorageItem
 
 
 class ProviderError(Exception):
@@ -94,6 +94,15 @@ class ReportsWarnings(Protocol):
 
     def poll_warnings(self) -> tuple[str, ...]:
         """One line per problem found by the last ``list_instances``; empty when none."""
+        ...
+
+
+@runtime_checkable
+class ReportsStorage(Protocol):
+    """A provider whose disks bill on their own (EBS volumes, stopped pods' volumes)."""
+
+    def storage(self) -> tuple[StorageItem, ...]:
+        """Every disk the last ``list_instances`` found, attached or not."""
         ...
 
 

@@ -41,6 +41,7 @@ from runctl_tui.models import (
     Instance,
     InstanceState,
     ProcessDetails,
+    Rate,
 )
 from runctl_tui.providers.base import (
     NO_LOG_SEARCH,
@@ -596,11 +597,13 @@ class LocalProvider:
         nvidia_smi_timeout: float = NVIDIA_SMI_TIMEOUT,
         log_search: LogSearch | None = None,
         checkpoint_dirs: Sequence[str] = (),
+        hourly_usd: Decimal | None = None,
     ) -> None:
         """``patterns``: launch patterns of training runs (see :func:`match_command`);
         ``log_search``: where logs are looked for beyond the files a run has open (nowhere
         when not given); ``checkpoint_dirs``: where checkpoints are looked for beyond a run's
-        own ``checkpoints/`` folder."""
+        own ``checkpoints/`` folder; ``hourly_usd``: what this machine costs per hour
+        (``[local] hourly_usd``; unset counts it as free)."""
         if not patterns or any(not pattern.split() for pattern in patterns):
             raise ValueError("patterns must be non-empty glob patterns")
         if grace_seconds < 0:
@@ -609,6 +612,11 @@ class LocalProvider:
         self.grace_seconds = grace_seconds
         self.log_search = log_search or NO_LOG_SEARCH
         self.checkpoint_dirs = tuple(checkpoint_dirs)
+        self.rate = Rate(
+            usd_per_hour=hourly_usd or Decimal(0),
+            source="[local] hourly_usd" if hourly_usd is not None else "[local] hourly_usd unset",
+        )
+        """This machine's hourly rate, as configured."""
         self._smi = NvidiaSmi(nvidia_smi, nvidia_smi_timeout)
         self._lock = threading.Lock()
         self._interrupting = threading.Lock()
@@ -652,9 +660,7 @@ class LocalProvider:
             gpus=gpu_spec(gpus),
             gpu_usage=tuple(gpus),
             launched_at=booted,
-            # The machine is already paid for (or not ours to price): no hourly bill.
-            hourly_usd=Decimal(0),
-            rate_source="this machine: no hourly rate",
+            rate=self.rate,
             details=details,
         )
 
@@ -805,8 +811,7 @@ class LocalProvider:
             state=state,
             launched_at=_utc(process.start_time),
             # A run costs nothing beyond the machine it runs on, which has its own row.
-            hourly_usd=Decimal(0),
-            rate_source="runs on this machine",
+            rate=Rate(usd_per_hour=Decimal(0), source="counted on this machine's row"),
             details=process,
         )
 
@@ -1130,6 +1135,7 @@ def from_settings(settings: Settings) -> list[LocalProvider]:
             grace_seconds=settings.local.grace_seconds,
             log_search=settings.logs.search(settings.local.logs),
             checkpoint_dirs=settings.checkpoints.dirs_for(settings.local.checkpoints),
+            hourly_usd=settings.local.hourly_usd,
         )
     ]
 

@@ -43,6 +43,8 @@ from runctl_tui.models import (
     Instance,
     InstanceState,
     PodDetails,
+    Rate,
+    StorageItem,
 )
 from runctl_tui.providers.base import (
     NO_LOG_SEARCH,
@@ -282,7 +284,9 @@ def pod_from_api(
     if uptime is None:
         uptime = _int(raw.get("uptimeSeconds"))
     launched: datetime | None = None
-    if state in _LIVE and uptime is not None and uptime >= 0:
+    # A runtime on a pod RunPod calls stopped is a pod still up (and billing): keep its uptime
+    # and GPU figures, so that the contradiction shows.
+    if (state in _LIVE or runtime) and uptime is not None and uptime >= 0:
         # Whole seconds: the same pod polled twice gets the same launch time.
         launched = (moment - timedelta(seconds=uptime)).replace(microsecond=0)
     ssh = ssh_endpoint(runtime.get("ports"))
@@ -310,10 +314,11 @@ def pod_from_api(
         location=location,
         state=state,
         gpus=GpuSpec(count=gpu_count, model=display or "GPU") if gpu_count else None,
-        gpu_usage=gpu_usage(runtime, display) if state is InstanceState.RUNNING else (),
+        gpu_usage=gpu_usage(runtime, display) if state is InstanceState.RUNNING or runtime else (),
         launched_at=launched,
-        hourly_usd=hourly,
-        rate_source="the pod's costPerHr" if hourly is not None else None,
+        rate=Rate(usd_per_hour=hourly, source="the pod's costPerHr", as_of=moment, region=location)
+        if hourly is not None
+        else None,
         protected=protected,
         protected_by=f"name contains {protect_marker}" if protected else "",
         details=details,
@@ -690,6 +695,40 @@ class _Sdk:
     user_agent: str
 
 
+STOPPED_VOLUME_USD_PER_GB_MONTH = Decimal("0.20")
+"""RunPod's price of a stopped pod's volume disk, per GB and month (runpod.io/pricing, read
+2025-06-05); a running pod's storage is left out, as its rate may include it."""
+STOPPED_VOLUME_SOURCE = "RunPod stopped-pod volume price (bundled, $0.20/GB-month, 2025-06-05)"
+HOURS_PER_MONTH = Decimal(730)
+
+
+def stopped_pod_volume(pod: Instance) -> StorageItem | None:
+    """The volume a stopped pod keeps (and pays for), as a disk; ``None`` for other pods."""
+    details = pod.details
+    if not isinstance(details, PodDetails) or not details.volume_gb:
+        return None
+    if pod.state not in {InstanceState.STOPPED, InstanceState.STOPPING}:
+        return None
+    monthly = STOPPED_VOLUME_USD_PER_GB_MONTH * details.volume_gb
+    return StorageItem(
+        provider=pod.provider,
+        id=f"{pod.id}/volume",
+        name=pod.name,
+        location=pod.location,
+        kind="pod-volume",
+        volume_type="runpod",
+        size_gb=details.volume_gb,
+        attached_to=pod.id,
+        attached_state=pod.state,
+        rate=Rate(
+            usd_per_hour=monthly / HOURS_PER_MONTH,
+            source=STOPPED_VOLUME_SOURCE,
+            region=pod.location,
+        ),
+        monthly_usd=monthly,
+    )
+
+
 class RunPodProvider:
     """Every pod of one RunPod account. Calls block; each is bounded by ``timeout``.
 
@@ -738,6 +777,7 @@ class RunPodProvider:
         self._server_failures = 0
         self._server_status: int | None = None
         self._warnings: tuple[str, ...] = ()
+        self._storage: tuple[StorageItem, ...] = ()
 
     @property
     def name(self) -> str:
@@ -860,7 +900,13 @@ class RunPodProvider:
         self._warnings = (
             (f"skipped {skipped} pod(s) RunPod described without an id",) if skipped else ()
         )
+        self._storage = tuple(v for i in instances if (v := stopped_pod_volume(i)) is not None)
         return instances
+
+    def storage(self) -> tuple[StorageItem, ...]:
+        """The volumes of the stopped pods the last :meth:`list_instances` found: billed
+        while the pod exists, at RunPod's price for a stopped pod's volume."""
+        return self._storage
 
     def describe(self, instance: Instance) -> Instance:
         """The pod as RunPod describes it now; :class:`NotFoundError` once it is gone."""

@@ -34,6 +34,7 @@ from runctl_tui.models import (
     Instance,
     InstanceState,
     ProcessDetails,
+    Rate,
 )
 from runctl_tui.providers.base import (
     NO_LOG_SEARCH,
@@ -126,6 +127,13 @@ POLL_COMMAND = wrap(FACTS_SCRIPT + "\n" + list_script())
 COMMAND_TIMEOUT = 15.0
 ACTION_TIMEOUT = 10.0
 ACTIONS = frozenset({Action.INTERRUPT, Action.KILL})
+
+
+def host_rate(hourly_usd: Decimal | None) -> Rate:
+    """A host's rate as ``[[ssh.hosts]] hourly_usd`` sets it; unset counts it as free."""
+    if hourly_usd is None:
+        return Rate(usd_per_hour=Decimal(0), source="[[ssh.hosts]] hourly_usd unset")
+    return Rate(usd_per_hour=hourly_usd, source="[[ssh.hosts]] hourly_usd")
 
 
 class RemoteHostFacts(BaseModel):
@@ -503,8 +511,7 @@ class SshHostsProvider:
             gpus=gpu_spec(facts.gpus),
             gpu_usage=facts.gpus,
             launched_at=now - timedelta(seconds=facts.up_seconds) if facts.up_seconds else None,
-            hourly_usd=host.hourly_usd,
-            rate_source="[[ssh.hosts]] hourly_usd" if host.hourly_usd is not None else None,
+            rate=host_rate(host.hourly_usd),
             details=HostDetails(
                 hostname=facts.hostname,
                 cpus=facts.cpus or None,
@@ -556,8 +563,7 @@ class SshHostsProvider:
             state=state,
             launched_at=launched,
             # A run costs nothing beyond the machine it runs on, which has its own row.
-            hourly_usd=Decimal(0),
-            rate_source=f"runs on {host.label}",
+            rate=Rate(usd_per_hour=Decimal(0), source=f"counted on {host.label}'s row"),
             details=ProcessDetails(
                 pid=row.pid,
                 start_time=row.start_ticks,

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runctl_tui.actions import BY_ACTION, SHARING
 from runctl_tui.audit import Journal, JournalError
@@ -23,6 +23,7 @@ from runctl_tui.models import (
     InstanceState,
     Outcome,
     ProviderStatus,
+    StorageItem,
 )
 from runctl_tui.providers.base import (
     AnyProvider,
@@ -37,11 +38,16 @@ from runctl_tui.providers.base import (
     NotFoundError,
     Provider,
     ProviderError,
+    ReportsStorage,
     ReportsWarnings,
     SpotRequest,
 )
 from runctl_tui.text import clean, one_line
 from runctl_tui.threads import run_blocking, submit
+
+if TYPE_CHECKING:
+    from runctl_tui.costs.report import CostReport
+    from runctl_tui.services.costs import CostService
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +113,7 @@ class PollOutcome:
     instances: tuple[Instance, ...]
     warnings: tuple[str, ...]
     identity: str | None
+    storage: tuple[StorageItem, ...] = ()
 
 
 def _identity(provider: HasIdentity, name: str) -> str | None:
@@ -128,8 +135,9 @@ def _poll_provider(provider: Provider) -> PollOutcome:
     warnings: tuple[str, ...] = ()
     if isinstance(provider, ReportsWarnings):
         warnings = tuple(one_line(w, 300) for w in provider.poll_warnings())
+    storage = tuple(provider.storage()) if isinstance(provider, ReportsStorage) else ()
     identity = asked.result() if asked is not None else None
-    return PollOutcome(instances, warnings, one_line(identity, 300) if identity else None)
+    return PollOutcome(instances, warnings, one_line(identity, 300) if identity else None, storage)
 
 
 def is_async(provider: AnyProvider) -> bool:
@@ -157,14 +165,21 @@ class Fleet:
         readonly: bool = False,
         clock: Clock = utc_now,
         poll_deadline: float = DEFAULT_POLL_DEADLINE,
+        costs: CostService | None = None,
     ) -> None:
+        """``costs``: the ledger each finished poll is recorded in, and that watches what
+        actions were meant to stop billing; none keeps no ledger."""
         self.providers = {p.name: p for p in providers}
+        self.costs = costs
+        self.cost_report: CostReport | None = None
+        """What the fleet cost as of the last finished poll, when there is a ledger."""
         self.journal = journal
         self.readonly = readonly
         self.clock = clock
         self.poll_deadline = poll_deadline
         self._lock = threading.Lock()
         self._instances: dict[str, tuple[Instance, ...]] = {name: () for name in self.providers}
+        self._storage: dict[str, tuple[StorageItem, ...]] = {name: () for name in self.providers}
         self._statuses: dict[str, ProviderStatus] = {
             name: ProviderStatus(provider=name, ok=False, error="waiting for the first poll")
             for name in self.providers
@@ -182,7 +197,10 @@ class Fleet:
         with self._lock:
             instances = tuple(i for name in self.providers for i in self._instances[name])
             statuses = tuple(self._statuses[name] for name in self.providers)
-        return FleetSnapshot(instances=instances, statuses=statuses, taken_at=self.clock())
+            storage = tuple(s for name in self.providers for s in self._storage[name])
+        return FleetSnapshot(
+            instances=instances, statuses=statuses, taken_at=self.clock(), storage=storage
+        )
 
     def poll(self, deadline: float | None = None, *, close: bool = False) -> FleetSnapshot:
         """:meth:`poll_async` for callers without an event loop (``status``, scripts); with
@@ -264,7 +282,21 @@ class Fleet:
                 )
         finally:
             self._polling_since = None
-        return self.snapshot()
+        snapshot = self.snapshot()
+        await self._record_costs(snapshot)
+        return snapshot
+
+    async def _record_costs(self, snapshot: FleetSnapshot) -> None:
+        """Record the poll in the ledger and keep what it costs, off the event loop."""
+        costs = self.costs
+        if costs is None:
+            return
+        try:
+            self.cost_report = await run_blocking(
+                lambda: costs.observe(snapshot), name="runctl-costs"
+            )
+        except Exception:
+            log.exception("recording the poll's costs failed")
 
     def _poll_started(self, name: str, provider: AnyProvider) -> asyncio.Future[PollOutcome]:
         """The call in flight for ``provider``, started now unless one still runs."""
@@ -300,6 +332,7 @@ class Fleet:
         now = self.clock()
         with self._lock:
             self._instances[name] = outcome.instances
+            self._storage[name] = outcome.storage
             self._statuses[name] = ProviderStatus(
                 provider=name,
                 ok=True,
@@ -490,6 +523,7 @@ class Fleet:
         targets: Sequence[Instance],
         *,
         cancel_spot_requests: bool = False,
+        why: str = "",
     ) -> list[ActionResult]:
         """Perform ``action`` on exactly ``targets`` as the user saw them, each checked afresh.
 
@@ -498,11 +532,14 @@ class Fleet:
         call made. Blocking providers are called on daemon threads (quitting never waits for
         them); coroutine providers on this loop. With ``cancel_spot_requests``, terminating an
         instance of a persistent spot request cancels the request first, so that it launches
-        no replacement.
+        no replacement. ``why`` goes to the journal's ``attempted`` lines when the action was
+        not asked for by hand (an exceeded budget).
         """
         results: list[ActionResult] = []
         for seen in targets:
-            results.extend(await self._act_one(action, seen, cancel_spot_requests))
+            results.extend(await self._act_one(action, seen, cancel_spot_requests, why))
+        if self.costs is not None:
+            self.costs.expect(results)
         return results
 
     def _finish(self, result: ActionResult) -> ActionResult:
@@ -522,7 +559,7 @@ class Fleet:
         return await run_blocking(lambda: call(*args), name=f"runctl-{method}-{provider.name}")
 
     async def _act_one(
-        self, action: Action, seen: Instance, cancel_spot: bool
+        self, action: Action, seen: Instance, cancel_spot: bool, why: str = ""
     ) -> list[ActionResult]:
         def result(outcome: Outcome, detail: str = "", **extra: InstanceState) -> ActionResult:
             return ActionResult(
@@ -561,7 +598,7 @@ class Fleet:
                     detail = "not terminated: its spot request could not be cancelled"
                     return [*done, self._finish(result(Outcome.REFUSED, detail))]
         try:
-            self.journal.attempted(action, seen, at=self.clock())
+            self.journal.attempted(action, seen, at=self.clock(), detail=why)
         except JournalError as exc:
             return [*done, result(Outcome.REFUSED, f"nothing done: {exc}")]
         try:

@@ -11,7 +11,6 @@ from textual.screen import Screen
 
 from runctl_tui.actions import CATALOG
 from runctl_tui.config import Settings
-from runctl_tui.costs.rates import PriceTable, bundled_prices
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
 from runctl_tui.keys import PANES, QUIT_ID, KeymapError, resolve_keymap
 from runctl_tui.services.fleet import Clock, Fleet, utc_now
@@ -45,7 +44,6 @@ class RunctlApp(App[None]):
         *,
         demo: bool = False,
         clock: Clock = utc_now,
-        prices: PriceTable | None = None,
         startup_warnings: Sequence[str] = (),
         open_log: str | Sequence[str] | None = None,
         open_checkpoints: str | None = None,
@@ -55,7 +53,6 @@ class RunctlApp(App[None]):
         self.fleet = fleet
         self.demo = demo
         self.clock = clock
-        self.prices = prices or bundled_prices()
         self.startup_warnings = list(startup_warnings)
         self.open_log: tuple[str, ...] = (
             (open_log,) if isinstance(open_log, str) else tuple(open_log or ())
@@ -85,7 +82,6 @@ class RunctlApp(App[None]):
         """The main screen, its first pane shown."""
         return MainScreen(
             self.fleet,
-            prices=self.prices,
             poll_seconds=self.settings.poll_seconds,
             clock=self.clock,
             demo=self.demo,

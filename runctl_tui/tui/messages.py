@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
+from runctl_tui.costs.report import CostReport
 from runctl_tui.models import ActionResult, FleetSnapshot
 from runctl_tui.tui.widgets.instance_table import TableData
 
@@ -17,6 +18,8 @@ class FleetPolled(Message):
     snapshot: FleetSnapshot
     table: TableData
     """The snapshot's rows, sorted and rendered in the worker."""
+    costs: CostReport | None = None
+    """What the fleet costs, once the ledger has recorded this poll."""
 
     def can_replace(self, message: Message) -> bool:
         """A newer poll replaces one still queued."""

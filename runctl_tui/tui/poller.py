@@ -14,7 +14,6 @@ from functools import partial
 from textual.message import Message
 from textual.widget import Widget
 
-from runctl_tui.costs.rates import PriceTable
 from runctl_tui.models import FleetSnapshot
 from runctl_tui.services.fleet import Clock, Fleet
 from runctl_tui.text import clean
@@ -30,12 +29,10 @@ class Poller:
         self,
         fleet: Fleet,
         *,
-        prices: PriceTable,
         clock: Clock,
         poll_seconds: float,
     ) -> None:
         self.fleet = fleet
-        self.prices = prices
         self.clock = clock
         self.poll_seconds = poll_seconds
         self.polls_finished = 0
@@ -104,16 +101,23 @@ class Poller:
         except Exception as exc:
             return PollFailed(clean(f"{type(exc).__name__}: {exc}"))
 
-    async def _polled(self, snapshot: FleetSnapshot) -> FleetPolled:
-        """``snapshot`` with its rows sorted and rendered, off the event loop."""
-        rows = partial(prepare, snapshot.instances, self.clock(), self.prices)
-        return FleetPolled(snapshot, await run_blocking(rows, name="runctl-rows"))
+    async def _polled(self, snapshot: FleetSnapshot, *, final: bool = True) -> FleetPolled:
+        """``snapshot`` with its rows sorted and rendered, off the event loop; a ``final``
+        poll carries what the fleet costs as the ledger recorded it."""
+        costs = self.fleet.cost_report if final else None
+        spent = (
+            {line.key: line.since_launch_usd for line in costs.lines if line.since_launch_usd}
+            if costs is not None
+            else None
+        )
+        rows = partial(prepare, snapshot.instances, self.clock(), spent)
+        return FleetPolled(snapshot, await run_blocking(rows, name="runctl-rows"), costs)
 
     async def _show_progress(self, snapshot: FleetSnapshot) -> None:
         """Show what the providers that answered so far found."""
         node = self._node
         if node is not None and node.is_attached:
-            node.post_message(await self._polled(snapshot))
+            node.post_message(await self._polled(snapshot, final=False))
 
     def _collect_after(self, message: Message) -> None:
         """The GC policy: collection is held off from start-up until the first poll ends."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
 from runctl_tui.models import Action, GpuSpec, InstanceState, Lifecycle
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
 from runctl_tui.providers.base import NotFoundError, ProviderError
-from tests.integration.conftest import KEY, Ec2Admin, details_of
+from tests.integration.conftest import KEY, Ec2Admin, HostileEndpoint, details_of
 
 pytestmark = pytest.mark.integration
 
@@ -267,3 +268,103 @@ def test_a_second_poll_gives_the_same_facts(ec2: Ec2Admin, provider: AwsProvider
 
     assert second[first_id] == first[first_id]
     assert all(i.gpus is not None for i in second.values())
+
+
+def test_storage_lists_every_volume_with_its_monthly_cost(
+    ec2: Ec2Admin, provider: AwsProvider
+) -> None:
+    running = ec2.launch("us-east-1", "g5.xlarge", name="train")
+    stopped = ec2.launch("eu-west-1", "g5.12xlarge", name="vit", stopped=True)
+    east = ec2.client("us-east-1")
+    orphan = east.create_volume(
+        AvailabilityZone="us-east-1a",
+        Size=200,
+        VolumeType="gp3",
+        Iops=4000,
+        Throughput=250,
+        TagSpecifications=[
+            {"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": "old-dataset"}]}
+        ],
+    )["VolumeId"]
+    fast = east.create_volume(AvailabilityZone="us-east-1a", Size=100, VolumeType="io2", Iops=40000)
+    before = datetime.now(UTC) - timedelta(minutes=1)
+
+    assert provider.storage() == ()
+    instances = {i.id: i for i in provider.list_instances()}
+    volumes = {v.id: v for v in provider.storage()}
+
+    assert provider.poll_warnings() == ()
+    root_of = {i: details_of(instances[i]).volumes[0].id for i in (running, stopped)}
+    assert set(volumes) == {root_of[running], root_of[stopped], orphan, fast["VolumeId"]}
+    kept = volumes[orphan]
+    assert (kept.provider, kept.location, kept.kind, kept.name) == (
+        "aws",
+        "us-east-1",
+        "ebs",
+        "old-dataset",
+    )
+    assert (kept.volume_type, kept.size_gb, kept.iops, kept.throughput_mibps) == (
+        "gp3",
+        200,
+        4000,
+        250,
+    )
+    assert kept.orphaned
+    assert kept.attached_state is None
+    # 200 GB x 0.08 + 1,000 IOPS over the free 3,000 x 0.005 + 125 MiB/s over 125 x 0.04
+    assert kept.monthly_usd == Decimal("26.00")
+    assert kept.rate is not None
+    assert kept.rate.usd_per_hour == Decimal("26.00") / 730
+    assert (kept.rate.source, kept.rate.region) == ("bundled EBS price table", "us-east-1")
+    assert kept.created_at is not None
+    assert kept.created_at >= before
+    # 100 GB x 0.125 + 32,000 IOPS x 0.065 + 8,000 x 0.0455
+    assert volumes[fast["VolumeId"]].monthly_usd == Decimal("2456.50")
+
+    parked = volumes[root_of[stopped]]
+    assert (parked.attached_to, parked.attached_state) == (stopped, InstanceState.STOPPED)
+    assert parked.location == "eu-west-1"
+    assert not parked.orphaned
+    # moto's default volume type is gp2: 100 GB x 0.11 in Ireland
+    assert (parked.volume_type, parked.size_gb) == ("gp2", 100)
+    assert parked.monthly_usd == Decimal("11.00")
+    live = volumes[root_of[running]]
+    assert (live.attached_to, live.attached_state) == (running, InstanceState.RUNNING)
+    assert live.monthly_usd == Decimal("10.00")
+
+
+def test_every_instance_has_a_rate(ec2: Ec2Admin, provider: AwsProvider) -> None:
+    on_demand = ec2.launch("us-east-1", "p5.48xlarge")
+    spot = ec2.launch("eu-west-1", "g5.xlarge", spot="one-time")
+
+    instances = {i.id: i for i in provider.list_instances()}
+
+    # moto has no Price List API: the bundled table, saying why.
+    listed = instances[on_demand].rate
+    assert listed is not None
+    assert (listed.source, listed.usd_per_hour, listed.region) == (
+        "bundled price table",
+        Decimal("55.04"),
+        "us-east-1",
+    )
+    assert listed.note
+    market = instances[spot].rate
+    assert market is not None
+    assert (market.source, market.region) == (
+        "spot price history",
+        details_of(instances[spot]).zone,
+    )
+
+
+def test_volumes_not_permitted_are_a_warning_not_a_failure(
+    ec2: Ec2Admin, hostile_endpoint: HostileEndpoint
+) -> None:
+    instance_id = ec2.launch("us-east-1")
+    hostile_endpoint.deny.add("DescribeVolumes")
+    provider = AwsProvider(hostile_endpoint.clients(max_attempts=1), ["us-east-1"])
+
+    assert [i.id for i in provider.list_instances()] == [instance_id]
+    assert provider.storage() == ()
+    assert provider.poll_warnings() == (
+        "not permitted: ec2:DescribeVolumes; EBS volumes not counted",
+    )

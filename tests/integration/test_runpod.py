@@ -150,9 +150,13 @@ def test_describe_and_a_pod_that_is_gone(stand_in: RunPodStandIn, provider: RunP
     sft = by_id(provider)[RUNNING_2X]
 
     again = provider.describe(sft)
-    assert again.model_copy(update={"launched_at": None}) == sft.model_copy(
-        update={"launched_at": None}
+    # The rate is dated when it was read.
+    assert again.model_copy(update={"launched_at": None, "rate": None}) == sft.model_copy(
+        update={"launched_at": None, "rate": None}
     )
+    assert again.rate is not None
+    assert sft.rate is not None
+    assert again.rate.usd_per_hour == sft.rate.usd_per_hour
     assert again.launched_at is not None
     assert sft.launched_at is not None
     # Uptime comes in whole seconds: two answers may round a second apart.

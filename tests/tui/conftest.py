@@ -21,11 +21,12 @@ from runctl_tui.models import (
     Lifecycle,
     PodDetails,
     ProcessDetails,
+    Rate,
     Volume,
 )
 from runctl_tui.services.fleet import Fleet
 from runctl_tui.tui.app import RunctlApp
-from tests.fakes import FakeProvider
+from tests.fakes import FakeProvider, list_rate
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
@@ -60,6 +61,7 @@ def machine(
         state=state,
         gpus=gpus,
         launched_at=NOW - age,
+        rate=list_rate(instance_type, region, spot=bool(spot)),
         tags=tags,
         protected=protected,
         protected_by="tag runctl:protect=true" if protected else "",
@@ -170,8 +172,7 @@ def pod(
             for n, u in enumerate(util)
         ),
         launched_at=NOW - timedelta(hours=5, minutes=17),
-        hourly_usd=Decimal(rate),
-        rate_source="the pod's costPerHr",
+        rate=Rate(usd_per_hour=Decimal(rate), source="the pod's costPerHr", region="EU-RO-1"),
         protected=protected,
         protected_by="name contains [protect]" if protected else "",
         details=PodDetails(
@@ -214,8 +215,10 @@ def host(provider: str, label: str, hostname: str, *, target: str | None = None)
             ),
         ),
         launched_at=NOW - timedelta(days=12),
-        hourly_usd=Decimal(0),
-        rate_source="this machine: no hourly rate" if target is None else "[[ssh.hosts]]",
+        rate=Rate(
+            usd_per_hour=Decimal(0),
+            source="[local] hourly_usd unset" if target is None else "[[ssh.hosts]] hourly_usd",
+        ),
         details=HostDetails(
             hostname=hostname,
             cpus=64,
@@ -245,8 +248,7 @@ def run(
         name=argv,
         state=InstanceState.RUNNING,
         launched_at=NOW - age,
-        hourly_usd=Decimal(0),
-        rate_source=f"runs on {label}",
+        rate=Rate(usd_per_hour=Decimal(0), source=f"counted on {label}'s row"),
         details=ProcessDetails(
             pid=pid,
             start_time=pid * 7,

@@ -6,6 +6,7 @@ import unicodedata
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -17,7 +18,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Static
 
 from runctl_tui.audit import Journal
-from runctl_tui.costs.rates import bundled_prices, hourly_cost
+from runctl_tui.costs.rates import hourly_cost
 from runctl_tui.models import (
     Action,
     ActionResult,
@@ -45,7 +46,6 @@ from .conftest import AppFactory, machine, sample_fleet, with_details
 from .test_dashboard import journal, settle, table
 
 SIZE = (160, 45)
-PRICES = bundled_prices()
 HOSTILE_NAMES = [
     "[/]",
     "[@click=app.quit]x[/]",
@@ -244,7 +244,7 @@ def test_any_text_renders_as_plain_lines_after_the_identity(
     ).model_copy(update={"protected_by": tag})
     console = Console(width=120, color_system=None, legacy_windows=False)
     for action in (Action.STOP, Action.TERMINATE):
-        text = target_text(action, instance, PRICES, said=ec2_losses(action, instance))
+        text = target_text(action, instance, said=ec2_losses(action, instance))
         segments = list(console.render(text))
         lines = "".join(s.text for s in segments if not s.control).split("\n")
         assert not any(has_control(line) for line in lines)
@@ -258,13 +258,13 @@ def test_any_text_renders_as_plain_lines_after_the_identity(
 
 def test_target_text_labels_an_estimate() -> None:
     elsewhere = machine("i-1", "a", "g5.xlarge", region="eu-west-1")
-    text = target_text(Action.STOP, elsewhere, PRICES).plain
+    text = target_text(Action.STOP, elsewhere).plain
     assert "~$1.01/h (estimate: us-east-1 price)" in text
 
 
 def test_target_text_of_a_stopped_instance_costs_nothing_now() -> None:
     stopped = machine("i-1", "a", state=InstanceState.STOPPED)
-    text = target_text(Action.TERMINATE, stopped, PRICES).plain
+    text = target_text(Action.TERMINATE, stopped).plain
     assert "no compute billed while stopped" in text
     assert "$1.21/h" not in text
 
@@ -294,7 +294,7 @@ async def test_saves_counts_only_what_costs_something_now(
         grid.marked = {"aws:i-0d44", "aws:i-0e55"}  # running g5.xlarge, stopped g5.2xlarge
         screen = await ask(pilot, "aws:i-0d44", "T")
         summary = "".join(rendered(screen.query_one("#summary", Static)))
-        running = hourly_cost(provider.instances["i-0d44"], PRICES)
+        running = hourly_cost(provider.instances["i-0d44"])
         assert running == Decimal("1.006")
         assert "Saves about $1.01/h" in summary
 
@@ -386,7 +386,7 @@ async def test_the_spot_choice_is_passed_to_the_fleet(
     act = app.fleet.act
 
     async def spy(
-        action: Action, targets: Sequence[Instance], **options: bool
+        action: Action, targets: Sequence[Instance], **options: Any
     ) -> list[ActionResult]:
         asked.append(options["cancel_spot_requests"])
         return await act(action, targets, **options)

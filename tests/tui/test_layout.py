@@ -74,7 +74,7 @@ def bar(app: RunctlApp) -> ProviderBar:
 
 
 def test_narrow_widths_keep_state_and_price() -> None:
-    widths = [2, 8, 28, len(REAL_ID), 10, 12, 16, 13, 13, 6, 15, 8]
+    widths = [2, 8, 28, len(REAL_ID), 10, 12, 16, 13, 13, 6, 15, 8, 9]
     for available in (60, 78, 98, 118):
         fitted = layout(widths, available)
         assert STATE_COLUMN in fitted.columns

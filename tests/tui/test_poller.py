@@ -16,7 +16,6 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from runctl_tui.audit import Journal
-from runctl_tui.costs.rates import bundled_prices
 from runctl_tui.models import FleetSnapshot
 from runctl_tui.providers.base import ProviderError
 from runctl_tui.services.fleet import Fleet
@@ -97,7 +96,7 @@ def collection_held_off() -> Iterator[None]:
 def poller_over(provider: FakeProvider, tmp_path: Path, seconds: float = 3600) -> Poller:
     """A poller of a fleet of ``provider``, on a frozen clock."""
     fleet = Fleet([provider], journal=Journal(tmp_path / "journal.jsonl"), clock=lambda: NOW)
-    return Poller(fleet, prices=bundled_prices(), clock=lambda: NOW, poll_seconds=seconds)
+    return Poller(fleet, clock=lambda: NOW, poll_seconds=seconds)
 
 
 def heard(app: PollingApp) -> list[Message]:

@@ -17,7 +17,6 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import WorkerFailed
 
-from runctl_tui.costs.rates import bundled_prices
 from runctl_tui.models import Instance, ProviderStatus
 from runctl_tui.providers.base import ProviderError
 from runctl_tui.tui.app import RunctlApp
@@ -99,7 +98,7 @@ text = st.text(
 @given(name=text, key=text, value=text)
 def test_details_show_any_text_literally(name: str, key: str, value: str) -> None:
     instance = hostile_instance(name, key, value)
-    segments = rendered(details_renderable(instance, NOW, bundled_prices()))
+    segments = rendered(details_renderable(instance, NOW))
     assert not controls(segments)
 
 
@@ -129,13 +128,12 @@ async def test_table_rows_show_any_text_literally(make_app: AppFactory) -> None:
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot)
         grid = app.screen.query_one(InstanceTable)
-        prices = bundled_prices()
 
         @settings(max_examples=150, deadline=None)
         @given(names=st.lists(text, min_size=1, max_size=4), key=text, value=text)
         def check(names: list[str], key: str, value: str) -> None:
             instances = [hostile_instance(n, key, value, n=i) for i, n in enumerate(names)]
-            grid.show_data(prepare(instances, NOW, prices))
+            grid.show_data(prepare(instances, NOW))
             lines = [grid.render_line(y) for y in range(len(names) + 1)]
             texts = [segment.text for strip in lines for segment in strip]
             assert not controls(texts)

@@ -521,7 +521,7 @@ def test_variable_for_a_table_that_does_not_exist_is_refused(
     assert str(caught.value) == (
         "environment variable RUNCTL_TUI_KEYMAPS__STOP_INSTANCE: unknown table 'keymaps' "
         "(did you mean 'keymap'?); the tables are: "
-        "aws, checkpoints, keymap, local, logs, runpod, ssh"
+        "aws, checkpoints, costs, keymap, local, logs, runpod, ssh"
     )
 
 
@@ -709,7 +709,16 @@ def test_known_keys_come_from_the_settings_models() -> None:
 def test_the_tables_come_from_the_settings_model() -> None:
     from runctl_tui.config import builtin_tables, known_tables
 
-    assert builtin_tables() == ["aws", "runpod", "local", "ssh", "logs", "checkpoints", "keymap"]
+    assert builtin_tables() == [
+        "aws",
+        "runpod",
+        "local",
+        "ssh",
+        "logs",
+        "checkpoints",
+        "costs",
+        "keymap",
+    ]
     assert set(builtin_tables()) <= set(known_tables())
 
 
@@ -718,7 +727,7 @@ def test_an_unknown_table_lists_the_tables_there_are(tmp_path: Path) -> None:
 
     assert config_error(path) == (
         f"{path}:3: unknown table 'colours'; the tables are: "
-        "aws, checkpoints, keymap, local, logs, runpod, ssh"
+        "aws, checkpoints, costs, keymap, local, logs, runpod, ssh"
     )
 
 

@@ -55,6 +55,7 @@ def test_catalog_covers_every_binding_once() -> None:
         "pane-journal",
         "pane-logs",
         "pane-checkpoints",
+        "pane-costs",
         "help",
         "quit",
     )

@@ -157,7 +157,7 @@ def test_without_the_plugin_its_table_is_unknown(tmp_path: Path) -> None:
 
     assert config_error(path) == (
         f"{path}:3: unknown table 'example'; "
-        "the tables are: aws, checkpoints, keymap, local, logs, runpod, ssh"
+        "the tables are: aws, checkpoints, costs, keymap, local, logs, runpod, ssh"
     )
 
 
@@ -167,7 +167,7 @@ def test_an_unknown_table_lists_the_plugin_tables_too(tmp_path: Path) -> None:
 
     assert config_error(path) == (
         f"{path}:1: unknown table 'exmaple' (did you mean 'example'?); "
-        "the tables are: aws, checkpoints, example, keymap, local, logs, runpod, ssh"
+        "the tables are: aws, checkpoints, costs, example, keymap, local, logs, runpod, ssh"
     )
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from runctl_tui.costs.rates import PriceTable
 from runctl_tui.models import (
     FleetSnapshot,
     GpuSpec,
@@ -33,21 +32,11 @@ from runctl_tui.views import (
 )
 from tests.fakes import T0, make_instance
 
-PRICES = PriceTable(
-    as_of="2025-06-05",
-    prices={
-        "us-east-1": {
-            "p5.48xlarge": Decimal("55.04"),
-            "g5.xlarge": Decimal("1.006"),
-            "t3.micro": Decimal("0.0104"),
-        }
-    },
-)
 H100 = GpuSpec(count=8, model="H100", memory_mib=81920)
 
 
 def cells(instance: Instance) -> dict[str, str]:
-    return dict(zip(COLUMNS, row_cells(instance, T0, PRICES), strict=True))
+    return dict(zip(COLUMNS, row_cells(instance, T0), strict=True))
 
 
 def test_row_cells_of_a_running_protected_gpu_instance() -> None:
@@ -62,7 +51,7 @@ def test_row_cells_of_a_running_protected_gpu_instance() -> None:
         public_ip="54.210.1.10",
     )
 
-    assert row_cells(instance, T0, PRICES) == (
+    assert row_cells(instance, T0) == (
         "P",
         "fake",
         "llama3-70b-sft",
@@ -75,8 +64,9 @@ def test_row_cells_of_a_running_protected_gpu_instance() -> None:
         "2d05h",
         "54.210.1.10",
         "$55.04",
+        "$2,917.12",
     )
-    assert len(COLUMNS) == len(row_cells(instance, T0, PRICES))
+    assert len(COLUMNS) == len(row_cells(instance, T0))
 
 
 def test_row_cells_placeholders() -> None:
@@ -165,8 +155,8 @@ def test_burn_summary() -> None:
         make_instance("i-4", instance_type="unknown.type"),
     ]
 
-    assert burn_summary(fleet, PRICES) == "3 running · $56.05/h (+1 unpriced)"
-    assert burn_summary([], PRICES) == "0 running · $0.00/h"
+    assert burn_summary(fleet) == "3 running · $56.05/h (+1 unpriced)"
+    assert burn_summary([]) == "0 running · $0.00/h"
 
 
 def snapshot(*statuses: ProviderStatus) -> FleetSnapshot:
@@ -202,7 +192,7 @@ def snapshot(*statuses: ProviderStatus) -> FleetSnapshot:
 
 
 def test_json_report_schema() -> None:
-    report = json_report(snapshot(), PRICES)
+    report = json_report(snapshot())
     # It is what `status --json` prints: it must survive json.dumps unchanged.
     report = json.loads(json.dumps(report))
 
@@ -228,7 +218,10 @@ def test_json_report_schema() -> None:
     assert trainer.pop("kind") == "ec2"
     assert trainer.pop("gpu_usage") == []
     assert trainer.pop("address") == "54.1.2.3"
-    assert trainer.pop("rate_source") is None
+    assert trainer.pop("rate_source") == "bundled price table"
+    assert trainer.pop("rate_as_of") == "2025-06-05T00:00:00+00:00"
+    assert trainer.pop("rate_region") == "us-east-1"
+    assert trainer.pop("running_period_usd") is None
     assert trainer.pop("details")["instance_type"] == "p5.48xlarge"
     assert trainer == {
         "provider": "aws",
@@ -251,7 +244,7 @@ def test_json_report_schema() -> None:
         "protected": True,
         "hourly_usd": "55.04",
         "list_hourly_usd": "55.04",
-        "price_basis": "on-demand list price of 2025-06-05",
+        "price_basis": "bundled price table · us-east-1 · 2025-06-05",
         "tags": {"Name": "trainer", "owner": "maria"},
     }
     assert notebook["id"] == "i-1"
@@ -278,7 +271,7 @@ def test_json_report_money_is_exact_decimal_strings() -> None:
         taken_at=T0,
     )
 
-    report: dict[str, Any] = json_report(fleet, PRICES)
+    report: dict[str, Any] = json_report(fleet)
 
     assert all(i["hourly_usd"] == "0.0104" for i in report["instances"])
     # Three float 0.0104s would not sum to this exactly.
@@ -291,7 +284,7 @@ def test_json_report_failed_provider() -> None:
         provider="aws", ok=False, error="no AWS credentials found", hint="run `aws configure`"
     )
 
-    report = json_report(snapshot(failed), PRICES)
+    report = json_report(snapshot(failed))
 
     assert report["ok"] is False
     assert report["providers"][0]["ok"] is False
@@ -301,12 +294,12 @@ def test_json_report_failed_provider() -> None:
 
 
 def test_text_report() -> None:
-    text = text_report(snapshot(), PRICES)
+    text = text_report(snapshot())
     lines = text.splitlines()
 
     assert lines[0].split() == [
         "PROVIDER", "REGION", "NAME", "ID", "WHERE", "TYPE", "GPUS", "MARKET", "STATE",
-        "UPTIME", "ADDRESS", "$/H", "PROTECTED",
+        "UPTIME", "ADDRESS", "$/H", "COST", "PROTECTED",
     ]  # fmt: skip
     # Running before stopped; columns line up under their headers.
     assert lines[1].split()[:4] == ["aws", "us-east-1", "trainer", "i-2"]
@@ -314,7 +307,7 @@ def test_text_report() -> None:
     assert lines[2].split()[:4] == ["aws", "us-east-1", "notebook", "i-1"]
     assert lines[0].index(" ID ") + 1 == lines[1].index("i-2") == lines[2].index("i-1")
     assert "aws: 2 instances, refreshed 0s ago" in lines
-    assert lines[-1] == "total: 1 running · $55.04/h (on-demand list prices of 2025-06-05)"
+    assert lines[-1] == "total: 1 running · $55.04/h"
 
 
 def test_text_report_of_an_empty_failed_fleet() -> None:
@@ -323,7 +316,7 @@ def test_text_report_of_an_empty_failed_fleet() -> None:
         instances=(), statuses=(failed,), taken_at=datetime(2026, 1, 1, tzinfo=UTC)
     )
 
-    lines = text_report(empty, PRICES).splitlines()
+    lines = text_report(empty).splitlines()
 
     assert lines[0].startswith("PROVIDER  REGION  NAME")
     assert "aws: no AWS credentials found (no data yet). Fix: fix" in lines
@@ -349,7 +342,7 @@ HOSTILE_NAMES = [
 def test_row_cells_are_one_visible_line(name: str) -> None:
     instance = make_instance("i-1", name=name, tags={"Name": name, name: name})
 
-    for cell in row_cells(instance, T0, PRICES):
+    for cell in row_cells(instance, T0):
         assert clean(cell) == cell
         assert len(cell) <= 200
 
@@ -366,7 +359,7 @@ def test_text_report_prints_each_instance_on_one_escaped_line() -> None:
         taken_at=T0,
     )
 
-    report = text_report(fleet, PRICES)
+    report = text_report(fleet)
 
     lines = report.splitlines()
     # Header, one line per instance, a blank, the provider line and the total.
@@ -386,7 +379,7 @@ def test_json_report_keeps_the_raw_values() -> None:
         taken_at=T0,
     )
 
-    text = json.dumps(json_report(fleet, PRICES))
+    text = json.dumps(json_report(fleet))
 
     (instance,) = json.loads(text)["instances"]
     assert instance["name"] == name
@@ -403,7 +396,7 @@ def test_stopped_instances_cost_nothing_now_but_keep_their_list_rate() -> None:
         taken_at=T0,
     )
 
-    report = json_report(fleet, PRICES)
+    report = json_report(fleet)
 
     assert [i["hourly_usd"] for i in report["instances"]] == ["0.00", "0.00"]
     assert [i["list_hourly_usd"] for i in report["instances"]] == ["55.04", "55.04"]
@@ -432,7 +425,7 @@ def test_unknown_type_facts_show_as_unknown_not_none() -> None:
 
 def shown(text: str, *instances: Instance) -> list[str]:
     query = parse_filter(text)
-    return [i.id for i in instances if query.matches(i, row_cells(i, T0, PRICES))]
+    return [i.id for i in instances if query.matches(i, row_cells(i, T0))]
 
 
 FILTER_FLEET = (
@@ -490,7 +483,7 @@ def test_column_order_sorts_money_and_uptime_as_numbers() -> None:
     ]
 
     def order(column: int) -> list[str]:
-        rows = [(i, row_cells(i, T0, PRICES)) for i in fleet]
+        rows = [(i, row_cells(i, T0)) for i in fleet]
         return [i.id for i, c in sorted(rows, key=lambda r: column_order(column, *r))]
 
     assert order(price) == ["i-odd", "i-stopped", "i-est", "i-small", "i-big"]

@@ -14,7 +14,6 @@ from typing import ClassVar
 from textual.containers import Vertical
 from textual.widget import Widget
 
-from runctl_tui.costs.rates import PriceTable
 from runctl_tui.keys import PANES, PaneEntry
 from runctl_tui.services.fleet import Clock, Fleet
 from runctl_tui.tui.messages import FleetPolled
@@ -22,10 +21,9 @@ from runctl_tui.tui.messages import FleetPolled
 
 @dataclass(frozen=True)
 class PaneContext:
-    """What every pane may use: the fleet service, the price table and the clock."""
+    """What every pane may use: the fleet service and the clock."""
 
     fleet: Fleet
-    prices: PriceTable
     clock: Clock
 
 

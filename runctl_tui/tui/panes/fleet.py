@@ -33,7 +33,7 @@ from runctl_tui.tui.screens.confirm import (
 from runctl_tui.tui.widgets.details import DetailsPanel
 from runctl_tui.tui.widgets.footer import textual_binding
 from runctl_tui.tui.widgets.instance_table import InstanceTable
-from runctl_tui.views import burn_summary
+from runctl_tui.views import burn_summary, cost_flags_summary
 
 FLEET_BINDING_IDS = frozenset(
     {
@@ -77,7 +77,7 @@ class FleetPane(Pane):
         """The table beside the details, the filter box below."""
         with Horizontal(id="body"):
             yield InstanceTable(id="instances")
-            yield DetailsPanel(self.context.prices, id="details")
+            yield DetailsPanel(id="details")
         yield Input(
             placeholder="filter: words all match · !word excludes · state=running · tag=value",
             id="filter",
@@ -130,7 +130,10 @@ class FleetPane(Pane):
 
     def summary(self, instances: Sequence[Instance]) -> str:
         """Burn rate, marks and filter, for the provider bar."""
-        text = burn_summary(instances, self.context.prices)
+        text = burn_summary(instances)
+        report = self.fleet.cost_report
+        if report is not None:
+            text += cost_flags_summary(report)
         if self.table.marked:
             text += f" · {len(self.table.marked)} marked"
         if self.table.filter_text:
@@ -351,14 +354,16 @@ class FleetPane(Pane):
         if spec is not None:
             self.ask(spec.action)
 
-    def ask(self, action: Action) -> None:
-        """Capture the targets now and confirm; the decision applies to exactly these.
+    def ask(self, action: Action, targets: tuple[Instance, ...] | None = None) -> None:
+        """Capture the targets now (the cursor row or marked rows, unless given) and confirm;
+        the decision applies to exactly these.
 
         The key's action becomes what the targets take (``stop`` interrupts a training run).
         When no target can take it as shown, a notification says why, no dialog opens, and
         the journal records the refusal.
         """
-        targets = self.table.targets()
+        if targets is None:
+            targets = self.table.targets()
         if not targets:
             self.notify("No instance selected.", severity="warning")
             return
@@ -386,7 +391,6 @@ class FleetPane(Pane):
         return modal_type(
             action,
             targets,
-            self.context.prices,
             refused=reasons,
             hidden=hidden,
             spot_lookup=self.fleet.spot_requests if action is Action.TERMINATE else None,

@@ -28,7 +28,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from runctl_tui.actions import VERBS
-from runctl_tui.costs.rates import PriceTable, billed, format_rate, hourly_cost
+from runctl_tui.costs.rates import billed, format_rate, hourly_cost
 from runctl_tui.models import (
     Action,
     ActionResult,
@@ -159,16 +159,18 @@ def identity(instance: Instance) -> Text:
     return text
 
 
-def cost_text(action: Action, instance: Instance, prices: PriceTable) -> Text:
+def cost_text(action: Action, instance: Instance) -> Text:
     """The instance's rate, saying when it is an estimate, a bound, or not billed now."""
     text = Text("   ")
     if action is not Action.START and not billed(instance):
         text.append(f"no compute billed while {one_line(instance.state, 20)}", "bold")
         return text
-    text.append(format_rate(instance, prices), "bold")
-    rate = prices.rate(instance)
+    text.append(format_rate(instance), "bold")
+    rate = instance.rate
     if rate is not None and rate.upper_bound:
         text.append(" (on-demand list price; spot bills less)", "italic")
+    elif rate is not None and not rate.estimate:
+        text.append(f" ({one_line(rate.source, 60)})", "italic")
     return text
 
 
@@ -193,26 +195,24 @@ def replaces(request: SpotRequest) -> bool:
 def target_text(
     action: Action,
     instance: Instance,
-    prices: PriceTable,
     reason: str | None = None,
     said: Sequence[str] = (),
 ) -> Text:
     """One target: who it is, what it costs, what is lost, or why it will be refused."""
     text = identity(instance)
     text.append("\n")
-    text.append_text(details_text(action, instance, prices, reason, said))
+    text.append_text(details_text(action, instance, reason, said))
     return text
 
 
 def details_text(
     action: Action,
     instance: Instance,
-    prices: PriceTable,
     reason: str | None = None,
     said: Sequence[str] = (),
 ) -> Text:
     """The lines under a target's identity: cost, then losses or why it will be refused."""
-    text = cost_text(action, instance, prices)
+    text = cost_text(action, instance)
     if reason:
         text.append("\n   ✖ will be refused: ", "bold red")
         text.append(one_line(reason, 200), "bold red")
@@ -280,18 +280,12 @@ def result_notices(results: Sequence[ActionResult]) -> list[tuple[str, SeverityL
     return notices
 
 
-def hourly_total(
-    action: Action, instances: Sequence[Instance], prices: PriceTable
-) -> tuple[Decimal, int]:
+def hourly_total(action: Action, instances: Sequence[Instance]) -> tuple[Decimal, int]:
     """Dollars per hour the action saves (or, for start, bills) and how many have no price."""
     total = Decimal(0)
     unknown = 0
     for instance in instances:
-        if action is Action.START:
-            rate = prices.rate(instance)
-            amount = None if rate is None else rate.usd_per_hour
-        else:
-            amount = hourly_cost(instance, prices)
+        amount = instance.hourly_usd if action is Action.START else hourly_cost(instance)
         if amount is None:
             unknown += 1
         else:
@@ -360,7 +354,6 @@ class ConfirmScreen(ModalScreen[Decision]):
         self,
         action: Action,
         targets: Sequence[Instance],
-        prices: PriceTable,
         *,
         refused: Mapping[str, str] | None = None,
         hidden: int = 0,
@@ -378,7 +371,6 @@ class ConfirmScreen(ModalScreen[Decision]):
         self.action = action
         self.targets = tuple(targets)
         """The instances captured when the modal opened: the only ones it can act on."""
-        self.prices = prices
         if refused is None:
             refused = {
                 t.key: reason for t in self.targets if (reason := refusal(action, t, t)) is not None
@@ -409,18 +401,18 @@ class ConfirmScreen(ModalScreen[Decision]):
         """The money line under the targets."""
         if not self.actionable:
             return Text("Nothing here can be acted on; see the reasons above.")
-        total, unknown = hourly_total(self.action, self.actionable, self.prices)
-        rates = [self.prices.rate(t) for t in self.actionable]
+        total, unknown = hourly_total(self.action, self.actionable)
+        rates = [t.rate for t in self.actionable]
         bound = any(r is not None and r.upper_bound for r in rates)
         estimate = any(r is not None and r.estimate for r in rates)
         figure = format_usd(total, per_hour=True)
         about = "at most" if bound else "about"
         if self.action is Action.START:
-            line = f"Starting bills {about} {figure} from now (on-demand list prices"
+            line = f"Starting bills {about} {figure} from now (at the rates shown"
         elif total == 0 and not unknown:
             return Text("Saves nothing now: none of these is billed for compute.")
         else:
-            line = f"Saves {about} {figure} (on-demand list prices"
+            line = f"Saves {about} {figure} (at the rates shown"
         if estimate:
             line += "; some estimated from another region's prices"
         line += ")"
@@ -438,7 +430,6 @@ class ConfirmScreen(ModalScreen[Decision]):
         text = details_text(
             self.action,
             target,
-            self.prices,
             self.refused.get(target.key),
             self.losses_by_key.get(target.key, ()),
         )

@@ -12,11 +12,13 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Header
 
 from runctl_tui.actions import KEYED
-from runctl_tui.costs.rates import PriceTable
+from runctl_tui.costs.report import CostReport
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
 from runctl_tui.keys import QUIT_ID, KeymapError, resolve_keymap
-from runctl_tui.models import Action, FleetSnapshot, Instance
+from runctl_tui.models import Action, FleetSnapshot, Instance, Outcome
+from runctl_tui.providers.base import ProviderError
 from runctl_tui.services.fleet import Clock, Fleet
+from runctl_tui.text import one_line
 from runctl_tui.tui.messages import ActionsFinished, FleetPolled, JournalWritten, PollFailed
 from runctl_tui.tui.panes import Pane, PaneContext, build_panes
 from runctl_tui.tui.panes.fleet import ACTIONS, FLEET_BINDING_IDS, FleetPane
@@ -52,7 +54,6 @@ class MainScreen(Screen[None]):
         self,
         fleet: Fleet,
         *,
-        prices: PriceTable,
         poll_seconds: float,
         clock: Clock,
         demo: bool = False,
@@ -66,16 +67,17 @@ class MainScreen(Screen[None]):
         self.open_checkpoints = open_checkpoints
         """A location to show in the checkpoints pane at start (``runctl-tui checkpoints``)."""
         self.fleet = fleet
-        self.prices = prices
         self.clock = clock
         self.demo = demo
         self.keymap = dict(keymap or {})
         """The user's keymap, for the help screen (the app applies it to the bindings)."""
-        self.poller = Poller(fleet, prices=prices, clock=clock, poll_seconds=poll_seconds)
+        self.poller = Poller(fleet, clock=clock, poll_seconds=poll_seconds)
         self.snapshot: FleetSnapshot | None = None
         """The last poll shown; ``None`` before the first one ends."""
         self._poll_error = ""
-        self._panes = build_panes(PaneContext(fleet=fleet, prices=prices, clock=clock))
+        self._auto_stopped: set[str] = set()
+        """Items an exceeded budget has stopped, or tried to: never tried twice."""
+        self._panes = build_panes(PaneContext(fleet=fleet, clock=clock))
 
     def compose(self) -> ComposeResult:
         """Header, provider bar, the panes (the first one shown), footer."""
@@ -188,6 +190,66 @@ class MainScreen(Screen[None]):
         for pane in self._panes:
             pane.fleet_polled(event)
         self.render_status()
+        if event.costs is not None:
+            self.stop_idle(event.costs)
+            self.probe_gpus(event.snapshot.instances)
+
+    def probe_gpus(self, instances: Sequence[Instance]) -> None:
+        """Read GPU utilisation over SSH from running GPU machines whose provider sends none
+        (EC2), for the idle check; each at most once a minute."""
+        costs = self.fleet.costs
+        if costs is None:
+            return
+        for instance in costs.probes_due(instances):
+            self.run_worker(self._probe(instance), group="gpu-probe", exit_on_error=False)
+
+    async def _probe(self, instance: Instance) -> None:
+        from runctl_tui.costs.gpu_probe import probe_instance
+
+        costs = self.fleet.costs
+        provider = self.fleet.providers.get(instance.provider)
+        if costs is None:
+            return
+        if provider is None or not hasattr(provider, "ssh_target"):
+            costs.probed(instance.key, None, "its provider cannot be reached over SSH")
+            return
+        try:
+            gpus = await probe_instance(provider, instance)  # type: ignore[arg-type]
+        except ProviderError as exc:
+            costs.probed(instance.key, None, exc.message)
+        except Exception as exc:
+            costs.probed(instance.key, None, one_line(f"{type(exc).__name__}: {exc}", 200))
+        else:
+            costs.probed(instance.key, gpus)
+
+    def stop_idle(self, report: CostReport) -> None:
+        """With ``on_budget_exceeded = "stop-idle"`` and a budget exceeded, stop the idle GPU
+        items through the fleet's checks and journal, each once."""
+        costs = self.fleet.costs
+        if costs is None or self.fleet.readonly:
+            return
+        targets, _ = costs.idle_stops(report)
+        targets = [t for t in targets if t.key not in self._auto_stopped]
+        if not targets:
+            return
+        self._auto_stopped.update(t.key for t in targets)
+        names = ", ".join(one_line(t.name or t.id, 40) for t in targets)
+        self.notify(
+            f"Budget exceeded: stopping idle {names}", severity="error", timeout=10, markup=False
+        )
+        self.run_worker(self._stop_idle(tuple(targets)), group="auto-stop", exit_on_error=False)
+
+    async def _stop_idle(self, targets: tuple[Instance, ...]) -> None:
+        why = "budget exceeded; [costs] on_budget_exceeded = stop-idle; idle GPU"
+        results = await self.fleet.act(Action.STOP, targets, why=why)
+        for result in results:
+            self.notify(
+                result.summary(),
+                severity="information" if result.outcome is Outcome.DONE else "error",
+                markup=False,
+            )
+        self.post_message(JournalWritten())
+        self.post_message(ActionsFinished(results))
 
     @on(PollFailed)
     def report_poll_failure(self, event: PollFailed) -> None:
@@ -281,7 +343,7 @@ class MainScreen(Screen[None]):
             ("Safety", "each action re-checks the item's state just before acting"),
             ("Journal", str(self.fleet.journal.path)),
             ("Read-only", "on" if self.fleet.readonly else "off (runctl-tui --readonly)"),
-            ("Prices", f"on-demand list prices of {self.prices.as_of}; spot bills less"),
+            ("Prices", "each provider's own: enter on a row of the costs pane says whence"),
         ]
         self.app.push_screen(HelpScreen(keys, notes))
 

@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
-from runctl_tui.costs.rates import PriceTable, billed, format_rate
+from runctl_tui.costs.rates import billed, format_rate
 from runctl_tui.models import Ec2Details, Instance, format_duration
 from runctl_tui.text import clean, one_line
 
@@ -50,9 +50,7 @@ def usage_fact(instance: Instance) -> list[tuple[str, str]]:
     return rows
 
 
-def details_renderable(
-    instance: Instance | None, now: datetime, prices: PriceTable
-) -> RenderableType:
+def details_renderable(instance: Instance | None, now: datetime) -> RenderableType:
     """A key/value view of ``instance``: identity, what its kind adds, cost, tags."""
     if instance is None:
         return Text("No instance selected.", style="italic")
@@ -60,9 +58,9 @@ def details_renderable(
     facts.add_column(style="bold", no_wrap=True)
     facts.add_column(overflow="fold")
     launched = f"{instance.launched_at:%Y-%m-%d %H:%M:%S} UTC" if instance.launched_at else "-"
-    rate = format_rate(instance, prices, basis=True)
+    rate = format_rate(instance, basis=True)
     if not billed(instance):
-        rate = f"none while {instance.state.value} (list rate {rate})"
+        rate = f"none while {instance.state.value} (rate when running {rate})"
     protected = "no"
     if instance.protected:
         protected = f"yes, by {instance.protected_by}" if instance.protected_by else "yes"
@@ -102,9 +100,8 @@ class DetailsPanel(VerticalScroll):
     DetailsPanel > Static { width: 100%; }
     """
 
-    def __init__(self, prices: PriceTable, *, id: str | None = None) -> None:
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.prices = prices
         self.border_title = "Details"
 
     def compose(self) -> ComposeResult:
@@ -113,9 +110,7 @@ class DetailsPanel(VerticalScroll):
 
     def show(self, instance: Instance | None, now: datetime) -> None:
         """Display ``instance``."""
-        self.query_one("#details-body", Static).update(
-            details_renderable(instance, now, self.prices)
-        )
+        self.query_one("#details-body", Static).update(details_renderable(instance, now))
         if instance is None:
             self.border_title = "Details"
             return

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import ClassVar
 
 from rich.cells import cell_len, set_cell_size
@@ -17,7 +18,6 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from runctl_tui.costs.rates import PriceTable
 from runctl_tui.models import Instance, InstanceState
 from runctl_tui.text import clean
 from runctl_tui.views import (
@@ -45,6 +45,7 @@ MARKET = COLUMNS.index("MARKET")
 UPTIME = COLUMNS.index("UPTIME")
 ADDRESS = COLUMNS.index("ADDRESS")
 PRICE = COLUMNS.index("$/H")
+COST = COLUMNS.index("COST")
 
 MAX_WIDTH = {NAME: 28, ID: 24, WHERE: 16, TYPE: 20, GPUS: 16, ADDRESS: 39}
 """Longer values are cut with an ellipsis; the details panel shows them whole."""
@@ -55,6 +56,7 @@ MIN_WIDTH = {
     MARKET: cell_len("spot one-time"),
     UPTIME: cell_len("99d23h"),
     PRICE: cell_len("≤$99.99"),
+    COST: cell_len("$9,999.99"),
 }
 
 SHORT_ID = 8
@@ -97,7 +99,7 @@ def layout(widths: Sequence[int], available: int, *, providers: int = 1) -> Layo
     """Fit the columns into ``available`` cells, giving up the least useful first.
 
     PROVIDER is shown only when rows come from more than one provider. ADDRESS and WHERE
-    go first, then the ID collapses to its tail, UPTIME goes, PROVIDER goes, NAME
+    go first, then the ID collapses to its tail, UPTIME goes, PROVIDER goes, COST goes, NAME
     narrows, the gaps narrow, MARKET goes, NAME narrows further, then GPUS, TYPE and ID go.
     NAME, STATE and $/H always stay; what is still too wide scrolls sideways.
     """
@@ -130,6 +132,7 @@ def layout(widths: Sequence[int], available: int, *, providers: int = 1) -> Layo
         shorten_ids,
         lambda: drop(UPTIME),
         lambda: drop(PROVIDER) if PROVIDER in shown else None,
+        lambda: drop(COST),
         lambda: narrow_name(20),
         narrow_gaps,
         lambda: drop(MARKET),
@@ -165,10 +168,15 @@ class TableData:
     """How many providers the rows come from."""
 
 
-def prepare(instances: Sequence[Instance], now: datetime, prices: PriceTable) -> TableData:
-    """Sort ``instances`` and render their cells; pure, so a worker thread can do it."""
+def prepare(
+    instances: Sequence[Instance], now: datetime, spent: Mapping[str, Decimal] | None = None
+) -> TableData:
+    """Sort ``instances`` and render their cells; pure, so a worker thread can do it.
+
+    ``spent``: what each running item's current period has cost, by key (the ledger's figures).
+    """
     # row_cells escapes whatever a provider set: the cells go to the terminal as they are.
-    rows = tuple(Row(i, row_cells(i, now, prices)) for i in sorted(instances, key=sort_key))
+    rows = tuple(Row(i, row_cells(i, now, spent)) for i in sorted(instances, key=sort_key))
     widths = [max(cell_len(c), MIN_WIDTH.get(n, 0)) for n, c in enumerate(COLUMNS)]
     for row in rows:
         for n, cell in enumerate(row.cells):

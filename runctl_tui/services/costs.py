@@ -1,0 +1,231 @@
+"""The cost service: records every poll in the ledger and says what the fleet costs.
+
+The fleet service hands it each finished poll, so the TUI, ``runctl-tui status`` and
+``runctl-tui costs`` accrue spend alike. It keeps the trackers that need more than one poll:
+idle GPUs, budgets crossed, and resources that still bill after they were stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+
+from runctl_tui.config import CostsSettings
+from runctl_tui.costs.budget import BudgetLevel, BudgetWatch, plan_idle_stops
+from runctl_tui.costs.gpu_probe import GpuProbeCache
+from runctl_tui.costs.idle import IdleTracker
+from runctl_tui.costs.ledger import (
+    Gap,
+    Ledger,
+    LedgerError,
+    Spend,
+    day_start,
+    default_path,
+    month_start,
+)
+from runctl_tui.costs.report import Alert, CostReport, billables, build_report
+from runctl_tui.costs.verify import EffectChecker, Leak
+from runctl_tui.models import ActionResult, FleetSnapshot, GpuUsage, Instance
+from runctl_tui.text import one_line
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+MAX_PROBES = 16
+"""GPU probes started after one poll, at most: a large fleet is probed a slice at a time."""
+
+MIN_GAP = timedelta(minutes=5)
+"""Polls further apart than this (or three poll intervals) leave a gap the ledger must prove."""
+
+
+def ledger_path(settings: CostsSettings) -> Path:
+    """Where the ledger is: ``[costs] ledger``, else the platform's data directory."""
+    if settings.ledger:
+        return Path(settings.ledger).expanduser()
+    return default_path()
+
+
+class CostService:
+    """The ledger and the trackers behind the cost pane and ``runctl-tui costs``."""
+
+    def __init__(
+        self,
+        settings: CostsSettings | None = None,
+        *,
+        path: Path | None = None,
+        clock: Clock | None = None,
+        poll_seconds: float = 10.0,
+        tz: tzinfo | None = None,
+        record: bool = True,
+    ) -> None:
+        """``path``: the ledger (``[costs] ledger`` or the data directory when not given);
+        ``tz``: where days and months end (the local zone when ``None``); ``record``: whether
+        polls are written to the ledger (``False`` only reads it)."""
+        self.settings = settings or CostsSettings()
+        self.path = path or ledger_path(self.settings)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.tz = tz
+        self.recording = record
+        self.max_gap = max(MIN_GAP, timedelta(seconds=3 * poll_seconds))
+        self.idle = IdleTracker(self.settings.idle_gpu_percent, self.settings.idle_minutes)
+        self.effects = EffectChecker()
+        self.budgets = BudgetWatch()
+        self.probes = GpuProbeCache()
+        """GPU figures read over SSH for machines whose provider sends none (EC2)."""
+        self.report: CostReport | None = None
+        """The last report built."""
+        self._ledger: Ledger | None = None
+        self._ledger_error: str | None = None
+        self._lock = threading.Lock()
+
+    # The ledger ------------------------------------------------------------------------------
+
+    def ledger(self) -> Ledger | None:
+        """The ledger, opened on first use; ``None`` when it cannot be (:attr:`ledger_error`)."""
+        if self._ledger is None:
+            try:
+                self._ledger = Ledger(self.path, clock=self.clock, max_gap=self.max_gap)
+            except LedgerError as exc:
+                self._ledger_error = one_line(str(exc), 300)
+                log.error("%s", self._ledger_error)
+                return None
+            self._ledger_error = None
+        return self._ledger
+
+    @property
+    def ledger_error(self) -> str | None:
+        """Why the ledger could not be opened or written, on the last try."""
+        return self._ledger_error
+
+    def reset_ledger(self) -> None:
+        """Forget every recorded interval; raises :class:`LedgerError`."""
+        ledger = self.ledger()
+        if ledger is None:
+            raise LedgerError(self._ledger_error or f"ledger {self.path}: cannot be opened")
+        ledger.reset()
+
+    def close(self) -> None:
+        """Close the ledger."""
+        with self._lock:
+            if self._ledger is not None:
+                self._ledger.close()
+                self._ledger = None
+
+    # Polls -------------------------------------------------------------------------------------
+
+    def observe(self, snapshot: FleetSnapshot) -> CostReport:
+        """Record ``snapshot`` in the ledger and report what the fleet costs (blocking)."""
+        with self._lock:
+            now = snapshot.taken_at
+            ledger = self.ledger()
+            if ledger is not None and self.recording:
+                try:
+                    ledger.record(billables(snapshot), now)
+                except LedgerError as exc:
+                    self._ledger_error = one_line(str(exc), 300)
+                    log.error("%s", self._ledger_error)
+            self.probes.prune(snapshot.instances)
+            self.idle.update(self.probes.apply(snapshot.instances, now), now)
+            leaks = self.effects.observe(snapshot)
+            report = self._report(snapshot, now, ledger, leaks=leaks)
+            alerts = [
+                Alert("error" if c.level is BudgetLevel.OVER else "warning", c.describe(), True)
+                for c in self.budgets.update(report.budgets)
+            ]
+            alerts.extend(
+                Alert("error", f"{leak.describe()}; check it at its provider", True)
+                for leak in self.effects.new_leaks()
+            )
+            report = _with_alerts(report, alerts)
+            self.report = report
+            return report
+
+    def read(self, snapshot: FleetSnapshot, since: datetime | None = None) -> CostReport:
+        """The report of ``snapshot`` without recording it (a report of past spend)."""
+        with self._lock:
+            return self._report(snapshot, snapshot.taken_at, self.ledger(), since=since)
+
+    def _report(
+        self,
+        snapshot: FleetSnapshot,
+        now: datetime,
+        ledger: Ledger | None,
+        *,
+        leaks: Sequence[Leak] = (),
+        since: datetime | None = None,
+    ) -> CostReport:
+        day = day_start(now, self.tz)
+        month = month_start(now, self.tz)
+        today: list[Spend] = []
+        this_month: list[Spend] = []
+        gaps: list[Gap] = []
+        error = self._ledger_error
+        if ledger is not None:
+            try:
+                today = ledger.spend(day, now)
+                this_month = ledger.spend(since or month, now)
+                gaps = ledger.gaps(since or month, now)
+            except LedgerError as exc:
+                error = one_line(str(exc), 300)
+        return build_report(
+            snapshot,
+            now=now,
+            day_start=day,
+            month_start=since or month,
+            today=today,
+            month=this_month,
+            idle=self.idle.all(),
+            leaks=leaks,
+            gaps=gaps,
+            daily_budget=self.settings.daily_budget,
+            monthly_budget=self.settings.monthly_budget,
+            ledger_path=str(self.path),
+            ledger_error=error,
+            tz=self.tz,
+        )
+
+    # GPU figures over SSH ----------------------------------------------------------------------
+
+    def probes_due(self, instances: Sequence[Instance], limit: int = MAX_PROBES) -> list[Instance]:
+        """Running GPU machines without figures whose probe is due; marked as being probed."""
+        with self._lock:
+            now = self.clock()
+            due = self.probes.due(instances, now)[:limit]
+            for instance in due:
+                self.probes.begin(instance.key, now)
+            return due
+
+    def probed(self, key: str, gpus: Sequence[GpuUsage] | None, error: str | None = None) -> None:
+        """What a probe found (``gpus``), or why it failed."""
+        with self._lock:
+            if gpus is None:
+                self.probes.record_failure(key, error or "failed", self.clock())
+            else:
+                self.probes.record(key, gpus, self.clock())
+
+    # Actions -----------------------------------------------------------------------------------
+
+    def expect(self, results: Sequence[ActionResult]) -> None:
+        """Watch that what was just stopped or terminated stops billing."""
+        with self._lock:
+            for result in results:
+                self.effects.expect(result, self.clock())
+
+    def idle_stops(self, report: CostReport) -> tuple[list[Instance], list[tuple[Instance, str]]]:
+        """What ``on_budget_exceeded = "stop-idle"`` stops now: idle GPU items, once a budget
+        is exceeded; nothing when the setting is off. Also the idle items it leaves, and why."""
+        if self.settings.on_budget_exceeded != "stop-idle":
+            return [], []
+        if not any(b.level is BudgetLevel.OVER for b in report.budgets):
+            return [], []
+        instances = [line.instance for line in report.lines if line.instance is not None]
+        return plan_idle_stops(instances, self.idle.all())
+
+
+def _with_alerts(report: CostReport, alerts: Sequence[Alert]) -> CostReport:
+    return replace(report, alerts=tuple(alerts)) if alerts else report
