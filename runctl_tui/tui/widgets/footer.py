@@ -13,7 +13,7 @@ from runctl_tui.keys import KeyBinding
 PINNED_ACTIONS = ("help", "quit")
 """Actions whose keys come first: the way out and the way to learn every other key."""
 
-COMPACT_BELOW = 110
+COMPACT_BELOW = 180
 """Narrower than this, keys lose their padding."""
 
 PALETTE_KEY_FROM = 100
