@@ -252,11 +252,13 @@ def build_report(
     ledger_path: str = "",
     ledger_error: str | None = None,
     tz: tzinfo | None = None,
+    budget_month_usd: Decimal | None = None,
 ) -> CostReport:
     """The report of ``snapshot`` with the ledger's spend of ``today`` and this ``month``.
 
     ``since_launch`` is the ledger's spend of each running item since its launch; without
-    it (no ledger) the current rate times the uptime stands in.
+    it (no ledger) the current rate times the uptime stands in. ``budget_month_usd`` is the
+    calendar month's spend when ``month`` covers another period (``costs --since``).
     """
     spent_today = {s.key: s.usd for s in today}
     spent_month = {s.key: s for s in month}
@@ -371,6 +373,8 @@ def build_report(
             marker=_marker(line.rate for line in chosen if line.billing),
         )
 
+    # Summed in the order listed, so that the totals are exactly the sum of the lines shown.
+    lines.sort(key=_line_order)
     names = list(
         dict.fromkeys([s.provider for s in snapshot.statuses] + [x.provider for x in lines])
     )
@@ -382,14 +386,14 @@ def build_report(
             budget_status(Period.TODAY, daily_budget, total.today_usd, total.projected_today_usd)
         )
     if monthly_budget is not None:
-        budgets.append(
-            budget_status(Period.MONTH, monthly_budget, total.month_usd, total.projected_month_usd)
-        )
+        month_spent = total.month_usd if budget_month_usd is None else budget_month_usd
+        month_projected = month_spent + total.burn_usd_per_hour * month_left
+        budgets.append(budget_status(Period.MONTH, monthly_budget, month_spent, month_projected))
     return CostReport(
         generated_at=now,
         day_start=day_start,
         month_start=month_start,
-        lines=tuple(sorted(lines, key=_line_order)),
+        lines=tuple(lines),
         providers=providers,
         total=total,
         budgets=tuple(budgets),

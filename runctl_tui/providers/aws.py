@@ -209,10 +209,12 @@ class Ec2Clients:
     def pricing(self) -> Any | None:
         """The Price List API client (us-east-1), with the same timeouts and retries.
 
-        ``None`` when EC2 is reached through an explicit endpoint (a stand-in such as moto)
-        and ``AWS_ENDPOINT_URL_PRICING`` names no Price List endpoint: such a stand-in has no
-        price list, and the real one must not be asked on its behalf."""
-        if not os.environ.get(PRICING_ENDPOINT_ENV) and self.endpoint_url:
+        ``None`` when EC2 is reached through an explicit endpoint, or ``AWS_ENDPOINT_URL`` sends
+        every service to one (a stand-in such as moto), and ``AWS_ENDPOINT_URL_PRICING`` names no
+        Price List endpoint: such a stand-in has no price list, and the real one must not be
+        asked on its behalf."""
+        stand_in = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        if not os.environ.get(PRICING_ENDPOINT_ENV) and stand_in:
             return None
         return self._client("pricing", PRICING_REGION, own_endpoint=False)
 

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, tzinfo
+from decimal import Decimal
 from pathlib import Path
 
 from runctl_tui.config import CostsSettings
@@ -126,6 +127,7 @@ class CostService:
             if ledger is not None and self.recording:
                 try:
                     ledger.record(billables(snapshot), now)
+                    self._ledger_error = None
                 except LedgerError as exc:
                     self._ledger_error = one_line(str(exc), 300)
                     log.error("%s", self._ledger_error)
@@ -164,12 +166,16 @@ class CostService:
         today: list[Spend] = []
         this_month: list[Spend] = []
         gaps: list[Gap] = []
+        calendar_month: Decimal | None = None
         error = self._ledger_error
         if ledger is not None:
             try:
                 today = ledger.spend(day, now)
                 this_month = ledger.spend(since or month, now)
                 gaps = ledger.gaps(since or month, now)
+                if since is not None:
+                    # The monthly budget is the calendar month's, whatever period is shown.
+                    calendar_month = ledger.totals(month, now)
             except LedgerError as exc:
                 error = one_line(str(exc), 300)
         return build_report(
@@ -184,6 +190,7 @@ class CostService:
             gaps=gaps,
             daily_budget=self.settings.daily_budget,
             monthly_budget=self.settings.monthly_budget,
+            budget_month_usd=calendar_month,
             ledger_path=str(self.path),
             ledger_error=error,
             tz=self.tz,

@@ -363,12 +363,18 @@ def test_column_widths_fill_the_line() -> None:
     for width in (100, 118, 160):
         for name, flag in ((0, 0), (20, 26), (60, 120)):
             widths = column_widths(width, name, flag)
-            assert sum(widths) + len(widths) - 1 == width
+            shown = [w for w in widths if w]
+            assert sum(shown) + len(shown) - 1 == width
     roomy = column_widths(118, 22, 20)
     assert roomy[0] == 22
     assert roomy[-1] >= 20
     tight = column_widths(118, 60, 120)
     assert tight[-1] > tight[0] >= 14
+    # At 80 columns WHERE, THIS RUN, THIS MONTH and PROVIDER give way so that the flag can be
+    # read; NAME / ID, STATE, $/H and TODAY stay.
+    narrow = column_widths(78, 30, 40)
+    assert [n for n, w in enumerate(narrow) if not w] == [1, 2, 5, 7]
+    assert narrow[-1] >= 24
 
 
 # Pilot -------------------------------------------------------------------------------------

@@ -91,6 +91,11 @@ spend since the current running period began (launch or the last start)."""
 FLAG_COLUMN = len(COLUMNS) - 1
 NAME_MIN = 14
 FLAG_MIN = 12
+FLAG_WANTED = 24
+"""On a narrow terminal columns give way until the flag has this much room."""
+DROP_ORDER = (2, 5, 7, 1)
+"""Columns that give way on a narrow terminal, first to last: WHERE, THIS RUN, THIS MONTH,
+PROVIDER. NAME / ID, STATE, $/H, TODAY and FLAG always stay."""
 
 TOTALS_COLUMNS = (
     "PROVIDER",
@@ -290,7 +295,13 @@ def column_widths(total: int, name_need: int = 0, flag_need: int = 0) -> list[in
     NAME / ID and FLAG share what the fixed columns leave: each gets what its longest cell
     needs when both fit; otherwise the flag gets up to two thirds, as it is what must be read.
     """
-    fixed = sum(c.width for c in COLUMNS) + len(COLUMNS) - 1
+    shown = list(range(len(COLUMNS)))
+    for column in DROP_ORDER:
+        fixed = sum(COLUMNS[n].width for n in shown) + len(shown) - 1
+        if total - fixed >= NAME_MIN + FLAG_WANTED:
+            break
+        shown.remove(column)
+    fixed = sum(COLUMNS[n].width for n in shown) + len(shown) - 1
     left = max(NAME_MIN + FLAG_MIN, total - fixed)
     name_need = max(NAME_MIN, name_need)
     if name_need + flag_need <= left:
@@ -298,7 +309,7 @@ def column_widths(total: int, name_need: int = 0, flag_need: int = 0) -> list[in
     else:
         flag = max(FLAG_MIN, min(flag_need, left * 2 // 3))
         name = max(NAME_MIN, left - flag)
-    widths = [c.width for c in COLUMNS]
+    widths = [c.width if n in shown else 0 for n, c in enumerate(COLUMNS)]
     widths[0] = name
     widths[FLAG_COLUMN] = max(FLAG_MIN, left - name)
     return widths
@@ -439,6 +450,8 @@ class CostTable(ScrollView, can_focus=True):
         if y == 0:
             titles: list[Segment] = []
             for n, (column, title_w) in enumerate(zip(COLUMNS, widths, strict=True)):
+                if not title_w:
+                    continue
                 if n:
                     titles.append(Segment(" "))
                 titles.append(Segment(_fit(column.title, title_w, column.right), HEADER_STYLE))
@@ -450,6 +463,8 @@ class CostTable(ScrollView, can_focus=True):
         cells = self.cells(index)
         segments: list[Segment] = []
         for n, (column, cell, cell_w) in enumerate(zip(COLUMNS, cells, widths, strict=True)):
+            if not cell_w:
+                continue
             if n:
                 segments.append(Segment(" "))
             style: Style | None = None
