@@ -10,6 +10,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
@@ -137,7 +138,9 @@ def test_status_against_moto_through_aws_endpoint_url(ec2: Ec2Admin, tmp_path: P
     assert instances[east]["name"] == "trainer"
     assert instances[east]["gpus"] == {"count": 8, "model": "A100", "memory_mib": 40960}
     assert instances[east]["spot_request_type"] == "persistent"
-    assert instances[east]["hourly_usd"] == "21.96"
+    # A spot instance is priced at its zone's spot price (moto's history has made-up prices).
+    assert instances[east]["rate_source"] == "spot price history"
+    assert Decimal(instances[east]["hourly_usd"]) > 0
     assert instances[west]["state"] == "stopped"
     assert instances[west]["region"] == "eu-west-1"
 

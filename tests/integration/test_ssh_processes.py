@@ -184,7 +184,7 @@ async def test_a_run_is_listed_after_its_host(
     assert isinstance(details, ProcessDetails)
     assert row.id == process_id(LABEL, run.pid, int(details.start_time))
     assert (row.location, row.state, row.hourly_usd) == (LABEL, InstanceState.RUNNING, Decimal(0))
-    assert row.rate_source == f"runs on {LABEL}"
+    assert row.rate_source == f"counted on {LABEL}'s row"
     script = str(run.popen.args[1])  # type: ignore[index]
     assert details.cmdline[1:] == (script, str(run.checkpoint), "--note", hostile)
     assert (details.program, details.pattern, details.host) == ("train_x.py", "train*.py", LABEL)
