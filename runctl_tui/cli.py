@@ -408,6 +408,14 @@ def _status_command(settings: Settings, args: argparse.Namespace) -> int:
         report = json.dumps(json_report(snapshot, spent), indent=2)
     else:
         report = text_report(snapshot, spent)
+        if costs is not None:
+            from runctl_tui.models import format_usd
+
+            total = costs.total
+            report += (
+                f"\nspend: today {total.marker}{format_usd(total.today_usd)} · this month "
+                f"{total.marker}{format_usd(total.month_usd)} (runctl-tui costs for more)"
+            )
     emit(report)
     return code
 

@@ -15,6 +15,7 @@ from textual.widget import Widget
 from textual.widgets import Input
 
 from runctl_tui.actions import BY_ACTION, CATALOG, KEYED, Confirmation, spec_for
+from runctl_tui.costs.report import CostLine, CostReport
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
 from runctl_tui.models import Action, FleetSnapshot, Instance, Outcome
 from runctl_tui.text import clean, one_line
@@ -72,6 +73,8 @@ class FleetPane(Pane):
         self.snapshot: FleetSnapshot | None = None
         # Before the first poll the table is empty, so no action has a target.
         self._binding_state: tuple[bool, bool, frozenset[Action]] = (False, False, frozenset())
+        self._spent_of: CostReport | None = None
+        self._spent: dict[str, CostLine] = {}
 
     def compose(self) -> ComposeResult:
         """The table beside the details, the filter box below."""
@@ -144,7 +147,18 @@ class FleetPane(Pane):
     def refresh_details(self) -> None:
         """Keep the details panel on the cursor row, when it is open."""
         if self.details.display:
-            self.details.show(self.table.current, self.context.clock())
+            current = self.table.current
+            self.details.show(current, self.context.clock(), self.spent(current))
+
+    def spent(self, instance: Instance | None) -> CostLine | None:
+        """What ``instance`` cost, as the last cost report says."""
+        report = self.fleet.cost_report
+        if instance is None or report is None:
+            return None
+        if self._spent_of is not report:
+            self._spent_of = report
+            self._spent = {line.key: line for line in report.lines}
+        return self._spent.get(instance.key)
 
     def offered(self, targets: Sequence[Instance]) -> frozenset[Action]:
         """The keyed actions at least one of ``targets`` takes, as its key asks for them."""
@@ -166,7 +180,7 @@ class FleetPane(Pane):
     def follow_cursor(self, event: InstanceTable.CursorMoved) -> None:
         """The details panel shows the item under the cursor."""
         if self.details.display:
-            self.details.show(event.instance, self.context.clock())
+            self.details.show(event.instance, self.context.clock(), self.spent(event.instance))
         self.sync_bindings()
 
     @on(InstanceTable.MarksChanged)

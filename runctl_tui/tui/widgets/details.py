@@ -13,7 +13,8 @@ from textual.content import Content
 from textual.widgets import Static
 
 from runctl_tui.costs.rates import billed, format_rate
-from runctl_tui.models import Ec2Details, Instance, format_duration
+from runctl_tui.costs.report import CostLine
+from runctl_tui.models import Ec2Details, Instance, format_duration, format_usd
 from runctl_tui.text import clean, one_line
 
 TAG_KEY_WIDTH = 24
@@ -50,7 +51,23 @@ def usage_fact(instance: Instance) -> list[tuple[str, str]]:
     return rows
 
 
-def details_renderable(instance: Instance | None, now: datetime) -> RenderableType:
+def spent_fact(line: CostLine | None) -> list[tuple[str, object]]:
+    """``Spent: this run $X · today $Y · this month $Z``, once the ledger has figures."""
+    if line is None:
+        return []
+    parts = []
+    if line.since_launch_usd is not None:
+        parts.append(f"this run {format_usd(line.since_launch_usd)}")
+    parts.append(f"today {format_usd(line.today_usd)}")
+    parts.append(f"this month {format_usd(line.month_usd)}")
+    facts: list[tuple[str, object]] = [("Spent", " · ".join(parts))]
+    facts.extend(("Flag", flag.text) for flag in line.flags)
+    return facts
+
+
+def details_renderable(
+    instance: Instance | None, now: datetime, spent: CostLine | None = None
+) -> RenderableType:
     """A key/value view of ``instance``: identity, what its kind adds, cost, tags."""
     if instance is None:
         return Text("No instance selected.", style="italic")
@@ -76,6 +93,7 @@ def details_renderable(instance: Instance | None, now: datetime) -> RenderableTy
         *usage_fact(instance),
         *instance.details.facts(),
         ("Rate", rate),
+        *spent_fact(spent),
         ("Launched", launched),
         ("Uptime", format_duration(instance.uptime(now))),
         ("Protected", protected),
@@ -108,9 +126,9 @@ class DetailsPanel(VerticalScroll):
         """The single content block."""
         yield Static(id="details-body")
 
-    def show(self, instance: Instance | None, now: datetime) -> None:
-        """Display ``instance``."""
-        self.query_one("#details-body", Static).update(details_renderable(instance, now))
+    def show(self, instance: Instance | None, now: datetime, spent: CostLine | None = None) -> None:
+        """Display ``instance``, with what it cost (``spent``) when the ledger says."""
+        self.query_one("#details-body", Static).update(details_renderable(instance, now, spent))
         if instance is None:
             self.border_title = "Details"
             return
