@@ -22,9 +22,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
@@ -34,6 +32,7 @@ from runctl_tui.checkpoints.listing import Checkpoint, Listing, LocationKind, st
 from runctl_tui.models import Instance, InstanceState
 from runctl_tui.text import cell_width, clip, one_line
 from runctl_tui.tui.panes import Pane, PaneContext
+from runctl_tui.tui.widgets.row_table import NAVIGATION, RowTable
 
 if TYPE_CHECKING:
     from runctl_tui.checkpoints.actions import Store
@@ -133,16 +132,11 @@ def _widths(total: int) -> list[int]:
     return [c.width if c.width else max(8, total - fixed) for c in COLUMNS]
 
 
-class CheckpointTable(ScrollView, can_focus=True):
+class CheckpointTable(RowTable[Checkpoint]):
     """The checkpoints of a listing, one row each; only the rows in view are rendered."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor_up", "Up", show=False),
-        Binding("down,j", "cursor_down", "Down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home,g", "first", "First", show=False),
-        Binding("end,G", "last", "Last", show=False),
+        *NAVIGATION,
         Binding("enter", "choose", "Inspect"),
     ]
 
@@ -159,82 +153,14 @@ class CheckpointTable(ScrollView, can_focus=True):
     def __init__(self, clock: Callable[[], datetime], *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.clock = clock
-        self.rows: tuple[Checkpoint, ...] = ()
-        self.cursor = 0
-
-    @property
-    def selected(self) -> Checkpoint | None:
-        """The checkpoint under the cursor."""
-        return self.rows[self.cursor] if 0 <= self.cursor < len(self.rows) else None
 
     def show(self, rows: Sequence[Checkpoint]) -> None:
         """Show ``rows``; the cursor stays on the checkpoint it was on, if still listed."""
-        current = self.selected
-        self.rows = tuple(rows)
-        if current is not None:
-            paths = [row.path for row in self.rows]
-            self.cursor = paths.index(current.path) if current.path in paths else 0
-        self.cursor = min(self.cursor, max(0, len(self.rows) - 1))
-        # One more line than rows: the column titles stay on the first.
-        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
-        self.refresh()
+        self.show_rows(rows, lambda checkpoint: checkpoint.path)
 
-    def _body_height(self) -> int:
-        return max(1, self.size.height - 1)
-
-    def move_to(self, index: int) -> None:
-        """Put the cursor on row ``index`` (clamped) and scroll it into view."""
-        if not self.rows:
-            return
-        self.cursor = max(0, min(index, len(self.rows) - 1))
-        top = int(self.scroll_y)
-        height = self._body_height()
-        if self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False, immediate=True)
-        elif self.cursor >= top + height:
-            self.scroll_to(y=self.cursor - height + 1, animate=False, immediate=True)
-        self.refresh()
-
-    def action_cursor_up(self) -> None:
-        """One row up."""
-        self.move_to(self.cursor - 1)
-
-    def action_cursor_down(self) -> None:
-        """One row down."""
-        self.move_to(self.cursor + 1)
-
-    def action_page_up(self) -> None:
-        """A screen up."""
-        self.move_to(self.cursor - self._body_height())
-
-    def action_page_down(self) -> None:
-        """A screen down."""
-        self.move_to(self.cursor + self._body_height())
-
-    def action_first(self) -> None:
-        """The newest checkpoint."""
-        self.move_to(0)
-
-    def action_last(self) -> None:
-        """The oldest checkpoint."""
-        self.move_to(len(self.rows) - 1)
-
-    def action_choose(self) -> None:
-        """Ask for the row under the cursor to be inspected."""
-        selected = self.selected
-        if selected is not None:
-            self.post_message(self.Chosen(selected))
-
-    def on_click(self, event: Any) -> None:
-        """A click puts the cursor on the row clicked."""
-        y = getattr(event, "y", 0)
-        if y >= 1:
-            self.move_to(int(self.scroll_y) + y - 1)
-
-    def on_resize(self) -> None:
-        """Keep the cursor in view."""
-        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
-        self.call_after_refresh(self.move_to, self.cursor)
+    def chosen(self, row: Checkpoint) -> Message:
+        """``enter``: inspect it."""
+        return self.Chosen(row)
 
     def render_line(self, y: int) -> Strip:
         """The column titles on the first line, then the rows from the scroll position."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
@@ -20,25 +20,24 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
 from textual.message import Message
 from textual.notifications import SeverityLevel
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
+from runctl_tui.costs.report import CostLine, CostReport, Totals
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
 from runctl_tui.models import Action, format_duration, format_usd
 from runctl_tui.text import cell_width, clean, clip, one_line
 from runctl_tui.tui.messages import FleetPolled
 from runctl_tui.tui.panes import Pane, PaneContext
 from runctl_tui.tui.widgets.footer import textual_binding
+from runctl_tui.tui.widgets.row_table import NAVIGATION, RowTable
 
 if TYPE_CHECKING:
     from runctl_tui.costs.budget import BudgetStatus
     from runctl_tui.costs.ledger import Gap
-    from runctl_tui.costs.report import CostLine, CostReport, Totals
 
 WAITING = "Waiting for the first poll: costs appear once it has finished and been recorded."
 
@@ -315,16 +314,11 @@ def column_widths(total: int, name_need: int = 0, flag_need: int = 0) -> list[in
     return widths
 
 
-class CostTable(ScrollView, can_focus=True):
+class CostTable(RowTable[CostLine]):
     """Every resource's cost, one row each, flagged first; only the rows in view are rendered."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor_up", "Up", show=False),
-        Binding("down,j", "cursor_down", "Down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home,g", "first", "First", show=False),
-        Binding("end,G", "last", "Last", show=False),
+        *NAVIGATION,
         Binding("enter", "choose", "Rate source"),
     ]
 
@@ -340,35 +334,29 @@ class CostTable(ScrollView, can_focus=True):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.lines: tuple[CostLine, ...] = ()
-        self.cursor = 0
         self._cells: dict[int, tuple[str, ...]] = {}
         self._name_need = 0
         self._flag_need = 0
 
     @property
-    def selected(self) -> CostLine | None:
-        """The line under the cursor."""
-        return self.lines[self.cursor] if 0 <= self.cursor < len(self.lines) else None
+    def lines(self) -> tuple[CostLine, ...]:
+        """The lines shown, in order."""
+        return self.rows
 
     def show(self, lines: Sequence[CostLine]) -> None:
         """Show ``lines``; the cursor stays on the resource it was on, if still listed."""
-        current = self.selected
-        self.lines = tuple(lines)
         self._cells = {}
         # Widest name and flag, capped: cheap enough for thousands of lines once a poll.
-        self._name_need = max((min(cell_width(line_label(x)), 60) for x in self.lines), default=0)
+        self._name_need = max((min(cell_width(line_label(x)), 60) for x in lines), default=0)
         self._flag_need = max(
-            (min(cell_width("; ".join(f.text for f in x.flags)), 120) for x in self.lines),
+            (min(cell_width("; ".join(f.text for f in x.flags)), 120) for x in lines),
             default=0,
         )
-        if current is not None:
-            index = next((n for n, x in enumerate(self.lines) if x.key == current.key), None)
-            self.cursor = 0 if index is None else index
-        self.cursor = min(self.cursor, max(0, len(self.lines) - 1))
-        # One more line than rows: the column titles stay on the first.
-        self.virtual_size = Size(self.size.width, len(self.lines) + 1)
-        self.refresh()
+        self.show_rows(lines, lambda line: line.key)
+
+    def chosen(self, row: CostLine) -> Message:
+        """``enter``: where its rate came from."""
+        return self.Chosen(row)
 
     def cells(self, index: int) -> tuple[str, ...]:
         """Row ``index``'s cells, worked out once per report."""
@@ -377,22 +365,6 @@ class CostTable(ScrollView, can_focus=True):
             found = self._cells[index] = line_cells(self.lines[index])
         return found
 
-    def _body_height(self) -> int:
-        return max(1, self.size.height - 1)
-
-    def move_to(self, index: int) -> None:
-        """Put the cursor on row ``index`` (clamped) and scroll it into view."""
-        if not self.lines:
-            return
-        self.cursor = max(0, min(index, len(self.lines) - 1))
-        top = int(self.scroll_y)
-        height = self._body_height()
-        if self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False, immediate=True)
-        elif self.cursor >= top + height:
-            self.scroll_to(y=self.cursor - height + 1, animate=False, immediate=True)
-        self.refresh()
-
     def move_to_key(self, key: str) -> bool:
         """Put the cursor on the resource ``key``; whether it is listed."""
         for n, line in enumerate(self.lines):
@@ -400,48 +372,6 @@ class CostTable(ScrollView, can_focus=True):
                 self.move_to(n)
                 return True
         return False
-
-    def action_cursor_up(self) -> None:
-        """One row up."""
-        self.move_to(self.cursor - 1)
-
-    def action_cursor_down(self) -> None:
-        """One row down."""
-        self.move_to(self.cursor + 1)
-
-    def action_page_up(self) -> None:
-        """A screen up."""
-        self.move_to(self.cursor - self._body_height())
-
-    def action_page_down(self) -> None:
-        """A screen down."""
-        self.move_to(self.cursor + self._body_height())
-
-    def action_first(self) -> None:
-        """The first row."""
-        self.move_to(0)
-
-    def action_last(self) -> None:
-        """The last row."""
-        self.move_to(len(self.lines) - 1)
-
-    def action_choose(self) -> None:
-        """Ask for the rate source of the row under the cursor."""
-        selected = self.selected
-        if selected is not None:
-            self.post_message(self.Chosen(selected))
-
-    def on_click(self, event: Any) -> None:
-        """A click puts the cursor on the row clicked."""
-        y = getattr(event, "y", 0)
-        if y >= 1:
-            self.move_to(int(self.scroll_y) + y - 1)
-
-    def on_resize(self) -> None:
-        """Keep the cursor in view."""
-        self.virtual_size = Size(self.size.width, len(self.lines) + 1)
-        # The cursor as it is then: a key may move it before the refresh.
-        self.call_after_refresh(lambda: self.move_to(self.cursor))
 
     def render_line(self, y: int) -> Strip:
         """The column titles on the first line, then the rows from the scroll position."""
