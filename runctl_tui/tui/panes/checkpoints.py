@@ -30,9 +30,17 @@ from textual.widgets import Static
 from runctl_tui.checkpoints.inspect_model import Inspection, human_bytes
 from runctl_tui.checkpoints.listing import Checkpoint, Listing, LocationKind, stale_warning
 from runctl_tui.models import Instance, InstanceState
-from runctl_tui.text import cell_width, clip, one_line
+from runctl_tui.text import one_line
 from runctl_tui.tui.panes import Pane, PaneContext
-from runctl_tui.tui.widgets.row_table import NAVIGATION, RowTable
+from runctl_tui.tui.widgets.row_table import (
+    CURSOR_STYLE,
+    DIM_STYLE,
+    HEADER_STYLE,
+    NAVIGATION,
+    Column,
+    RowTable,
+    fit_cell,
+)
 
 if TYPE_CHECKING:
     from runctl_tui.checkpoints.actions import Store
@@ -49,11 +57,8 @@ HOW_TO_OPEN = (
 DEFAULT_STALE_MINUTES = 30
 """Minutes without a new checkpoint before the pane flags it (``[checkpoints] stale_minutes``)."""
 
-HEADER_STYLE = Style(bold=True, dim=True)
-CURSOR_STYLE = Style(reverse=True)
 NEWEST_STYLE = Style(color="green", bold=True)
 BEST_STYLE = Style(color="yellow", bold=True)
-DIM_STYLE = Style(dim=True)
 
 FIX_HINTS = {
     LocationKind.LOCAL: "check the path, then r to list again",
@@ -76,15 +81,6 @@ def _number(value: float | None) -> str:
     if value is None:
         return "-"
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of the checkpoint table: its title, width and alignment."""
-
-    title: str
-    width: int
-    right: bool = False
 
 
 COLUMNS = (
@@ -119,12 +115,6 @@ def row_cells(checkpoint: Checkpoint, now: datetime) -> tuple[str, ...]:
         one_line(metric.label(), 60) if metric is not None else "",
         one_line(checkpoint.where, 60),
     )
-
-
-def _fit(text: str, width: int, right: bool) -> str:
-    text = clip(text, width)
-    gap = " " * max(0, width - cell_width(text))
-    return gap + text if right else text + gap
 
 
 def _widths(total: int) -> list[int]:
@@ -171,7 +161,7 @@ class CheckpointTable(RowTable[Checkpoint]):
             for n, (column, title_w) in enumerate(zip(COLUMNS, widths, strict=True)):
                 if n:
                     titles.append(Segment(" "))
-                titles.append(Segment(_fit(column.title, title_w, column.right), HEADER_STYLE))
+                titles.append(Segment(fit_cell(column.title, title_w, column.right), HEADER_STYLE))
             return Strip(titles).adjust_cell_length(width)
         index = int(self.scroll_y) + y - 1
         if index >= len(self.rows):
@@ -187,7 +177,7 @@ class CheckpointTable(RowTable[Checkpoint]):
                 style = NEWEST_STYLE if checkpoint.newest else BEST_STYLE
             elif n == 7:
                 style = DIM_STYLE
-            segments.append(Segment(_fit(cell, cell_w, column.right), style))
+            segments.append(Segment(fit_cell(cell, cell_w, column.right), style))
         strip = Strip(segments).adjust_cell_length(width)
         if index == self.cursor:
             strip = strip.apply_style(CURSOR_STYLE if self.has_focus else Style(bgcolor="grey23"))

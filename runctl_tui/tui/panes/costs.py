@@ -29,11 +29,19 @@ from textual.widgets import DataTable, Static
 from runctl_tui.costs.report import CostLine, CostReport, Totals
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
 from runctl_tui.models import Action, format_duration, format_usd
-from runctl_tui.text import cell_width, clean, clip, one_line
+from runctl_tui.text import cell_width, clean, one_line
 from runctl_tui.tui.messages import FleetPolled
 from runctl_tui.tui.panes import Pane, PaneContext
 from runctl_tui.tui.widgets.footer import textual_binding
-from runctl_tui.tui.widgets.row_table import NAVIGATION, RowTable
+from runctl_tui.tui.widgets.row_table import (
+    CURSOR_STYLE,
+    DIM_STYLE,
+    HEADER_STYLE,
+    NAVIGATION,
+    Column,
+    RowTable,
+    fit_cell,
+)
 
 if TYPE_CHECKING:
     from runctl_tui.costs.budget import BudgetStatus
@@ -57,20 +65,8 @@ FLAG_STYLES = {
 BUDGET_STYLES = {"ok": "green", "warn": "bold yellow", "over": "bold white on red"}
 """How a budget line looks at each level."""
 
-HEADER_STYLE = Style(bold=True, dim=True)
-CURSOR_STYLE = Style(reverse=True)
 CURSOR_UNFOCUSED_STYLE = Style(bgcolor="grey23")
-DIM_STYLE = Style(dim=True)
 FLAGGED_NAME_STYLE = Style(bold=True)
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of the resource table: title, width (0 shares what is left), alignment."""
-
-    title: str
-    width: int
-    right: bool = False
 
 
 COLUMNS = (
@@ -282,12 +278,6 @@ def notes_text(report: CostReport, now: datetime) -> Text:
     return text
 
 
-def _fit(text: str, width: int, right: bool) -> str:
-    text = clip(text, width)
-    gap = " " * max(0, width - cell_width(text))
-    return gap + text if right else text + gap
-
-
 def column_widths(total: int, name_need: int = 0, flag_need: int = 0) -> list[int]:
     """Each column's width at ``total`` cells.
 
@@ -384,7 +374,7 @@ class CostTable(RowTable[CostLine]):
                     continue
                 if n:
                     titles.append(Segment(" "))
-                titles.append(Segment(_fit(column.title, title_w, column.right), HEADER_STYLE))
+                titles.append(Segment(fit_cell(column.title, title_w, column.right), HEADER_STYLE))
             return Strip(titles).adjust_cell_length(width)
         index = int(self.scroll_y) + y - 1
         if index >= len(self.lines):
@@ -404,7 +394,7 @@ class CostTable(RowTable[CostLine]):
                 style = FLAGGED_NAME_STYLE
             elif not line.billing and n in (3, 4):
                 style = DIM_STYLE
-            segments.append(Segment(_fit(cell, cell_w, column.right), style))
+            segments.append(Segment(fit_cell(cell, cell_w, column.right), style))
         strip = Strip(segments).adjust_cell_length(width)
         if index == self.cursor:
             strip = strip.apply_style(CURSOR_STYLE if self.has_focus else CURSOR_UNFOCUSED_STYLE)

@@ -3,14 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
+from rich.style import Style
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 
+from runctl_tui.text import cell_width, clip
+
 Row = TypeVar("Row")
+
+HEADER_STYLE = Style(bold=True, dim=True)
+CURSOR_STYLE = Style(reverse=True)
+DIM_STYLE = Style(dim=True)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a row table: its title, its width (0: it shares what the others leave)
+    and its alignment."""
+
+    title: str
+    width: int
+    right: bool = False
+
+
+def fit_cell(text: str, width: int, right: bool = False) -> str:
+    """``text`` cut (with an ellipsis) or padded to exactly ``width`` cells."""
+    text = clip(text, width)
+    gap = " " * max(0, width - cell_width(text))
+    return gap + text if right else text + gap
+
 
 NAVIGATION: list[BindingType] = [
     Binding("up,k", "cursor_up", "Up", show=False),
