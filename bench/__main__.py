@@ -28,6 +28,7 @@ BENCHMARKS = {
     "mixed": "bench.mixed_fleet",
     "logs": "bench.logs",
     "checkpoints": "bench.checkpoints",
+    "costs": "bench.costs",
 }
 
 

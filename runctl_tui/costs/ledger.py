@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
@@ -64,6 +64,11 @@ CREATE TABLE gaps (
 );
 CREATE INDEX gaps_end ON gaps (end);
 """
+
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS intervals_rate ON intervals (rate, end, start);
+"""
+"""Covering indexes for the totals query, added to ledgers of any version on opening."""
 """``end`` is the last sample seen billing; ``off_at``, when set, the last sample seen not
 billing after it (the interval is then closed). ``rate`` is ``NULL`` when the price is unknown;
 ``since`` is the start of the billing period the provider reported when the interval opened."""
@@ -78,6 +83,24 @@ def default_path() -> Path:
     """Where the ledger lives unless ``[costs] ledger`` says otherwise: the user data
     directory (``$XDG_DATA_HOME`` on Linux)."""
     return platformdirs.user_data_path("runctl-tui") / "ledger.sqlite3"
+
+
+def merge_spend(earlier: Sequence[Spend], later: Sequence[Spend]) -> list[Spend]:
+    """The spend of two adjacent ranges as one: times and money added per resource, its name
+    and latest rate from the later range where it has one."""
+    merged: dict[str, Spend] = {s.key: s for s in earlier}
+    for spend in later:
+        before = merged.get(spend.key)
+        if before is None:
+            merged[spend.key] = spend
+            continue
+        merged[spend.key] = replace(
+            spend,
+            seconds=before.seconds + spend.seconds,
+            usd=before.usd + spend.usd,
+            unpriced_seconds=before.unpriced_seconds + spend.unpriced_seconds,
+        )
+    return sorted(merged.values(), key=lambda s: (-s.usd, s.key))
 
 
 def day_start(now: datetime, tz: tzinfo | None = None) -> datetime:
@@ -220,6 +243,8 @@ class Ledger:
         self._max_gap = int(max_gap.total_seconds() * _US)
         self._lock = threading.Lock()
         self._latest: dict[str, _Latest] | None = None
+        self._changed_from: int | None = 0
+        """The earliest time (microseconds) written since :meth:`changed_since_asked`."""
         self._data_version: int | None = None
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,6 +298,9 @@ class Ledger:
                 raise LedgerError(
                     f"ledger {self._path}: written by a newer runctl-tui (schema {version})"
                 )
+            for statement in _INDEXES.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
 
     @contextmanager
     def _write(self) -> Iterator[None]:
@@ -295,6 +323,8 @@ class Ledger:
         """The latest interval of every key, reloaded if another connection wrote since."""
         if self._latest is not None and self._version() == self._data_version:
             return self._latest
+        # Another connection wrote (or this one starts): any time may have changed.
+        self._touch(0)
         rows = self._db.execute(
             "SELECT id, key, end, rate, off_at, since, provider, name, kind, location,"
             " rate_source"
@@ -359,6 +389,7 @@ class Ledger:
                 ):
                     latest.end = at
                     extend.append(latest.id)
+                    self._touch(seen)
                     meta = (item.provider, item.name, item.kind, item.location, item.rate_source)
                     if not _same_rate(latest.rate, item.usd_per_hour):
                         self._open_interval(item, at, at, since)
@@ -399,6 +430,7 @@ class Ledger:
     def _open_interval(self, item: Billable, start: int, at: int, since: int | None) -> None:
         """Insert a new interval ``[start, at]`` for ``item`` and make it the key's latest."""
         assert self._latest is not None
+        self._touch(start)
         meta = (item.provider, item.name, item.kind, item.location, item.rate_source)
         cursor = self._db.execute(
             "INSERT INTO intervals (key, provider, name, kind, location, start, end, rate,"
@@ -408,6 +440,19 @@ class Ledger:
         assert cursor.lastrowid is not None
         self._latest[item.key] = _Latest(cursor.lastrowid, at, item.usd_per_hour, None, since, meta)
 
+    def _touch(self, moment: int) -> None:
+        """Note that spend from ``moment`` (microseconds) on may have changed."""
+        if self._changed_from is None or moment < self._changed_from:
+            self._changed_from = moment
+
+    def changed_since_asked(self) -> datetime | None:
+        """The earliest moment whose spend this connection's writes (or another connection's,
+        seen when this one last wrote) may have changed since the last call; ``None`` if none.
+        A reader that keeps the spend of earlier days uses it to know when to read them again."""
+        with self._lock:
+            moment, self._changed_from = self._changed_from, None
+        return None if moment is None else _from_us(moment)
+
     def reset(self) -> None:
         """Forget every interval and gap."""
         with self._lock:
@@ -416,6 +461,7 @@ class Ledger:
                     self._db.execute("DELETE FROM intervals")
                     self._db.execute("DELETE FROM gaps")
                     self._latest = {}
+                    self._touch(0)
             except sqlite3.Error as error:
                 raise self._error(error) from None
 

@@ -26,6 +26,7 @@ from runctl_tui.costs.ledger import (
     Spend,
     day_start,
     default_path,
+    merge_spend,
     month_start,
 )
 from runctl_tui.costs.report import Alert, CostReport, billables, build_report
@@ -39,6 +40,9 @@ Clock = Callable[[], datetime]
 
 MAX_PROBES = 16
 """GPU probes started after one poll, at most: a large fleet is probed a slice at a time."""
+
+EARLIER_DAYS_KEPT = timedelta(hours=1)
+"""How long this month's spend before today is kept between reads, at most."""
 
 MIN_GAP = timedelta(minutes=5)
 """Polls further apart than this (or three poll intervals) leave a gap the ledger must prove."""
@@ -83,6 +87,8 @@ class CostService:
         self._ledger: Ledger | None = None
         self._ledger_error: str | None = None
         self._lock = threading.Lock()
+        self._earlier: tuple[tuple[datetime, datetime], datetime, list[Spend]] | None = None
+        """This month's spend before today, as last read: (month, day), when, spend."""
 
     # The ledger ------------------------------------------------------------------------------
 
@@ -171,7 +177,10 @@ class CostService:
         if ledger is not None:
             try:
                 today = ledger.spend(day, now)
-                this_month = ledger.spend(since or month, now)
+                if since is None:
+                    this_month = merge_spend(self._earlier_days(ledger, month, day, now), today)
+                else:
+                    this_month = ledger.spend(since, now)
                 gaps = ledger.gaps(since or month, now)
                 if since is not None:
                     # The monthly budget is the calendar month's, whatever period is shown.
@@ -214,6 +223,23 @@ class CostService:
                 self.probes.record_failure(key, error or "failed", self.clock())
             else:
                 self.probes.record(key, gpus, self.clock())
+
+    def _earlier_days(
+        self, ledger: Ledger, month: datetime, day: datetime, now: datetime
+    ) -> list[Spend]:
+        """This month's spend before today: read again only when a write reached back before
+        today, the day changed, or an hour passed; each poll reads just today."""
+        changed = ledger.changed_since_asked()
+        kept = self._earlier
+        if (
+            kept is None
+            or kept[0] != (month, day)
+            or (changed is not None and changed < day)
+            or now - kept[1] > EARLIER_DAYS_KEPT
+        ):
+            kept = ((month, day), now, ledger.spend(month, day))
+            self._earlier = kept
+        return kept[2]
 
     # Actions -----------------------------------------------------------------------------------
 
