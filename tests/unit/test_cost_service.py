@@ -465,3 +465,22 @@ def test_monthly_budget_of_a_report_since_a_date_counts_this_month_only(
     (budget,) = read.budgets
     assert budget.spent == RATE * 12
     assert budget.level is BudgetLevel.OK
+
+
+def test_a_machine_first_seen_today_brings_its_earlier_days_at_once(tmp_path: Path) -> None:
+    # Noon on the 3rd; the first instance has run since 11:00, the second since noon yesterday.
+    clock = FakeClock(T0 + timedelta(days=2))
+    now = clock.now
+    provider = FakeProvider([rated("i-1", launched_at=now - timedelta(hours=1))])
+    bench = Bench(tmp_path, clock, provider)
+    try:
+        assert bench.poll().total.month_usd == Decimal("3.6")
+        # Earlier days are kept between polls; a machine seen for the first time with a launch
+        # yesterday reaches back before today, so they are read again on this very poll.
+        provider.instances["i-2"] = rated("i-2", launched_at=now - timedelta(hours=24))
+        second = bench.poll(timedelta(minutes=10))
+        # 1h10m and 12h10m today ($4.20 + $43.80); 24h10m in all for the second ($87.00).
+        assert second.total.today_usd == Decimal("48.0")
+        assert second.total.month_usd == Decimal("91.2")
+    finally:
+        bench.close()

@@ -19,6 +19,7 @@ from runctl_tui.costs.ledger import (
     LedgerError,
     day_start,
     default_path,
+    merge_spend,
     month_start,
 )
 
@@ -389,3 +390,28 @@ def test_day_start_in_local_time(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_merged_spend_of_adjacent_ranges_is_the_spend_of_both(ledger: Ledger) -> None:
+    ledger.record([item()], T0)
+    ledger.record([item()], T0 + timedelta(minutes=4))
+    ledger.record([item()], T0 + timedelta(minutes=8))
+    middle = T0 + timedelta(minutes=3)
+    end = T0 + timedelta(minutes=8)
+
+    merged = merge_spend(ledger.spend(T0, middle), ledger.spend(middle, end))
+
+    assert merged == ledger.spend(T0, end)
+
+
+def test_writes_say_how_far_back_they_reached(ledger: Ledger) -> None:
+    ledger.record([item()], T0)
+    # The first write reads what is there: anything may have changed before it.
+    assert ledger.changed_since_asked() == datetime(1970, 1, 1, tzinfo=UTC)
+    assert ledger.changed_since_asked() is None
+    ledger.record([item()], T0 + timedelta(minutes=1))
+    # Extending an interval changes spend from its last sample on.
+    assert ledger.changed_since_asked() == T0
+    ledger.record([item(), item("aws:i-2", since=T0 - 5 * HOUR)], T0 + timedelta(minutes=2))
+    # A machine seen for the first time is counted from its launch.
+    assert ledger.changed_since_asked() == T0 - 5 * HOUR
