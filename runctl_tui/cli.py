@@ -318,16 +318,15 @@ def _build_fleet(settings: Settings, demo: bool) -> tuple[Fleet, list[str]]:
 
         found, warnings = load_providers(settings)
         providers = list(found)
-    from runctl_tui.services.costs import CostService, ledger_path
+    from runctl_tui.services.costs import CostService
 
-    # The demo's made-up spend never mixes with the real ledger.
-    ledger = ledger_path(settings.costs)
     cost_settings = settings.costs
     if demo:
         cost_settings = demo_cost_settings(cost_settings)
     costs = CostService(
         cost_settings,
-        path=demo_ledger() if demo else ledger,
+        # The demo's made-up spend never mixes with the real ledger.
+        path=demo_ledger() if demo else None,
         poll_seconds=settings.poll_seconds,
     )
     fleet = Fleet(

@@ -24,7 +24,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runctl_tui.costs.pricing import Ec2Prices
 from runctl_tui.demo_ssh import DemoSshServer
 from runctl_tui.models import Instance, ProcessDetails
 from runctl_tui.providers.aws import AwsProvider, Ec2Clients
@@ -480,6 +479,8 @@ def demo_providers(
 ) -> list[AnyProvider]:
     """The providers the demo shows: EC2 in two regions, RunPod pods, this machine's run, and
     the lab box over SSH (``ssh_server``, else one made here and shut down at exit)."""
+    from runctl_tui.costs.pricing import Ec2Prices
+
     return [
         DemoAws(
             DemoClients(backend),

@@ -16,14 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from runctl_tui.costs.ebs import volume_cost
-from runctl_tui.costs.pricing import (
-    PRICING_REGION,
-    Ec2Prices,
-    PriceReport,
-    spot_key,
-    unpriced_warning,
-)
 from runctl_tui.models import (
     Action,
     Ec2Details,
@@ -52,6 +44,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.client import EC2Client
 
     from runctl_tui.config import AwsSettings, Settings
+    from runctl_tui.costs.pricing import Ec2Prices
     from runctl_tui.remote.ssh import SshHub, SshTarget
 
 log = logging.getLogger(__name__)
@@ -216,6 +209,8 @@ class Ec2Clients:
         stand_in = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
         if not os.environ.get(PRICING_ENDPOINT_ENV) and stand_in:
             return None
+        from runctl_tui.costs.pricing import PRICING_REGION
+
         return self._client("pricing", PRICING_REGION, own_endpoint=False)
 
     def shown_profile(self) -> str | None:
@@ -516,6 +511,8 @@ def storage_item_from_ec2(
     size = _int_or_none(raw.get("Size")) or 0
     iops = _int_or_none(raw.get("Iops"))
     throughput = _int_or_none(raw.get("Throughput"))
+    from runctl_tui.costs.ebs import volume_cost
+
     cost = volume_cost(volume_type, size, iops=iops, throughput_mibps=throughput, region=region)
     return StorageItem(
         provider=provider,
@@ -643,8 +640,17 @@ class AwsProvider:
         self._warnings: tuple[str, ...] = ()
         self._account: str | None = None
         self._account_retry_at = 0.0
-        self.prices = prices or Ec2Prices(clients.pricing, offline_note=STAND_IN_PRICES)
+        self._prices = prices
         self._storage: dict[str, tuple[StorageItem, ...]] = {}
+
+    @property
+    def prices(self) -> Ec2Prices:
+        """The rate source of the instances: made on the first poll, off the start-up path."""
+        if self._prices is None:
+            from runctl_tui.costs.pricing import Ec2Prices
+
+            self._prices = Ec2Prices(self._clients.pricing, offline_note=STAND_IN_PRICES)
+        return self._prices
 
     @property
     def name(self) -> str:
@@ -802,6 +808,8 @@ class AwsProvider:
         self, client: EC2Client, region: str, raw: Sequence[Mapping[str, Any]]
     ) -> tuple[dict[str, Rate], list[str]]:
         """Instance id to its hourly rate (on-demand or spot), and what could not be priced."""
+        from runctl_tui.costs.pricing import PriceReport, spot_key, unpriced_warning
+
         on_demand = self.prices.on_demand(region, {r.get("InstanceType", "") for r in raw})
         spot_pairs = {
             r["InstanceId"]: (

@@ -13,26 +13,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runctl_tui.config import CostsSettings
-from runctl_tui.costs.budget import BudgetLevel, BudgetWatch, plan_idle_stops
-from runctl_tui.costs.gpu_probe import GpuProbeCache
-from runctl_tui.costs.idle import IdleTracker
-from runctl_tui.costs.ledger import (
-    Gap,
-    Ledger,
-    LedgerError,
-    Spend,
-    day_start,
-    default_path,
-    merge_spend,
-    month_start,
-)
-from runctl_tui.costs.report import Alert, CostReport, billables, build_report
-from runctl_tui.costs.verify import EffectChecker, Leak
 from runctl_tui.models import ActionResult, FleetSnapshot, GpuUsage, Instance
 from runctl_tui.text import one_line
+
+if TYPE_CHECKING:
+    from runctl_tui.costs.budget import BudgetWatch
+    from runctl_tui.costs.gpu_probe import GpuProbeCache
+    from runctl_tui.costs.idle import IdleTracker
+    from runctl_tui.costs.ledger import Gap, Ledger, Spend
+    from runctl_tui.costs.report import Alert, CostReport
+    from runctl_tui.costs.verify import EffectChecker, Leak
+
+# The ledger, the report and the trackers are imported where first used (in the poll worker):
+# starting the dashboard does not wait for them.
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +50,8 @@ def ledger_path(settings: CostsSettings) -> Path:
     """Where the ledger is: ``[costs] ledger``, else the platform's data directory."""
     if settings.ledger:
         return Path(settings.ledger).expanduser()
+    from runctl_tui.costs.ledger import default_path
+
     return default_path()
 
 
@@ -72,16 +72,11 @@ class CostService:
         ``tz``: where days and months end (the local zone when ``None``); ``record``: whether
         polls are written to the ledger (``False`` only reads it)."""
         self.settings = settings or CostsSettings()
-        self.path = path or ledger_path(self.settings)
+        self._path = path
         self.clock = clock or (lambda: datetime.now(UTC))
         self.tz = tz
         self.recording = record
         self.max_gap = max(MIN_GAP, timedelta(seconds=3 * poll_seconds))
-        self.idle = IdleTracker(self.settings.idle_gpu_percent, self.settings.idle_minutes)
-        self.effects = EffectChecker()
-        self.budgets = BudgetWatch()
-        self.probes = GpuProbeCache()
-        """GPU figures read over SSH for machines whose provider sends none (EC2)."""
         self.report: CostReport | None = None
         """The last report built."""
         self._ledger: Ledger | None = None
@@ -90,10 +85,47 @@ class CostService:
         self._earlier: tuple[tuple[datetime, datetime], datetime, list[Spend]] | None = None
         """This month's spend before today, as last read: (month, day), when, spend."""
 
+    @property
+    def path(self) -> Path:
+        """The ledger's file."""
+        if self._path is None:
+            self._path = ledger_path(self.settings)
+        return self._path
+
+    @cached_property
+    def idle(self) -> IdleTracker:
+        """Which GPU machines have stayed idle, and since when."""
+        from runctl_tui.costs.idle import IdleTracker
+
+        return IdleTracker(self.settings.idle_gpu_percent, self.settings.idle_minutes)
+
+    @cached_property
+    def effects(self) -> EffectChecker:
+        """What was stopped or terminated, watched until it stops billing."""
+        from runctl_tui.costs.verify import EffectChecker
+
+        return EffectChecker()
+
+    @cached_property
+    def budgets(self) -> BudgetWatch:
+        """Each budget's level, to announce every rise once."""
+        from runctl_tui.costs.budget import BudgetWatch
+
+        return BudgetWatch()
+
+    @cached_property
+    def probes(self) -> GpuProbeCache:
+        """GPU figures read over SSH for machines whose provider sends none (EC2)."""
+        from runctl_tui.costs.gpu_probe import GpuProbeCache
+
+        return GpuProbeCache()
+
     # The ledger ------------------------------------------------------------------------------
 
     def ledger(self) -> Ledger | None:
         """The ledger, opened on first use; ``None`` when it cannot be (:attr:`ledger_error`)."""
+        from runctl_tui.costs.ledger import Ledger, LedgerError
+
         if self._ledger is None:
             try:
                 self._ledger = Ledger(self.path, clock=self.clock, max_gap=self.max_gap)
@@ -111,6 +143,8 @@ class CostService:
 
     def reset_ledger(self) -> None:
         """Forget every recorded interval; raises :class:`LedgerError`."""
+        from runctl_tui.costs.ledger import LedgerError
+
         ledger = self.ledger()
         if ledger is None:
             raise LedgerError(self._ledger_error or f"ledger {self.path}: cannot be opened")
@@ -127,6 +161,10 @@ class CostService:
 
     def observe(self, snapshot: FleetSnapshot) -> CostReport:
         """Record ``snapshot`` in the ledger and report what the fleet costs (blocking)."""
+        from runctl_tui.costs.budget import BudgetLevel
+        from runctl_tui.costs.ledger import LedgerError
+        from runctl_tui.costs.report import Alert, billables
+
         with self._lock:
             now = snapshot.taken_at
             ledger = self.ledger()
@@ -167,6 +205,9 @@ class CostService:
         leaks: Sequence[Leak] = (),
         since: datetime | None = None,
     ) -> CostReport:
+        from runctl_tui.costs.ledger import LedgerError, day_start, merge_spend, month_start
+        from runctl_tui.costs.report import build_report
+
         day = day_start(now, self.tz)
         month = month_start(now, self.tz)
         today: list[Spend] = []
@@ -252,6 +293,8 @@ class CostService:
     def idle_stops(self, report: CostReport) -> tuple[list[Instance], list[tuple[Instance, str]]]:
         """What ``on_budget_exceeded = "stop-idle"`` stops now: idle GPU items, once a budget
         is exceeded; nothing when the setting is off. Also the idle items it leaves, and why."""
+        from runctl_tui.costs.budget import BudgetLevel, plan_idle_stops
+
         if self.settings.on_budget_exceeded != "stop-idle":
             return [], []
         if not any(b.level is BudgetLevel.OVER for b in report.budgets):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from runctl_tui.costs.report import CostReport
 from runctl_tui.models import ActionResult, FleetSnapshot
 from runctl_tui.tui.widgets.instance_table import TableData
+
+if TYPE_CHECKING:
+    from runctl_tui.costs.report import CostReport
 
 
 @dataclass

@@ -26,7 +26,6 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from runctl_tui.costs.report import CostLine, CostReport, Totals
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
 from runctl_tui.models import Action, format_duration, format_usd
 from runctl_tui.text import cell_width, clean, one_line
@@ -46,6 +45,7 @@ from runctl_tui.tui.widgets.row_table import (
 if TYPE_CHECKING:
     from runctl_tui.costs.budget import BudgetStatus
     from runctl_tui.costs.ledger import Gap
+    from runctl_tui.costs.report import CostLine, CostReport, Totals
 
 WAITING = "Waiting for the first poll: costs appear once it has finished and been recorded."
 
@@ -304,7 +304,7 @@ def column_widths(total: int, name_need: int = 0, flag_need: int = 0) -> list[in
     return widths
 
 
-class CostTable(RowTable[CostLine]):
+class CostTable(RowTable["CostLine"]):
     """Every resource's cost, one row each, flagged first; only the rows in view are rendered."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

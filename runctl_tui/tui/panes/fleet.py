@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -15,7 +15,6 @@ from textual.widget import Widget
 from textual.widgets import Input
 
 from runctl_tui.actions import BY_ACTION, CATALOG, KEYED, Confirmation, spec_for
-from runctl_tui.costs.report import CostLine, CostReport
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
 from runctl_tui.models import Action, FleetSnapshot, Instance, Outcome
 from runctl_tui.text import clean, one_line
@@ -35,6 +34,9 @@ from runctl_tui.tui.widgets.details import DetailsPanel
 from runctl_tui.tui.widgets.footer import textual_binding
 from runctl_tui.tui.widgets.instance_table import InstanceTable
 from runctl_tui.views import burn_summary, cost_flags_summary
+
+if TYPE_CHECKING:
+    from runctl_tui.costs.report import CostLine, CostReport
 
 FLEET_BINDING_IDS = frozenset(
     {

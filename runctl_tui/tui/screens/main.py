@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -12,7 +12,6 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Header
 
 from runctl_tui.actions import KEYED
-from runctl_tui.costs.report import CostReport
 from runctl_tui.keys import BINDINGS as KEY_BINDINGS
 from runctl_tui.keys import QUIT_ID, KeymapError, resolve_keymap
 from runctl_tui.models import Action, FleetSnapshot, Instance, Outcome
@@ -28,6 +27,9 @@ from runctl_tui.tui.screens.help import HelpScreen
 from runctl_tui.tui.widgets.footer import FleetFooter, textual_binding
 from runctl_tui.tui.widgets.instance_table import InstanceTable
 from runctl_tui.tui.widgets.provider_bar import ProviderBar, header_sub_title
+
+if TYPE_CHECKING:
+    from runctl_tui.costs.report import CostReport
 
 HELP = {binding.id: binding.description for binding in KEY_BINDINGS}
 """What each rebindable binding does, in the order the help screen lists them."""

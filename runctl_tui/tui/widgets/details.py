@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -13,9 +14,11 @@ from textual.content import Content
 from textual.widgets import Static
 
 from runctl_tui.costs.rates import billed, format_rate
-from runctl_tui.costs.report import CostLine
 from runctl_tui.models import Ec2Details, Instance, format_duration, format_usd
 from runctl_tui.text import clean, one_line
+
+if TYPE_CHECKING:
+    from runctl_tui.costs.report import CostLine
 
 TAG_KEY_WIDTH = 24
 """Longer tag keys fold onto more lines rather than squeezing the values out."""
