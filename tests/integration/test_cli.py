@@ -604,8 +604,9 @@ def test_status_over_a_hostile_fleet(hostile_fleet: HostileFleet, tmp_path: Path
     assert_no_traceback(text)
     assert_no_traceback(as_json)
     lines = text.stdout.splitlines()
-    # Header, one line per instance, a blank line, the provider line and the total.
-    assert len(lines) == 1 + len(hostile_fleet.ids) + 3
+    # Header, one line per instance, a blank line, the provider line, the total and the spend.
+    assert len(lines) == 1 + len(hostile_fleet.ids) + 4
+    assert lines[-1].startswith("spend: today ")
     assert all(clean(line) == line for line in lines)
     report = json.loads(as_json.stdout)
     raw = {i["id"]: i["name"] for i in report["instances"]}
