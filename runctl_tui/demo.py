@@ -42,6 +42,7 @@ from runctl_tui.threads import import_sdk
 if TYPE_CHECKING:
     from mypy_boto3_ec2.client import EC2Client
 
+    from runctl_tui.costs.pricing import Ec2Prices
     from runctl_tui.runpod_standin import RunPodStandIn
 
 DEMO_REGIONS = ("us-east-1", "eu-west-1")
@@ -322,6 +323,16 @@ class DemoAws(AwsProvider):
     """EC2 in the demo: its instances are simulated, so nothing is read from them over SSH
     (their addresses are made up; the demo reaches no host but its own)."""
 
+    @property
+    def prices(self) -> Ec2Prices:
+        """The bundled table only: the demo never asks the Price List API (made on the first
+        poll, off the start-up path)."""
+        if self._prices is None:
+            from runctl_tui.costs.pricing import Ec2Prices
+
+            self._prices = Ec2Prices.bundled_only(DEMO_PRICES)
+        return self._prices
+
     async def log_locations(self, instance: Instance) -> list[LogLocation]:
         """None: say why in one line."""
         raise ProviderError(self.name, SIMULATED)
@@ -479,15 +490,8 @@ def demo_providers(
 ) -> list[AnyProvider]:
     """The providers the demo shows: EC2 in two regions, RunPod pods, this machine's run, and
     the lab box over SSH (``ssh_server``, else one made here and shut down at exit)."""
-    from runctl_tui.costs.pricing import Ec2Prices
-
     return [
-        DemoAws(
-            DemoClients(backend),
-            DEMO_REGIONS,
-            protect_tag=protect_tag,
-            prices=Ec2Prices.bundled_only(DEMO_PRICES),
-        ),
+        DemoAws(DemoClients(backend), DEMO_REGIONS, protect_tag=protect_tag),
         DemoRunPod(),
         DemoLocal(DemoRun()),
         demo_lab_box(ssh_server or DemoSshServer()),

@@ -154,6 +154,7 @@ def _line_json(line: CostLine) -> dict[str, Any]:
         "period_hours": str(line.month_hours),
         "monthly_usd": money(line.monthly_usd) if line.monthly_usd is not None else None,
         "flags": [{"kind": f.kind, "text": f.text} for f in line.flags],
+        "gpu_note": line.gpu_note,
     }
 
 

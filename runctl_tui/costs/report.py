@@ -148,6 +148,8 @@ class CostLine:
     instance: Instance | None = None
     """The fleet row, for acting on it (``None`` for disks and for what no longer exists)."""
     storage: StorageItem | None = None
+    gpu_note: str | None = None
+    """Why the idle check cannot judge it (its GPU load could not be read), when it cannot."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,7 @@ def build_report(
     month: Sequence[Spend] = (),
     since_launch: Mapping[str, Decimal] | None = None,
     idle: Mapping[str, IdleState] | None = None,
+    gpu_notes: Mapping[str, str] | None = None,
     leaks: Sequence[Leak] = (),
     gaps: Sequence[Gap] = (),
     daily_budget: Decimal | None = None,
@@ -295,6 +298,7 @@ def build_report(
                 month_hours=Decimal(month_spend.seconds) / HOUR if month_spend else ZERO,
                 flags=_flags(rate, billed, idle.get(instance.key), leak_by_key.get(instance.key)),
                 instance=instance,
+                gpu_note=(gpu_notes or {}).get(instance.key) if billed else None,
             )
         )
     for item in snapshot.storage:

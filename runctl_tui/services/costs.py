@@ -236,6 +236,7 @@ class CostService:
             today=today,
             month=this_month,
             idle=self.idle.all(),
+            gpu_notes=self._gpu_notes(snapshot),
             leaks=leaks,
             gaps=gaps,
             daily_budget=self.settings.daily_budget,
@@ -245,6 +246,15 @@ class CostService:
             ledger_error=error,
             tz=self.tz,
         )
+
+    def _gpu_notes(self, snapshot: FleetSnapshot) -> dict[str, str]:
+        """Why each running GPU machine's load could not be read, by key."""
+        notes = {}
+        for instance in snapshot.instances:
+            error = self.probes.error(instance.key)
+            if error and not instance.gpu_usage:
+                notes[instance.key] = f"GPU load not read over SSH: {one_line(error, 200)}"
+        return notes
 
     # GPU figures over SSH ----------------------------------------------------------------------
 

@@ -484,3 +484,24 @@ def test_a_machine_first_seen_today_brings_its_earlier_days_at_once(tmp_path: Pa
         assert second.total.month_usd == Decimal("91.2")
     finally:
         bench.close()
+
+
+def test_a_machine_whose_gpu_load_cannot_be_read_says_why(tmp_path: Path, clock: FakeClock) -> None:
+    provider = FakeProvider([rated("i-1")])
+    bench = Bench(tmp_path, clock, provider)
+    try:
+        report = bench.poll()
+        due = bench.costs.probes_due(list(bench.fleet.snapshot().instances))
+        assert [i.key for i in due] == [KEY]
+        bench.costs.probed(KEY, None, "host key of 54.1.2.3 is not trusted yet")
+
+        again = bench.poll(timedelta(seconds=10))
+
+        assert line(report).gpu_note is None
+        assert line(again).gpu_note == (
+            "GPU load not read over SSH: host key of 54.1.2.3 is not trusted yet"
+        )
+        # Not idle either way: the check cannot judge it.
+        assert not any(f.kind == "idle" for f in line(again).flags)
+    finally:
+        bench.close()

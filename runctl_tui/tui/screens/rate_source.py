@@ -116,6 +116,8 @@ def line_fields(line: CostLine) -> list[Field]:
     )
     for flag in line.flags:
         fields.append(Field("Flag", one_line(flag.text, 300), "bold red"))
+    if line.gpu_note:
+        fields.append(Field("Idle check", one_line(line.gpu_note, 300), "yellow"))
     return fields
 
 

@@ -65,6 +65,8 @@ def spent_fact(line: CostLine | None) -> list[tuple[str, object]]:
     parts.append(f"this month {format_usd(line.month_usd)}")
     facts: list[tuple[str, object]] = [("Spent", " · ".join(parts))]
     facts.extend(("Flag", flag.text) for flag in line.flags)
+    if line.gpu_note:
+        facts.append(("Idle check", line.gpu_note))
     return facts
 
 
