@@ -19,6 +19,7 @@ from runctl_tui.providers.local import GPU_QUERY, parse_nvidia_smi
 from runctl_tui.providers.ssh_hosts import NVIDIA_SMI_TIMEOUT, run_over_ssh
 from runctl_tui.remote.procs import wrap
 from runctl_tui.text import one_line
+from runctl_tui.threads import run_blocking
 
 if TYPE_CHECKING:
     from runctl_tui.remote.ssh import SshHub, SshTarget
@@ -101,11 +102,20 @@ async def probe_instance(
     *,
     timeout: float = PROBE_TIMEOUT,  # noqa: ASYNC109
 ) -> tuple[GpuUsage, ...]:
-    """:func:`probe_gpus` on ``instance``, through its provider's target and hub."""
+    """:func:`probe_gpus` on ``instance``, through its provider's target and hub.
+
+    A host whose key known_hosts does not hold yet is not contacted: the check runs unasked,
+    so it reaches only machines the user has trusted (opening a log or checkpoints there asks).
+    """
     target = provider.ssh_target(instance)
-    return await probe_gpus(
-        provider.hub_for(target), target, provider=provider.name, timeout=timeout
-    )
+    hub = provider.hub_for(target)
+    # Off the loop: the first look may import asyncssh.
+    if not await run_blocking(lambda: hub.knows_host(target), name="runctl-known-hosts"):
+        raise ProviderError(
+            provider.name,
+            f"{target.host}'s host key is not trusted yet: open its log (l) once to trust it",
+        )
+    return await probe_gpus(hub, target, provider=provider.name, timeout=timeout)
 
 
 @dataclass(frozen=True)

@@ -512,6 +512,20 @@ class SshHub:
         self._links: dict[SshTarget, _Link] = {}
         self._closed = False
 
+    def knows_host(self, target: SshTarget) -> bool:
+        """Whether known_hosts already vouches for ``target`` (a key or a CA), read without
+        connecting: background checks reach only hosts the user has trusted."""
+        try:
+            resolved = _resolve(
+                target, known_hosts=self.known_hosts, use_user_config=self.use_user_config
+            )
+            known = _known_hosts(resolved)
+        except (OSError, ValueError):
+            return False
+        found = known.match(resolved.key_host, "", resolved.port)
+        trusted_keys, trusted_authorities = found[0], found[1]
+        return bool(trusted_keys or trusted_authorities)
+
     # -- state --------------------------------------------------------------------------------
 
     def state(self, target: SshTarget) -> HostState:

@@ -227,6 +227,22 @@ async def test_a_pod_is_probed_through_its_provider(
     assert (gpu.index, gpu.utilization_percent) == (0, 1)
 
 
+async def test_a_machine_whose_key_is_not_trusted_is_never_contacted(
+    ssh_client_key: ClientKey, tmp_path: Path, ssh_hub: SshHub
+) -> None:
+    shell = ShellServer(write_host_key(tmp_path / "stranger"), ssh_client_key.public_path)
+    await shell.start()
+    try:
+        runpod = RunPodProvider("key", hub=ssh_hub)
+        with pytest.raises(ProviderError, match="host key is not trusted yet: open its log"):
+            await probe_instance(runpod, gpu_pod(target_of(shell).port or 22))
+        # Refused from known_hosts alone: the server saw no connection, let alone a command.
+        assert shell.commands == []
+        assert shell.connections == []
+    finally:
+        await shell.stop()
+
+
 async def test_a_pod_without_an_ssh_port_is_one_line(ssh_hub: SshHub) -> None:
     runpod = RunPodProvider("key", hub=ssh_hub)
     closed = gpu_pod(22).model_copy(update={"details": PodDetails(gpu_count=1)})
