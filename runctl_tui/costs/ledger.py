@@ -531,6 +531,28 @@ class Ledger:
         result.sort(key=lambda s: (-s.usd, s.key))
         return result
 
+    def spend_since(self, starts: Mapping[str, datetime], end: datetime) -> dict[str, Decimal]:
+        """What each resource cost from its own start (a launch) to ``end``, each part at its
+        rate; resources without recorded billing are left out. One query for all of them."""
+        if not starts:
+            return {}
+        pairs = json.dumps([[key, _us(moment)] for key, moment in starts.items()])
+        rows = self._read(
+            "WITH wanted(key, lo) AS (SELECT json_extract(value, '$[0]'),"
+            " json_extract(value, '$[1]') FROM json_each(:pairs))"
+            " SELECT i.key, i.rate, sum(min(i.end, :hi) - max(i.start, w.lo))"
+            " FROM wanted w JOIN intervals i ON i.key = w.key"
+            " WHERE i.end > w.lo AND i.start < :hi AND i.rate IS NOT NULL"
+            " GROUP BY i.key, i.rate",
+            {"pairs": pairs, "hi": _us(end)},
+        )
+        spent: dict[str, Decimal] = {}
+        for key, rate, micros in rows:
+            assert isinstance(key, str)
+            assert isinstance(micros, int)
+            spent[key] = spent.get(key, Decimal(0)) + Decimal(str(rate)) * micros / _US_PER_HOUR
+        return spent
+
     def totals(self, start: datetime, end: datetime) -> Decimal:
         """Everything billed within ``[start, end)``, each interval at its own rate."""
         lo, hi = _us(start), _us(end)

@@ -214,6 +214,7 @@ class CostService:
         this_month: list[Spend] = []
         gaps: list[Gap] = []
         calendar_month: Decimal | None = None
+        since_launch: dict[str, Decimal] | None = None
         error = self._ledger_error
         if ledger is not None:
             try:
@@ -223,6 +224,7 @@ class CostService:
                 else:
                     this_month = ledger.spend(since, now)
                 gaps = ledger.gaps(since or month, now)
+                since_launch = ledger.spend_since(_running_since(snapshot), now)
                 if since is not None:
                     # The monthly budget is the calendar month's, whatever period is shown.
                     calendar_month = ledger.totals(month, now)
@@ -235,6 +237,7 @@ class CostService:
             month_start=since or month,
             today=today,
             month=this_month,
+            since_launch=since_launch,
             idle=self.idle.all(),
             gpu_notes=self._gpu_notes(snapshot),
             leaks=leaks,
@@ -315,3 +318,14 @@ class CostService:
 
 def _with_alerts(report: CostReport, alerts: Sequence[Alert]) -> CostReport:
     return replace(report, alerts=tuple(alerts)) if alerts else report
+
+
+def _running_since(snapshot: FleetSnapshot) -> dict[str, datetime]:
+    """Each running machine's start of its current running period, by key."""
+    from runctl_tui.costs.report import billing
+
+    return {
+        instance.key: instance.launched_at
+        for instance in snapshot.instances
+        if instance.launched_at is not None and billing(instance)
+    }

@@ -415,3 +415,18 @@ def test_writes_say_how_far_back_they_reached(ledger: Ledger) -> None:
     ledger.record([item(), item("aws:i-2", since=T0 - 5 * HOUR)], T0 + timedelta(minutes=2))
     # A machine seen for the first time is counted from its launch.
     assert ledger.changed_since_asked() == T0 - 5 * HOUR
+
+
+def test_spend_since_each_resource_s_own_start(ledger: Ledger) -> None:
+    ledger.record([item(rate="3.6"), item("aws:i-2", rate="7.2")], T0)
+    ledger.record([item(rate="3.6"), item("aws:i-2", rate="7.2")], T0 + timedelta(minutes=4))
+    # The spot price of i-1 moves: each part at its own rate.
+    ledger.record([item(rate="7.2"), item("aws:i-2", rate="7.2")], T0 + timedelta(minutes=8))
+    end = T0 + timedelta(minutes=8)
+
+    spent = ledger.spend_since({"aws:i-1": T0, "aws:i-2": T0 + timedelta(minutes=4)}, end)
+
+    # i-1: 8 minutes at $3.60/h (the new price starts at the sample that saw it); i-2: 4 at $7.20.
+    assert spent == {"aws:i-1": Decimal("0.48"), "aws:i-2": Decimal("0.48")}
+    assert ledger.spend_since({}, end) == {}
+    assert ledger.spend_since({"aws:unknown": T0}, end) == {}
