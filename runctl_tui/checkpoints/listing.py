@@ -479,6 +479,100 @@ def wanted_outside(name: str) -> bool:
     return is_checkpoint_file(name) or name == TRAINER_STATE or shard_index_name(name) is not None
 
 
+class Walk:
+    """What one walk of a directory tree found, and the rules it follows; the walks over a local
+    disk and over SFTP read the entries their own way and ask these rules of each."""
+
+    def __init__(self, max_depth: int, max_entries: int) -> None:
+        self.max_depth = max_depth
+        self.max_entries = max_entries
+        self.entries: list[FileEntry] = []
+        self.states: list[FileEntry] = []
+        """``trainer_state.json`` files seen, to pick the ones worth reading."""
+        self.trainer_states: dict[tuple[str, ...], TrainerState] = {}
+        """The ones read, by the directory they are in."""
+        self.notes: list[str] = []
+        self.truncated = False
+        self.complete = True
+
+    def note(self, parts: tuple[str, ...], what: str) -> None:
+        """Say something about ``parts`` (below the root), up to 20 notes."""
+        if len(self.notes) < 20:
+            self.notes.append(one_line(f"{'/'.join(parts) or '.'}: {what}", 300))
+
+    def not_listed(self, parts: tuple[str, ...], why: str) -> None:
+        """A directory could not be read: the listing is incomplete."""
+        self.note(parts, f"not listed: {why}")
+        self.complete = False
+
+    def full(self) -> bool:
+        """Whether :attr:`max_entries` are found: the walk stops, the listing is incomplete."""
+        if len(self.entries) >= self.max_entries:
+            self.truncated = True
+        return self.truncated
+
+    def directory(
+        self, child: tuple[str, ...], inside: bool, mtime: Callable[[], float]
+    ) -> bool | None:
+        """Whether to walk into the directory ``child``: ``True`` as (or within) a checkpoint
+        directory, which is then recorded with ``mtime()``; ``False`` as a plain one; ``None``
+        not at all (too deep)."""
+        depth = len(child) - 1
+        if inside:
+            if depth + 1 < INSIDE_DEPTH:
+                return True
+            self.note(child, "too deep; its size is not counted")
+            return None
+        if depth >= self.max_depth:
+            return None
+        if is_checkpoint_dir(child[-1]):
+            self.entries.append(FileEntry(child, 0, mtime(), True))
+            return True
+        return False
+
+    def file(self, child: tuple[str, ...], size: int, mtime: float) -> None:
+        """Record the file ``child``."""
+        found = FileEntry(child, size, mtime)
+        self.entries.append(found)
+        if child[-1] == TRAINER_STATE:
+            self.states.append(found)
+
+    def read(self, entry: FileEntry, state: TrainerState | str) -> None:
+        """Keep what reading the trainer state ``entry`` gave, or why it could not be read."""
+        if isinstance(state, str):
+            self.notes.append(state)
+        else:
+            self.trainer_states[entry.parts[:-1]] = state
+
+    def finish(self) -> None:
+        """The walk is over: say so if it stopped early."""
+        if self.truncated:
+            self.notes.append(f"stopped after {self.max_entries} files; the listing is incomplete")
+
+    def listing(
+        self,
+        *,
+        directory: str,
+        kind: LocationKind,
+        where: str,
+        join: Callable[[tuple[str, ...]], str],
+        listed_at: datetime,
+    ) -> Listing:
+        """The listing of what was found."""
+        return build_listing(
+            self.entries,
+            directory=directory,
+            kind=kind,
+            where=where,
+            join=join,
+            listed_at=listed_at,
+            trainer_states=self.trainer_states,
+            notes=self.notes,
+            max_depth=self.max_depth,
+            complete=self.complete and not self.truncated,
+        )
+
+
 def pick_trainer_states(candidates: Iterable[FileEntry]) -> list[FileEntry]:
     """Which ``trainer_state.json`` files to read: those outside checkpoint directories, and
     those of the :data:`STATES_READ` checkpoint directories with the highest steps (the newest

@@ -14,26 +14,23 @@ import os
 import stat
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from runctl_tui.checkpoints.listing import (
     DEFAULT_DEPTH,
-    INSIDE_DEPTH,
     MAX_ENTRIES,
-    TRAINER_STATE,
     TRAINER_STATE_MAX_BYTES,
     FileEntry,
     Listing,
     LocationKind,
     TrainerState,
-    build_listing,
+    Walk,
     failed_listing,
-    is_checkpoint_dir,
     parse_trainer_state,
     pick_trainer_states,
     wanted_outside,
 )
-from runctl_tui.text import one_line
 from runctl_tui.threads import run_blocking
 
 WHERE = "this machine"
@@ -48,52 +45,32 @@ def _why(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-class _Walk:
-    """One walk of a directory tree: entries, trainer states found, and notes."""
+def _own_mtime(entry: os.DirEntry[str]) -> float:
+    """A directory's own modification time (a link is not followed)."""
+    return entry.stat(follow_symlinks=False).st_mtime
 
-    def __init__(self, root: Path, max_depth: int, max_entries: int) -> None:
-        self.root = root
-        self.max_depth = max_depth
-        self.max_entries = max_entries
-        self.entries: list[FileEntry] = []
-        self.states: list[FileEntry] = []
-        self.notes: list[str] = []
-        self.truncated = False
-        self.complete = True
 
-    def note(self, parts: tuple[str, ...], what: str) -> None:
-        if len(self.notes) < 20:
-            self.notes.append(one_line(f"{'/'.join(parts) or '.'}: {what}", 300))
+class _Walk(Walk):
+    """One walk of a directory tree on this machine."""
 
     def walk(self, path: str, parts: tuple[str, ...], inside: bool) -> None:
         """Walk ``path`` (``parts`` below the root); ``inside`` a checkpoint directory."""
-        depth = len(parts)
         try:
             scanner = os.scandir(path)
         except OSError as exc:
-            self.note(parts, f"not listed: {_why(exc)}")
-            self.complete = False
+            self.not_listed(parts, _why(exc))
             return
         with scanner:
             for entry in scanner:
-                if len(self.entries) >= self.max_entries:
-                    self.truncated = True
+                if self.full():
                     return
                 child = (*parts, entry.name)
                 try:
                     # Directory links are not followed: a link back up would loop.
                     if entry.is_dir(follow_symlinks=False):
-                        if inside:
-                            if depth + 1 < INSIDE_DEPTH:
-                                self.walk(entry.path, child, True)
-                            else:
-                                self.note(child, "too deep; its size is not counted")
-                        elif is_checkpoint_dir(entry.name) and depth < self.max_depth:
-                            mtime = entry.stat(follow_symlinks=False).st_mtime
-                            self.entries.append(FileEntry(child, 0, mtime, True))
-                            self.walk(entry.path, child, True)
-                        elif depth < self.max_depth:
-                            self.walk(entry.path, child, False)
+                        below = self.directory(child, inside, partial(_own_mtime, entry))
+                        if below is not None:
+                            self.walk(entry.path, child, below)
                         continue
                     if not inside and not wanted_outside(entry.name):
                         continue
@@ -103,10 +80,7 @@ class _Walk:
                 except OSError as exc:
                     self.note(child, f"skipped: {_why(exc)}")
                     continue
-                found = FileEntry(child, info.st_size, info.st_mtime)
-                self.entries.append(found)
-                if entry.name == TRAINER_STATE:
-                    self.states.append(found)
+                self.file(child, info.st_size, info.st_mtime)
 
 
 def _read_state(root: Path, entry: FileEntry) -> TrainerState | str:
@@ -154,34 +128,19 @@ def list_local(
         return failed_listing(shown, LocationKind.LOCAL, WHERE, f"{shown}: {_why(exc)}")
     if not stat.S_ISDIR(info.st_mode):
         return failed_listing(shown, LocationKind.LOCAL, WHERE, f"{shown}: not a directory")
-    walk = _Walk(root, max_depth, max_entries)
+    walk = _Walk(max_depth, max_entries)
     walk.walk(str(root), (), False)
-    if walk.truncated:
-        walk.notes.append(f"stopped after {max_entries} files; the listing is incomplete")
-    states: dict[tuple[str, ...], TrainerState] = {}
+    walk.finish()
     for entry in pick_trainer_states(walk.states):
-        state = _read_state(root, entry)
-        if isinstance(state, str):
-            walk.notes.append(state)
-        else:
-            states[entry.parts[:-1]] = state
+        walk.read(entry, _read_state(root, entry))
     base = str(root.absolute())
     prefix = base.rstrip(os.sep) + os.sep
 
     def join(parts: tuple[str, ...]) -> str:
         return prefix + os.sep.join(parts) if parts else base
 
-    return build_listing(
-        walk.entries,
-        directory=shown,
-        kind=LocationKind.LOCAL,
-        where=WHERE,
-        join=join,
-        listed_at=listed_at,
-        trainer_states=states,
-        notes=walk.notes,
-        max_depth=max_depth,
-        complete=walk.complete and not walk.truncated,
+    return walk.listing(
+        directory=shown, kind=LocationKind.LOCAL, where=WHERE, join=join, listed_at=listed_at
     )
 
 

@@ -13,27 +13,24 @@ import contextlib
 import posixpath
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from runctl_tui.checkpoints.listing import (
     DEFAULT_DEPTH,
-    INSIDE_DEPTH,
     MAX_ENTRIES,
-    TRAINER_STATE,
     TRAINER_STATE_MAX_BYTES,
     FileEntry,
     Listing,
     LocationKind,
     TrainerState,
-    build_listing,
+    Walk,
     failed_listing,
-    is_checkpoint_dir,
     parse_trainer_state,
     pick_trainer_states,
     wanted_outside,
 )
 from runctl_tui.remote.ssh import SshError
-from runctl_tui.text import one_line
 
 if TYPE_CHECKING:
     import asyncssh
@@ -80,27 +77,17 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class _Walk:
+class _Walk(Walk):
     """One walk over SFTP, with per-call timeouts and a cap on concurrent reads."""
 
     def __init__(
         self, sftp: asyncssh.SFTPClient, base: str, timeout: float, max_depth: int, limit: int
     ) -> None:
+        super().__init__(max_depth, limit)
         self.sftp = sftp
         self.base = base
         self.timeout = timeout
-        self.max_depth = max_depth
-        self.limit = limit
-        self.entries: list[FileEntry] = []
-        self.states: list[FileEntry] = []
-        self.notes: list[str] = []
-        self.truncated = False
-        self.complete = True
         self._gate = asyncio.Semaphore(CONCURRENT_READDIRS)
-
-    def note(self, parts: tuple[str, ...], what: str) -> None:
-        if len(self.notes) < 20:
-            self.notes.append(one_line(f"{'/'.join(parts) or '.'}: {what}", 300))
 
     async def call(self, step: Awaitable[T]) -> T:
         return await asyncio.wait_for(step, self.timeout)
@@ -111,41 +98,29 @@ class _Walk:
     async def walk(self, parts: tuple[str, ...], inside: bool) -> None:
         import asyncssh
 
-        depth = len(parts)
         try:
             async with self._gate:
                 names = await self.call(self.sftp.readdir(self.path(parts)))
         except TimeoutError:
-            self.note(parts, f"not listed: no answer within {self.timeout:g} s")
-            self.complete = False
+            self.not_listed(parts, f"no answer within {self.timeout:g} s")
             return
         except (asyncssh.SFTPError, OSError) as exc:
-            self.note(parts, f"not listed: {_reason(exc)}")
-            self.complete = False
+            self.not_listed(parts, _reason(exc))
             return
         below: list[Awaitable[None]] = []
         for item in names:
             name = _text(item.filename)
             if name in {".", ".."}:
                 continue
-            if len(self.entries) >= self.limit:
-                self.truncated = True
+            if self.full():
                 break
             child = (*parts, name)
             attrs = item.attrs
             kind = attrs.type
             if kind == _DIRECTORY:
-                mtime = float(attrs.mtime or 0)
-                if inside:
-                    if depth + 1 < INSIDE_DEPTH:
-                        below.append(self.walk(child, True))
-                    else:
-                        self.note(child, "too deep; its size is not counted")
-                elif is_checkpoint_dir(name) and depth < self.max_depth:
-                    self.entries.append(FileEntry(child, 0, mtime, True))
-                    below.append(self.walk(child, True))
-                elif depth < self.max_depth:
-                    below.append(self.walk(child, False))
+                into = self.directory(child, inside, partial(float, attrs.mtime or 0))
+                if into is not None:
+                    below.append(self.walk(child, into))
                 continue
             if not inside and not wanted_outside(name):
                 continue
@@ -159,10 +134,7 @@ class _Walk:
                     continue
             elif kind != _REGULAR:
                 continue
-            entry = FileEntry(child, int(attrs.size or 0), float(attrs.mtime or 0))
-            self.entries.append(entry)
-            if name == TRAINER_STATE:
-                self.states.append(entry)
+            self.file(child, int(attrs.size or 0), float(attrs.mtime or 0))
         if below:
             await asyncio.gather(*below)
 
@@ -247,17 +219,9 @@ async def list_sftp(
                 base = await _base(sftp, directory, seconds=timeout)
                 walk = _Walk(sftp, base, timeout, max_depth, max_entries)
                 await walk.walk((), False)
-                if walk.truncated:
-                    walk.notes.append(
-                        f"stopped after {max_entries} files; the listing is incomplete"
-                    )
-                states: dict[tuple[str, ...], TrainerState] = {}
+                walk.finish()
                 for entry in pick_trainer_states(walk.states):
-                    state = await walk.read_state(entry)
-                    if isinstance(state, str):
-                        walk.notes.append(state)
-                    else:
-                        states[entry.parts[:-1]] = state
+                    walk.read(entry, await walk.read_state(entry))
             except _Failed as exc:
                 return failed(str(exc))
             finally:
@@ -270,17 +234,8 @@ async def list_sftp(
     def join(parts: tuple[str, ...]) -> str:
         return posixpath.join(base, *parts) if parts else base
 
-    return build_listing(
-        walk.entries,
-        directory=directory,
-        kind=LocationKind.SSH,
-        where=where,
-        join=join,
-        listed_at=listed_at,
-        trainer_states=states,
-        notes=walk.notes,
-        max_depth=max_depth,
-        complete=walk.complete and not walk.truncated,
+    return walk.listing(
+        directory=directory, kind=LocationKind.SSH, where=where, join=join, listed_at=listed_at
     )
 
 

@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING, Any
 from runctl_tui.checkpoints.listing import (
     DEFAULT_DEPTH,
     MAX_ENTRIES,
-    TRAINER_STATE,
     TRAINER_STATE_MAX_BYTES,
-    FileEntry,
     Listing,
     LocationKind,
     TrainerState,
-    build_listing,
+    Walk,
     checkpoint_dir_index,
     failed_listing,
     parse_trainer_state,
@@ -117,11 +115,8 @@ def list_s3(
         return failed_listing(url, LocationKind.S3, "s3", str(exc), now=listed_at)
     where = f"s3://{bucket}"
     location = f"s3://{bucket}/{prefix}"
-    entries: list[FileEntry] = []
-    states: list[FileEntry] = []
-    notes: list[str] = []
+    walk = Walk(max_depth, max_entries)
     seen = 0
-    truncated = False
     try:
         paging = {"PageSize": page_size} if page_size else {}
         pages = client.get_paginator("list_objects_v2").paginate(
@@ -139,42 +134,26 @@ def list_s3(
                     continue
                 modified = item.get("LastModified")
                 mtime = modified.timestamp() if isinstance(modified, datetime) else 0.0
-                entry = FileEntry(parts, int(item.get("Size", 0)), mtime)
-                entries.append(entry)
-                if parts[-1] == TRAINER_STATE:
-                    states.append(entry)
+                walk.file(parts, int(item.get("Size", 0)), mtime)
             if seen >= max_entries:
-                notes.append(f"stopped after {seen} objects; the listing is incomplete")
-                truncated = True
+                walk.notes.append(f"stopped after {seen} objects; the listing is incomplete")
+                walk.complete = False
                 break
     except Exception as exc:  # noqa: BLE001 - botocore's errors of every kind become the error line
         return failed_listing(
             url, LocationKind.S3, where, _error_line(exc, bucket, location), now=listed_at
         )
     if seen == 0:
-        notes.append(f"{location}: no objects under this prefix")
-    read: dict[tuple[str, ...], TrainerState] = {}
-    for entry in pick_trainer_states(states):
-        state = _read_state(client, bucket, prefix + "/".join(entry.parts), "/".join(entry.parts))
-        if isinstance(state, str):
-            notes.append(state)
-        else:
-            read[entry.parts[:-1]] = state
+        walk.notes.append(f"{location}: no objects under this prefix")
+    for entry in pick_trainer_states(walk.states):
+        shown = "/".join(entry.parts)
+        walk.read(entry, _read_state(client, bucket, prefix + shown, shown))
 
     def join(parts: tuple[str, ...]) -> str:
         return f"{location}{'/'.join(parts)}" if parts else location.rstrip("/") or where
 
-    return build_listing(
-        entries,
-        directory=url,
-        kind=LocationKind.S3,
-        where=where,
-        join=join,
-        listed_at=listed_at,
-        trainer_states=read,
-        notes=notes,
-        max_depth=max_depth,
-        complete=not truncated,
+    return walk.listing(
+        directory=url, kind=LocationKind.S3, where=where, join=join, listed_at=listed_at
     )
 
 
