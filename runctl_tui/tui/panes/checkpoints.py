@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import on, work
@@ -23,7 +22,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
@@ -33,13 +31,10 @@ from runctl_tui.models import Instance, InstanceState
 from runctl_tui.text import one_line
 from runctl_tui.tui.panes import Pane, PaneContext
 from runctl_tui.tui.widgets.row_table import (
-    CURSOR_STYLE,
     DIM_STYLE,
-    HEADER_STYLE,
     NAVIGATION,
     Column,
     RowTable,
-    fit_cell,
 )
 
 if TYPE_CHECKING:
@@ -129,6 +124,7 @@ class CheckpointTable(RowTable[Checkpoint]):
         *NAVIGATION,
         Binding("enter", "choose", "Inspect"),
     ]
+    COLUMNS = COLUMNS
 
     DEFAULT_CSS = """
     CheckpointTable { height: 1fr; overflow-x: hidden; }
@@ -152,44 +148,19 @@ class CheckpointTable(RowTable[Checkpoint]):
         """``enter``: inspect it."""
         return self.Chosen(row)
 
-    def render_line(self, y: int) -> Strip:
-        """The column titles on the first line, then the rows from the scroll position."""
-        width = self.size.width
-        widths = _widths(width)
-        if y == 0:
-            titles: list[Segment] = []
-            for n, (column, title_w) in enumerate(zip(COLUMNS, widths, strict=True)):
-                if n:
-                    titles.append(Segment(" "))
-                titles.append(Segment(fit_cell(column.title, title_w, column.right), HEADER_STYLE))
-            return Strip(titles).adjust_cell_length(width)
-        index = int(self.scroll_y) + y - 1
-        if index >= len(self.rows):
-            return Strip.blank(width)
-        checkpoint = self.rows[index]
-        cells = row_cells(checkpoint, self.clock())
-        segments: list[Segment] = []
-        for n, (column, cell, cell_w) in enumerate(zip(COLUMNS, cells, widths, strict=True)):
-            if n:
-                segments.append(Segment(" "))
-            style: Style | None = None
-            if n == 0 and cell.strip():
-                style = NEWEST_STYLE if checkpoint.newest else BEST_STYLE
-            elif n == 7:
-                style = DIM_STYLE
-            segments.append(Segment(fit_cell(cell, cell_w, column.right), style))
-        strip = Strip(segments).adjust_cell_length(width)
-        if index == self.cursor:
-            strip = strip.apply_style(CURSOR_STYLE if self.has_focus else Style(bgcolor="grey23"))
-        return strip
+    def column_widths(self, total: int) -> list[int]:
+        """NAME takes what the others leave."""
+        return _widths(total)
 
-    def on_focus(self) -> None:
-        """The cursor row shows the focus."""
-        self.refresh()
+    def row_cells(self, index: int) -> tuple[str, ...]:
+        """The checkpoint's cells, its age as of now."""
+        return row_cells(self.rows[index], self.clock())
 
-    def on_blur(self) -> None:
-        """The cursor row shows the focus."""
-        self.refresh()
+    def cell_style(self, row: Checkpoint, column: int, cell: str) -> Style | None:
+        """The newest and best marks coloured, WHERE dimmed."""
+        if column == 0 and cell.strip():
+            return NEWEST_STYLE if row.newest else BEST_STYLE
+        return DIM_STYLE if column == 7 else None
 
 
 BAR_WIDTH = 30

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
 
-from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import on
@@ -22,7 +21,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.notifications import SeverityLevel
-from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
@@ -33,13 +31,10 @@ from runctl_tui.tui.messages import FleetPolled
 from runctl_tui.tui.panes import Pane, PaneContext
 from runctl_tui.tui.widgets.footer import textual_binding
 from runctl_tui.tui.widgets.row_table import (
-    CURSOR_STYLE,
     DIM_STYLE,
-    HEADER_STYLE,
     NAVIGATION,
     Column,
     RowTable,
-    fit_cell,
 )
 
 if TYPE_CHECKING:
@@ -65,7 +60,6 @@ FLAG_STYLES = {
 BUDGET_STYLES = {"ok": "green", "warn": "bold yellow", "over": "bold white on red"}
 """How a budget line looks at each level."""
 
-CURSOR_UNFOCUSED_STYLE = Style(bgcolor="grey23")
 FLAGGED_NAME_STYLE = Style(bold=True)
 
 
@@ -311,6 +305,7 @@ class CostTable(RowTable["CostLine"]):
         *NAVIGATION,
         Binding("enter", "choose", "Rate source"),
     ]
+    COLUMNS = COLUMNS
 
     DEFAULT_CSS = """
     CostTable { height: 1fr; overflow-x: hidden; }
@@ -363,50 +358,21 @@ class CostTable(RowTable["CostLine"]):
                 return True
         return False
 
-    def render_line(self, y: int) -> Strip:
-        """The column titles on the first line, then the rows from the scroll position."""
-        width = self.size.width
-        widths = column_widths(width, self._name_need, self._flag_need)
-        if y == 0:
-            titles: list[Segment] = []
-            for n, (column, title_w) in enumerate(zip(COLUMNS, widths, strict=True)):
-                if not title_w:
-                    continue
-                if n:
-                    titles.append(Segment(" "))
-                titles.append(Segment(fit_cell(column.title, title_w, column.right), HEADER_STYLE))
-            return Strip(titles).adjust_cell_length(width)
-        index = int(self.scroll_y) + y - 1
-        if index >= len(self.lines):
-            return Strip.blank(width)
-        line = self.lines[index]
-        cells = self.cells(index)
-        segments: list[Segment] = []
-        for n, (column, cell, cell_w) in enumerate(zip(COLUMNS, cells, widths, strict=True)):
-            if not cell_w:
-                continue
-            if n:
-                segments.append(Segment(" "))
-            style: Style | None = None
-            if n == FLAG_COLUMN:
-                style = flag_style(line)
-            elif n == 0 and line.flags:
-                style = FLAGGED_NAME_STYLE
-            elif not line.billing and n in (3, 4):
-                style = DIM_STYLE
-            segments.append(Segment(fit_cell(cell, cell_w, column.right), style))
-        strip = Strip(segments).adjust_cell_length(width)
-        if index == self.cursor:
-            strip = strip.apply_style(CURSOR_STYLE if self.has_focus else CURSOR_UNFOCUSED_STYLE)
-        return strip
+    def column_widths(self, total: int) -> list[int]:
+        """NAME / ID and FLAG share what is left; narrow, some columns give way."""
+        return column_widths(total, self._name_need, self._flag_need)
 
-    def on_focus(self) -> None:
-        """The cursor row shows the focus."""
-        self.refresh()
+    def row_cells(self, index: int) -> tuple[str, ...]:
+        """Row ``index``'s cells, worked out once per report."""
+        return self.cells(index)
 
-    def on_blur(self) -> None:
-        """The cursor row shows the focus."""
-        self.refresh()
+    def cell_style(self, row: CostLine, column: int, cell: str) -> Style | None:
+        """Flags coloured, flagged names bold, the rate of what does not bill dimmed."""
+        if column == FLAG_COLUMN:
+            return flag_style(row)
+        if column == 0 and row.flags:
+            return FLAGGED_NAME_STYLE
+        return DIM_STYLE if not row.billing and column in (3, 4) else None
 
 
 class CostsPane(Pane):

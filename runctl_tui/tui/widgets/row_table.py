@@ -6,11 +6,13 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
+from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from runctl_tui.text import cell_width, clip
 
@@ -18,6 +20,7 @@ Row = TypeVar("Row")
 
 HEADER_STYLE = Style(bold=True, dim=True)
 CURSOR_STYLE = Style(reverse=True)
+CURSOR_UNFOCUSED_STYLE = Style(bgcolor="grey23")
 DIM_STYLE = Style(dim=True)
 
 
@@ -52,11 +55,13 @@ NAVIGATION: list[BindingType] = [
 class RowTable(ScrollView, Generic[Row], can_focus=True):
     """Rows under a line of column titles, a cursor kept on its row across updates.
 
-    A subclass draws the lines (``render_line``) and says what ``enter`` on a row posts
-    (:meth:`chosen`).
+    A subclass names its :attr:`COLUMNS`, gives each row's cells (:meth:`row_cells`), their
+    widths at a width (:meth:`column_widths`: 0 hides a column) and styles (:meth:`cell_style`),
+    and says what ``enter`` on a row posts (:meth:`chosen`).
     """
 
     BINDINGS: ClassVar[list[BindingType]] = NAVIGATION
+    COLUMNS: ClassVar[tuple[Column, ...]] = ()
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -84,6 +89,57 @@ class RowTable(ScrollView, Generic[Row], can_focus=True):
     def chosen(self, row: Row) -> Message | None:
         """What ``enter`` on ``row`` posts; nothing unless a subclass says."""
         return None
+
+    def column_widths(self, total: int) -> Sequence[int]:
+        """Each column's width when the table is ``total`` cells wide; 0 hides it."""
+        raise NotImplementedError
+
+    def row_cells(self, index: int) -> Sequence[str]:
+        """Row ``index``'s cells, plain and safe to show, in :attr:`COLUMNS` order."""
+        raise NotImplementedError
+
+    def cell_style(self, row: Row, column: int, cell: str) -> Style | None:
+        """How cell ``column`` of ``row`` is drawn; plain unless a subclass says."""
+        return None
+
+    def render_line(self, y: int) -> Strip:
+        """The column titles on the first line, then the rows from the scroll position."""
+        width = self.size.width
+        widths = self.column_widths(width)
+        if y == 0:
+            titles = [(column.title, HEADER_STYLE) for column in self.COLUMNS]
+            return self._line(titles, widths, width)
+        index = int(self.scroll_y) + y - 1
+        if index >= len(self.rows):
+            return Strip.blank(width)
+        row = self.rows[index]
+        cells = [
+            (cell, self.cell_style(row, n, cell)) for n, cell in enumerate(self.row_cells(index))
+        ]
+        strip = self._line(cells, widths, width)
+        if index == self.cursor:
+            strip = strip.apply_style(CURSOR_STYLE if self.has_focus else CURSOR_UNFOCUSED_STYLE)
+        return strip
+
+    def _line(
+        self, cells: Sequence[tuple[str, Style | None]], widths: Sequence[int], width: int
+    ) -> Strip:
+        segments: list[Segment] = []
+        for column, (text, style), room in zip(self.COLUMNS, cells, widths, strict=True):
+            if not room:
+                continue
+            if segments:
+                segments.append(Segment(" "))
+            segments.append(Segment(fit_cell(text, room, column.right), style))
+        return Strip(segments).adjust_cell_length(width)
+
+    def on_focus(self) -> None:
+        """The cursor row shows the focus."""
+        self.refresh()
+
+    def on_blur(self) -> None:
+        """The cursor row shows the focus."""
+        self.refresh()
 
     def _body_height(self) -> int:
         return max(1, self.size.height - 1)
